@@ -1,0 +1,38 @@
+"""Test setup: 8 simulated CPU devices and full-precision matmuls, set before JAX is first imported."""
+
+import os
+
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
+os.environ.setdefault("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import importlib.util  # noqa: E402
+import pathlib  # noqa: E402
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+GOLDEN = pathlib.Path(__file__).parent / "golden"
+WEIGHTS_DIR = os.environ.get("JAXREENACT_WEIGHTS")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_torch = pytest.mark.skip(reason="PyTorch is not installed (pip install torch==2.13.0)")
+    skip_weights = pytest.mark.skip(
+        reason="real pretrained weights not available: set JAXREENACT_WEIGHTS to a folder of converted checkpoints"
+    )
+    for item in items:
+        if "torch" in item.keywords and not HAVE_TORCH:
+            item.add_marker(skip_torch)
+        if "weights" in item.keywords and not (WEIGHTS_DIR and os.path.isdir(WEIGHTS_DIR)):
+            item.add_marker(skip_weights)
+
+
+@pytest.fixture(scope="session")
+def golden_dir():
+    return GOLDEN
