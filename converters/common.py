@@ -77,9 +77,7 @@ class KeyMap:
             raise ConversionError(f"{self.source}: key {key!r} used twice (converter bug)")
         a = np.asarray(self.sd[key])
         if shape is not None and tuple(a.shape) != tuple(shape):
-            raise ConversionError(
-                f"{self.source}: key {key!r} has shape {tuple(a.shape)}, expected {tuple(shape)}"
-            )
+            raise ConversionError(f"{self.source}: key {key!r} has shape {tuple(a.shape)}, expected {tuple(shape)}")
         self.used.add(key)
         return a.astype(dtype) if dtype is not None else a
 

@@ -23,9 +23,7 @@ def rng():
     return np.random.default_rng(0)
 
 
-@pytest.mark.parametrize(
-    "stride,padding,groups,dilation", [(1, 1, 1, 1), (2, 1, 1, 1), (2, 3, 2, 1), (1, 2, 1, 2)]
-)
+@pytest.mark.parametrize("stride,padding,groups,dilation", [(1, 1, 1, 1), (2, 1, 1, 1), (2, 3, 2, 1), (1, 2, 1, 2)])
 def test_conv2d(rng, stride, padding, groups, dilation):
     x = rng.standard_normal((2, 13, 11, 4)).astype(np.float32)
     w = rng.standard_normal((6, 4 // groups, 3, 3)).astype(np.float32)
@@ -75,9 +73,7 @@ def test_max_pool(rng, k, s, p, ceil):
     np.testing.assert_array_equal(tl.max_pool2d(x, k, s, p, ceil), n(ref))
 
 
-@pytest.mark.parametrize(
-    "k,s,p,ceil,cip", [(7, 7, 0, False, True), (3, 2, 1, True, True), (3, 2, 1, False, False)]
-)
+@pytest.mark.parametrize("k,s,p,ceil,cip", [(7, 7, 0, False, True), (3, 2, 1, True, True), (3, 2, 1, False, False)])
 def test_avg_pool(rng, k, s, p, ceil, cip):
     x = rng.standard_normal((2, 14, 11, 3)).astype(np.float32)
     ref = F.avg_pool2d(t(x), k, s, p, ceil_mode=ceil, count_include_pad=cip)

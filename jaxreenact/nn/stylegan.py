@@ -37,9 +37,7 @@ class EqualLinear(nn.Module):
     @nn.compact
     def __call__(self, x):
         fan_in = x.shape[-1]
-        w = self.param(
-            "weight", lambda k, s: jax.random.normal(k, s) / self.lr_mul, (fan_in, self.out_features)
-        )
+        w = self.param("weight", lambda k, s: jax.random.normal(k, s) / self.lr_mul, (fan_in, self.out_features))
         y = x @ (w * (self.lr_mul / math.sqrt(fan_in)))
         if not self.use_bias:
             return y
