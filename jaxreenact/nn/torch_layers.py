@@ -73,7 +73,7 @@ class Linear(nn.Module):
         bound = 1.0 / math.sqrt(x.shape[-1])
         init = lambda k, s: jax.random.uniform(k, s, minval=-bound, maxval=bound)
         w = self.param("weight", init, (x.shape[-1], self.out_features))
-        y = x @ w
+        y = jnp.matmul(x, w)
         if self.use_bias:
             y = y + self.param("bias", init, (self.out_features,))
         return y

@@ -1,0 +1,81 @@
+"""Defaults shared by every training stage (METHOD.md 4.1-4.4: the authors' values unless noted).
+
+Not run directly: `configs/synthetic.py`, `configs/mixed.py` and `configs/paired.py` build on it.
+Weight paths point at *converted* checkpoints (directories written by `python -m converters.<name>`).
+"""
+
+import ml_collections
+
+
+def get_config(arg=None):
+    c = ml_collections.ConfigDict()
+    c.mode = "synthetic"  # synthetic | real_synthetic | paired
+    c.seed = 0
+    # Pose vector layout and shift units: voxceleb (yaw, pitch, roll, jaw, exp0..10) or ffhq (METHOD.md 2.3).
+    c.dataset_type = "voxceleb"
+    c.ranges_file = ""  # "" = the authors' ranges file for dataset_type, shipped in jaxreenact/resources
+    c.tiny = False  # True: small random-weight networks of the same kinds (CI, laptops); no weight files
+
+    c.weights = ml_collections.ConfigDict()
+    c.weights.generator = "weights/stylegan2-voxceleb"  # python -m converters.stylegan2
+    c.weights.deca = "weights/deca"  # python -m converters.deca
+    c.weights.arcface = "weights/arcface"  # python -m converters.arcface
+    c.weights.lpips = "weights/lpips"  # python -m converters.lpips
+    c.weights.e4e = "weights/e4e-voxceleb"  # python -m converters.e4e (real-image stages)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.truncation = 0.7  # applied after the shift, to every latent (METHOD.md 1.4)
+    c.model.num_layers_shift = 8  # W+ rows 0-7
+    c.model.learned_directions = 15
+    c.model.shift_scale = 6.0
+    # How DECA's 224 crop box is found on 256x256 faces. "fixed": the box of a centred face of the authors'
+    # framing (fast, jit-friendly). The authors run face-alignment on every image; see README for the trade-off.
+    c.model.deca_box = "fixed"
+    c.model.deca_box_size = 200.0  # "fixed": side (px) of the landmark box before DECA's 1.1 x 1.25 scaling
+    c.model.deca_box_center = (128.0, 140.0)  # "fixed": (x, y) centre in the 256x256 frame
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.identity = 10.0
+    c.loss.perceptual = 10.0
+    c.loss.shape = 1.0
+    c.loss.eye = 1.0
+    c.loss.mouth = 1.0
+    c.loss.pixel = 1.0  # paired stage only
+    c.loss.disentanglement_50 = True  # half of each batch moves one attribute only (METHOD.md 4.3)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 12  # global batch, sharded over the `data` mesh axis
+    c.train.steps = 100_000
+    c.train.lr = 1e-4
+    c.train.weight_decay = 5e-4
+    c.train.optimizer = "adam"  # adam: coupled L2 as torch.optim.Adam(weight_decay=...); adamw: decoupled
+    c.train.log_every = 10
+    c.train.checkpoint_every = 1000
+    c.train.eval_every = 1000
+    c.train.max_to_keep = 3
+    c.train.init_from = ""  # a converted A checkpoint or a previous stage's workdir to start from
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.num_pairs = 48  # fixed seeded validation pairs, all of them scored (the authors score sample [0])
+    c.eval.batch_size = 12
+    c.eval.grid_pairs = 4
+    c.eval.seed = 1234
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1  # -1: all devices on the data axis
+    c.dtype = "float32"  # compute dtype of the frozen networks: float32 | bfloat16
+    return c
+
+
+def tiny(c):
+    """Shrink a config to small random-weight networks that train on a 2-core CPU in minutes."""
+    c.tiny = True
+    c.train.batch_size = 4
+    c.train.steps = 50
+    c.train.log_every = 5
+    c.train.checkpoint_every = 25
+    c.train.eval_every = 25
+    c.eval.num_pairs = 4
+    c.eval.batch_size = 4
+    c.eval.grid_pairs = 2
+    return c

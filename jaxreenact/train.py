@@ -1,0 +1,54 @@
+"""Train the direction matrix A.
+
+    python -m jaxreenact.train --config=configs/synthetic.py --workdir=runs/synthetic
+    python -m jaxreenact.train --config=configs/synthetic.py:tiny --workdir=/tmp/tiny --config.train.steps=20
+
+Re-running with the same --workdir resumes from its last checkpoint. Multi-host runs call
+`jax.distributed.initialize()` (set JAXREENACT_DISTRIBUTED=1, or it is detected on Cloud TPU pods / Slurm).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxreenact.errors import UserError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file, e.g. configs/synthetic.py:tiny.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and images (resumes if present).")
+_NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Disable the progress bar.")
+
+
+def _maybe_distributed():
+    import jax
+
+    wanted = os.environ.get("JAXREENACT_DISTRIBUTED") == "1"
+    auto = "SLURM_NTASKS" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    tpu_pod = "TPU_WORKER_HOSTNAMES" in os.environ and "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    if wanted or auto or tpu_pod:
+        jax.distributed.initialize()
+
+
+def main(argv):
+    del argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if _CONFIG.value is None or _WORKDIR.value is None:
+        print("usage: python -m jaxreenact.train --config=configs/<stage>.py[:tiny] --workdir=DIR", file=sys.stderr)
+        return 2
+    _maybe_distributed()
+    from jaxreenact import trainer
+
+    try:
+        trainer.train(_CONFIG.value, _WORKDIR.value, progress=not _NO_PROGRESS.value)
+    except UserError as e:
+        print(f"error (jaxreenact.train): {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,100 @@
+"""Direction matrix A: golden parity (shift, shifted W+, rendered image), converter strictness, CLI round trip."""
+
+import numpy as np
+import pytest
+
+import goldens
+from jaxreenact import directions, weights
+from jaxreenact.errors import ConversionError
+
+torch = pytest.importorskip("torch", reason="converter tests need torch (pip install torch==2.13.0)")
+pytestmark = pytest.mark.torch
+
+NAME = "direction_matrix"
+
+
+@pytest.fixture(scope="module")
+def a_file(tmp_path_factory):
+    return goldens.write_checkpoint(NAME, tmp_path_factory.mktemp("A") / "A_matrix.pt")
+
+
+@pytest.fixture(scope="module")
+def a_model(a_file):
+    from converters import direction_matrix
+
+    return direction_matrix.load_torch(a_file)
+
+
+def test_shift_and_shifted_latent(a_model):
+    module, variables = a_model
+    inp, exp = goldens.inputs(NAME), goldens.expected(NAME)
+    shift = module.apply(variables, inp["dp"])
+    np.testing.assert_allclose(shift, exp["shift"], atol=1e-5, rtol=0)
+    shifted = directions.shift_wplus(inp["wplus"], shift)
+    np.testing.assert_allclose(shifted, exp["shifted_latent"], atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(np.asarray(shifted)[:, 8:], inp["wplus"][:, 8:])
+
+
+def test_rendered_image(a_model, tmp_path_factory):
+    from converters import stylegan2
+
+    g_file = goldens.write_checkpoint("stylegan2_vox256", tmp_path_factory.mktemp("g") / "g.pt")
+    g, g_vars = stylegan2.load_torch(g_file)
+    module, variables = a_model
+    inp, exp = goldens.inputs(NAME), goldens.expected(NAME)
+    avg = goldens.state_dict("stylegan2_vox256", "avg")["latent_avg"].numpy()[None]
+    shifted = directions.shift_wplus(inp["wplus"], module.apply(variables, inp["dp"]))
+    np.testing.assert_allclose(directions.truncate(shifted, avg, 0.7), exp["image_latent"], atol=1e-5, rtol=0)
+    img = g.apply(g_vars, shifted, truncation=0.7, truncation_latent=avg, input_is_latent=True)
+    np.testing.assert_allclose(goldens.nchw(img), exp["image"], atol=1e-4, rtol=0)
+
+
+def test_init_matches_authors():
+    import jax
+
+    m = directions.DirectionMatrix()
+    v = m.init(jax.random.key(0), np.zeros((1, 15), np.float32))["params"]["linear"]
+    assert v["weight"].shape == (15, 4096) and v["bias"].shape == (4096,)
+    assert abs(float(np.std(v["weight"])) - 0.03) < 0.002
+    assert float(np.max(np.abs(v["bias"]))) <= 1 / np.sqrt(15) and float(np.std(v["bias"])) > 0.1
+
+
+def test_cli_round_trip(a_file, a_model, tmp_path):
+    from converters import direction_matrix
+
+    direction_matrix.main([str(a_file), str(tmp_path / "A")])
+    module, variables, meta = weights.load(tmp_path / "A", with_metadata=True)
+    assert meta["shift_scale"] == 6.0 and len(meta["sources"]["A_matrix"]["sha256"]) == 64
+    dp = np.random.default_rng(1).uniform(-6, 6, (3, 15)).astype(np.float32)
+    np.testing.assert_allclose(module.apply(variables, dp), a_model[0].apply(a_model[1], dp), rtol=1e-6, atol=1e-6)
+
+
+def test_strict_keys(tmp_path):
+    sd = goldens.state_dict(NAME, "A")
+    base = {"learned_directions": 15, "shift_scale": 6.0, "w_plus": True, "num_layers_shift": 8}
+    from converters import direction_matrix
+
+    torch.save({"A_matrix": {**sd, "linear.extra": torch.zeros(3)}, **base}, tmp_path / "extra.pt")
+    with pytest.raises(ConversionError, match="linear.extra"):
+        direction_matrix.load_torch(tmp_path / "extra.pt")
+    torch.save({"A_matrix": {"linear.weight": sd["linear.weight"]}, **base}, tmp_path / "missing.pt")
+    with pytest.raises(ConversionError, match="linear.bias"):
+        direction_matrix.load_torch(tmp_path / "missing.pt")
+    torch.save({"A_matrix": {**sd, "linear.bias": torch.zeros(10)}, **base}, tmp_path / "shape.pt")
+    with pytest.raises(ConversionError, match="linear.bias"):
+        direction_matrix.load_torch(tmp_path / "shape.pt")
+    torch.save({"g_ema": {}}, tmp_path / "gen.pt")
+    with pytest.raises(ConversionError, match="not a direction-matrix"):
+        direction_matrix.load_torch(tmp_path / "gen.pt")
+    # The authors' trainer saves no shift_dim: accepted, 512 assumed.
+    torch.save({"A_matrix": sd, **base}, tmp_path / "trained.pt")
+    m, _ = direction_matrix.load_torch(tmp_path / "trained.pt")
+    assert m.shift_dim == 512 and m.num_layers == 8
+
+
+def test_missing_file_is_user_error(tmp_path):
+    from converters import direction_matrix
+    from jaxreenact.errors import UserError
+
+    with pytest.raises(UserError, match="not found"):
+        direction_matrix.load_torch(tmp_path / "nope.pt")
