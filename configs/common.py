@@ -55,6 +55,12 @@ def get_config(arg=None):
     c.train.max_to_keep = 3
     c.train.init_from = ""  # a converted A checkpoint or a previous stage's workdir to start from
 
+    c.data = ml_collections.ConfigDict()
+    c.data.tfds_dir = ""  # python -m jaxreenact.data.build --root DATASET_ROOT --out TFDS_DIR (real-data stages)
+    c.data.split = "train"
+    c.data.max_pairs = 2  # paired stage: source frames per video per epoch (METHOD.md 5)
+    c.data.fake_dir = ""  # tiny configs: where the made-up tree is built ("" = the system's temp folder)
+
     c.eval = ml_collections.ConfigDict()
     c.eval.num_pairs = 48  # fixed seeded validation pairs, all of them scored (the authors score sample [0])
     c.eval.batch_size = 12

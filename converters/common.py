@@ -7,10 +7,12 @@ import dataclasses
 import hashlib
 import os
 import pathlib
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import jaxreenact
@@ -168,3 +170,91 @@ def run_cli(
         convert(args)
 
     main()
+
+
+# ------------------------------------------------------------------------------ key-map helpers by naming rule
+def torch_key(names) -> str:
+    """Flax path names -> PyTorch key: `body_3`, `res_layer_5`, `fc1`, `weight` -> `body.3.res_layer.5.fc1.weight`."""
+    parts = []
+    for name in names:
+        m = re.fullmatch(r"(.+?)_(\d+)", name)
+        parts.append(f"{m[1]}.{m[2]}" if m else name)
+    return ".".join(parts)
+
+
+def torch_shape(flax_shape) -> tuple:
+    s = tuple(flax_shape)
+    if len(s) == 4:  # HWIO -> OIHW
+        return (s[3], s[2], s[0], s[1])
+    if len(s) == 2:  # [in, out] -> [out, in]
+        return (s[1], s[0])
+    return s
+
+
+def to_flax(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 4:
+        return np.ascontiguousarray(a.transpose(2, 3, 1, 0))
+    if a.ndim == 2:
+        return np.ascontiguousarray(a.T)
+    return a
+
+
+def fill(template, km: KeyMap, prefix: str = "", key_of=None):
+    """Variables shaped like `template` (from `jax.eval_shape(module.init, ...)`) taken from `km`, strictly.
+
+    `key_of(names) -> key | None` overrides the default `prefix + torch_key(names)`; None leaves the leaf to the
+    caller (it stays a ShapeDtypeStruct). BatchNorm `num_batches_tracked` siblings are accounted for if present.
+    """
+
+    def leaf(path, t):
+        names = [str(getattr(p, "key", p)) for p in path][1:]  # drop the collection
+        key = key_of(names) if key_of is not None else prefix + torch_key(names)
+        if key is None:
+            return t
+        a = to_flax(km.take(key, shape=torch_shape(t.shape)))
+        if names[-1] == "running_mean":
+            nbt = key[: -len("running_mean")] + "num_batches_tracked"
+            if km.has(nbt):
+                km.skip(nbt)
+        return a
+
+    return jax.tree_util.tree_map_with_path(leaf, template)
+
+
+def as_jax(variables):
+    return jax.tree.map(jnp.asarray, variables)
+
+
+def describe(obj: Any) -> str:
+    """A short guess of what a loaded file is, for 'wrong network' errors."""
+    if not isinstance(obj, Mapping):
+        return f"a {type(obj).__name__}, not a state dict"
+    keys = [str(k) for k in obj.keys()]
+    ks = set(keys)
+    if "g_ema" in ks:
+        return "a StyleGAN2 generator checkpoint (g_ema): use converters.stylegan2"
+    if "e" in ks or "state_dict" in ks:
+        return "an e4e/pSp checkpoint: use converters.e4e"
+    if "E_flame" in ks:
+        return "a DECA checkpoint: use converters.deca"
+    if any(k.startswith("styles.") for k in ks):
+        return "an e4e encoder state dict: use converters.e4e"
+    if "features.0.weight" in ks:
+        return "an AlexNet state dict: use converters.lpips"
+    if any(re.fullmatch(r"(lin)?\d\.(model\.)?1\.weight", k) for k in ks):
+        return "LPIPS linear heads: use converters.lpips"
+    if "output_layer.3.weight" in ks:
+        return "an IR-SE ArcFace state dict: use converters.arcface"
+    shown = ", ".join(repr(k) for k in keys[:6])
+    return f"an unknown checkpoint with keys {shown}{' ...' if len(keys) > 6 else ''}"
+
+
+def unwrap_state_dict(ckpt, path, what: str) -> dict:
+    """A bare state dict from a file that may wrap it in `state_dict` or prefix every key with `module.`."""
+    if isinstance(ckpt, dict) and "state_dict" in ckpt and isinstance(ckpt["state_dict"], dict):
+        ckpt = ckpt["state_dict"]
+    if not isinstance(ckpt, dict) or not ckpt:
+        raise ConversionError(f"{path}: not a {what} state dict (found {type(ckpt).__name__})")
+    if all(k.startswith("module.") for k in ckpt):
+        ckpt = {k[len("module.") :]: v for k, v in ckpt.items()}
+    return ckpt

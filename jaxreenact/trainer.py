@@ -123,8 +123,18 @@ def _replicate(tree, mesh):
     return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
-def train(config, workdir: str | os.PathLike, build_stage: Callable | None = None, progress: bool = True) -> Any:
-    """Train A as `config` says, checkpointing under `workdir`; returns the final TrainState."""
+def train(
+    config,
+    workdir: str | os.PathLike,
+    build_stage: Callable | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, TrainState], None] | None = None,
+) -> Any:
+    """Train A as `config` says, checkpointing under `workdir`; returns the final TrainState.
+
+    `on_step(done_steps, state)` is called after every step (after its checkpoint, if one was due), e.g. to stop
+    early from a notebook by raising.
+    """
     from jaxreenact import method  # late: keeps the loop importable without the networks
 
     workdir = pathlib.Path(workdir)
@@ -210,6 +220,8 @@ def train(config, workdir: str | os.PathLike, build_stage: Callable | None = Non
                 writer.scalars(done, {**{k: float(v) for k, v in metrics.items()}, "steps_per_s": rate})
             if done % config.train.checkpoint_every == 0 or done == total:
                 mgr.save(done, state)
+            if on_step is not None:
+                on_step(done, state)
         if config.train.eval_every:
             evaluate(val_step, state, frozen, stage.val_data, writer, total, config)
     finally:
@@ -221,9 +233,18 @@ def train(config, workdir: str | os.PathLike, build_stage: Callable | None = Non
 
 
 def evaluate(val_step, state, frozen, val_data, writer: MetricWriter, step: int, config) -> dict[str, float]:
-    """Validation on the fixed seeded pairs: mean of each per-sample metric, and a source|target|reenacted grid."""
-    per_sample, images = val_step(state.params, frozen, val_data)
-    means = {f"val/{k}": float(np.mean(np.asarray(v))) for k, v in per_sample.items()}
+    """Validation on the fixed seeded pairs (a list of batches), every sample scored: the mean of each per-sample
+    metric, and a source | target | reenacted grid of the first batch."""
+    scores: dict[str, list] = {}
+    images = None
+    for vb in val_data:
+        per_sample, imgs = val_step(state.params, frozen, vb)
+        images = imgs if images is None else images
+        valid = np.asarray(vb["valid"]) if isinstance(vb, dict) and "valid" in vb else None
+        for k, v in per_sample.items():
+            v = np.asarray(v)
+            scores.setdefault(k, []).append(v if valid is None else v[valid])
+    means = {f"val/{k}": float(np.mean(np.concatenate(v))) for k, v in scores.items()}
     writer.scalars(step, means)
     n = config.eval.grid_pairs
     rows = [np.asarray(images[k][:n]) for k in ("source", "target", "reenacted")]

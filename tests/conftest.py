@@ -15,6 +15,9 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+# Programs compiled once (e.g. a training step) are reused across tests and runs instead of recompiled.
+jax.config.update("jax_compilation_cache_dir", os.environ.get("JAXREENACT_TEST_CACHE", "/tmp/jaxreenact-jax-cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 GOLDEN = pathlib.Path(__file__).parent / "golden"

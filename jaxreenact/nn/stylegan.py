@@ -11,6 +11,8 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 SQRT2 = math.sqrt(2.0)
 
@@ -47,3 +49,230 @@ class EqualLinear(nn.Module):
         if self.activation is not None:
             raise ValueError(f"unknown activation {self.activation!r}")
         return y + b
+
+
+# --------------------------------------------------------------------------------------------------------------
+# FIR filtering (`op/upfirdn2d.py`), pixel norm, modulated convolution and the synthesis blocks (`model.py`).
+# --------------------------------------------------------------------------------------------------------------
+
+BLUR_KERNEL = (1, 3, 3, 1)
+DEMOD_EPS = 1e-8
+PIXEL_NORM_EPS = 1e-8
+
+
+def pixel_norm(x, eps: float = PIXEL_NORM_EPS):
+    """`PixelNorm`: x * rsqrt(mean(x**2, channels) + 1e-8); x: [..., C]."""
+    return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
+def make_kernel(k) -> np.ndarray:
+    """`make_kernel`: a 1-D FIR k becomes outer(k, k); normalized to sum 1. Returns a float32 numpy [kh, kw]."""
+    k = np.asarray(k, np.float64)
+    if k.ndim == 1:
+        k = np.outer(k, k)
+    return (k / k.sum()).astype(np.float32)
+
+
+def _separable(kernel: np.ndarray):
+    """(a, b) with outer(a, b) == kernel to float32 rounding, or None. [1,3,3,1]-type kernels factor exactly."""
+    a, b, s = kernel.sum(1), kernel.sum(0), kernel.sum()
+    if s == 0:
+        return None
+    a, b = a.astype(np.float32), (b / s).astype(np.float32)
+    return (a, b) if np.allclose(np.outer(a, b), kernel, rtol=1e-6, atol=1e-9) else None
+
+
+def _fir_taps(x, kernel: np.ndarray):
+    """Valid 2-D true convolution of x [N,H,W,C] with a constant kernel as a sum of shifted slices.
+
+    Same result as a depthwise `conv_general_dilated` with the flipped kernel, but XLA fuses the taps into one
+    elementwise loop (XLA:CPU's grouped/depthwise convolution is slow). Separable kernels take two 1-D passes.
+    """
+    kflip = kernel[::-1, ::-1]
+    kh, kw = kflip.shape
+    oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    sep = _separable(kflip)
+    if sep is not None:
+        a, b = sep
+        y = sum(float(a[i]) * x[:, i : i + oh] for i in range(kh) if a[i] != 0)
+        return sum(float(b[j]) * y[:, :, j : j + ow] for j in range(kw) if b[j] != 0)
+    return sum(
+        float(kflip[i, j]) * x[:, i : i + oh, j : j + ow] for i in range(kh) for j in range(kw) if kflip[i, j] != 0
+    )
+
+
+def _fir_conv(x, kernel: np.ndarray):
+    """The same filter as `_fir_taps` as a depthwise convolution (feature_group_count = C)."""
+    c = x.shape[-1]
+    w = jnp.asarray(np.ascontiguousarray(kernel[::-1, ::-1]), x.dtype)[:, :, None, None]
+    w = jnp.tile(w, (1, 1, 1, c))
+    return lax.conv_general_dilated(
+        x, w, (1, 1), ((0, 0), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c
+    )
+
+
+def upfirdn2d(x, kernel, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0), impl: str = "taps"):
+    """`upfirdn2d(input, kernel, up, down, pad)` in NHWC: zero-insert upsample, pad, FIR (true convolution), downsample.
+
+    x: [N, H, W, C]; kernel: a constant [kh, kw] (numpy); pad = (pad0, pad1) on both spatial axes (negative crops).
+    Upsampling puts up-1 zeros after every sample, the last one included, as upstream's reshape does.
+    Output: [N, (H*up + pad0 + pad1 - kh)//down + 1, ..., C]. `impl`: "taps" (default) or "conv" (depthwise).
+    """
+    kernel = np.asarray(kernel, np.float32)
+    p0, p1 = pad
+    zero = jnp.zeros((), x.dtype)
+    cfg = ((0, 0, 0), (p0, p1 + up - 1, up - 1), (p0, p1 + up - 1, up - 1), (0, 0, 0))
+    x = lax.pad(x, zero, cfg)
+    y = _fir_taps(x, kernel) if impl == "taps" else _fir_conv(x, kernel)
+    if down > 1:
+        y = y[:, ::down, ::down]
+    return y
+
+
+def blur(x, blur_kernel=BLUR_KERNEL, pad: tuple[int, int] = (1, 1), upsample_factor: int = 1):
+    """`Blur(kernel, pad, upsample_factor)`: upfirdn2d with make_kernel(k) * factor**2. x: [N,H,W,C]."""
+    k = make_kernel(blur_kernel)
+    if upsample_factor > 1:
+        k = k * (upsample_factor**2)
+    return upfirdn2d(x, k, pad=pad)
+
+
+def upsample(x, blur_kernel=BLUR_KERNEL, factor: int = 2):
+    """`Upsample(kernel, factor)` (ToRGB skip): up=factor, kernel * factor**2, pads ((p+1)//2+factor-1, p//2).
+
+    x: [N, H, W, C] -> [N, factor*H, factor*W, C]; with [1,3,3,1] and factor 2 the pads are (2, 1).
+    """
+    k = make_kernel(blur_kernel) * (factor**2)
+    p = k.shape[0] - factor
+    return upfirdn2d(x, k, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
+
+
+def _dtype(name):
+    return jnp.dtype(name)
+
+
+class ModulatedConv2d(nn.Module):
+    """`ModulatedConv2d(in, out, k, style_dim, demodulate, upsample, blur_kernel)` in its non-fused form.
+
+    Instead of one grouped convolution with per-sample weights, the input is scaled by the style, convolved with
+    the shared weight, and the output multiplied by the demodulation coefficients: the same math, and it shards
+    over the batch with no collectives. x: [N, H, W, in], style: [N, style_dim] -> [N, H', W', out]
+    (H' = 2H when `upsample`). `weight` is stored HWIO [k, k, in, out] (upstream [1, out, in, k, k]), unscaled.
+    Upsampling: transposed conv (stride 2, pad 0) == input-dilated conv of the flipped kernel with pads k-1,
+    then Blur(pad (1,1), kernel * 4).
+    """
+
+    out_channels: int
+    kernel_size: int = 3
+    demodulate: bool = True
+    upsample: bool = False
+    blur_kernel: tuple = BLUR_KERNEL
+    dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, x, style):
+        cin, k = x.shape[-1], self.kernel_size
+        w = self.param("weight", nn.initializers.normal(1.0), (k, k, cin, self.out_channels))
+        s = EqualLinear(cin, bias_init=1.0, name="modulation")(style)  # [N, in], float32
+        wk = w * (1.0 / math.sqrt(cin * k * k))
+        cdt = _dtype(self.dtype)
+        x = x.astype(cdt) * s[:, None, None, :].astype(cdt)
+        if self.upsample:
+            y = lax.conv_general_dilated(
+                x,
+                wk[::-1, ::-1].astype(cdt),
+                (1, 1),
+                ((k - 1, k - 1), (k - 1, k - 1)),
+                lhs_dilation=(2, 2),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+        else:
+            y = lax.conv_general_dilated(
+                x, wk.astype(cdt), (1, 1), ((k // 2, k // 2),) * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+        if self.demodulate:
+            # sum_{kh,kw,in} (scale * W * s)^2 = s^2 @ sum_{kh,kw} (scale * W)^2, per sample and output channel.
+            wsq = jnp.sum(jnp.square(wk), axis=(0, 1))  # [in, out]
+            d = lax.rsqrt(jnp.matmul(jnp.square(s), wsq, precision=lax.Precision.HIGHEST) + DEMOD_EPS)
+            y = y * d[:, None, None, :].astype(cdt)
+        if self.upsample:
+            p = (len(self.blur_kernel) - 2) - (k - 1)
+            y = blur(y, self.blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
+        return y
+
+
+class NoiseInjection(nn.Module):
+    """`NoiseInjection`: x + weight * noise, `weight` a scalar parameter (shape [1], init 0); noise [1|N, H, W, 1]."""
+
+    @nn.compact
+    def __call__(self, x, noise):
+        w = self.param("weight", nn.initializers.zeros, (1,))
+        return x + (w * noise).astype(x.dtype)
+
+
+class FusedLeakyReLU(nn.Module):
+    """`FusedLeakyReLU(channels)`: fused_leaky_relu(x, bias) with its own per-channel `bias` (init 0)."""
+
+    @nn.compact
+    def __call__(self, x):
+        b = self.param("bias", nn.initializers.zeros, (x.shape[-1],))
+        return fused_leaky_relu(x, b.astype(x.dtype))
+
+
+class ConstantInput(nn.Module):
+    """`ConstantInput(channels, size=4)`: the learned `input` [1, 4, 4, C] (upstream [1, C, 4, 4]) over the batch."""
+
+    channels: int
+    size: int = 4
+
+    @nn.compact
+    def __call__(self, batch: int):
+        c = self.param("input", nn.initializers.normal(1.0), (1, self.size, self.size, self.channels))
+        return jnp.broadcast_to(c, (batch, *c.shape[1:]))
+
+
+class StyledConv(nn.Module):
+    """`StyledConv`: modulated conv (`conv`) -> noise (`noise`) -> bias + leaky ReLU x sqrt(2) (`activate`).
+
+    x: [N, H, W, in], style: [N, style_dim], noise: [1, H', W', 1] -> [N, H', W', out].
+    """
+
+    out_channels: int
+    kernel_size: int = 3
+    upsample: bool = False
+    blur_kernel: tuple = BLUR_KERNEL
+    demodulate: bool = True
+    dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, x, style, noise):
+        y = ModulatedConv2d(
+            self.out_channels,
+            self.kernel_size,
+            self.demodulate,
+            self.upsample,
+            self.blur_kernel,
+            self.dtype,
+            name="conv",
+        )(x, style)
+        y = NoiseInjection(name="noise")(y, noise)
+        return FusedLeakyReLU(name="activate")(y)
+
+
+class ToRGB(nn.Module):
+    """`ToRGB`: 1x1 modulated conv without demodulation (`conv`) + `bias` [3] (upstream [1,3,1,1]) + upsampled skip.
+
+    x: [N, H, W, in], style: [N, style_dim], skip: [N, H/2, W/2, 3] or None -> [N, H, W, 3].
+    """
+
+    upsample: bool = True
+    blur_kernel: tuple = BLUR_KERNEL
+    dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, x, style, skip=None):
+        y = ModulatedConv2d(3, 1, demodulate=False, dtype=self.dtype, name="conv")(x, style)
+        y = y + self.param("bias", nn.initializers.zeros, (3,)).astype(y.dtype)
+        if skip is not None:
+            y = y + upsample(skip.astype(y.dtype), self.blur_kernel)
+        return y

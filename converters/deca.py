@@ -1,0 +1,526 @@
+"""Convert DECA's coarse model (`deca_model.tar` → `E_flame`) and FLAME's files to a jaxreenact `DECA` module.
+
+Inputs (the user's own downloads, see README):
+* `deca_model.tar`: `{'E_flame': state_dict, 'E_detail': ..., 'D_detail': ...}`. Only `E_flame` is used (strict
+  key accounting); `E_detail`/`D_detail` (the detail branch) are never used by this method and are ignored on purpose.
+* `generic_model.pkl` (FLAME 2020): a py2-era pickle with chumpy objects and a scipy sparse `J_regressor`. Read by
+  `load_flame` with a *restricted* unpickler: only numpy array/dtype/scalar reconstruction, a few builtins, and inert
+  stand-ins for `chumpy.ch.Ch` and `scipy.sparse` csc/csr matrices are admitted. Any other class or function named in
+  the file is refused with a `UserError` before anything is called, so a tampered download cannot run code.
+  Neither chumpy nor scipy is imported.
+* `landmark_embedding.npy`: a pickled dict inside a `.npy`; its dynamic entries are torch tensors. Read by
+  `load_landmark_embedding` with the same restricted unpickler (never `np.load(allow_pickle=True)`); the tensors are
+  rebuilt as numpy arrays without torch from their serialized bytes.
+
+CLI: `python -m converters.deca DECA_TAR FLAME_PKL LMK_NPY DST`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import pathlib
+import pickle
+import struct
+from collections import OrderedDict
+from typing import Any
+
+import jax
+import numpy as np
+
+from converters.common import KeyMap, check_tree, save_converted, to_numpy, torch_load
+from jaxreenact.errors import ConversionError, UserError
+from jaxreenact.models.deca import DECA, PARAM_SPLIT
+from jaxreenact.models.resnet import RESNET50_LAYERS
+
+N_SHAPE, N_EXP, EXP_OFFSET = 100, 50, 300
+# The detail branch (never used by this method) and what DECA's own trainer adds to its checkpoints.
+IGNORED_TOP_LEVEL = {"E_detail", "D_detail", "opt", "global_step", "batch_size"}
+_NP_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's own `_reconstruct` (numpy.core or numpy._core)
+_NP_SCALAR = np.float64(0).__reduce__()[0]  # numpy's own `scalar`
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Restricted unpickling
+# ----------------------------------------------------------------------------------------------------------------
+class _StandIn:
+    """Base of the inert objects that replace foreign classes; they only store the pickled state."""
+
+    def __init__(self, *args):
+        self._args = args
+        self.state: Any = None
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+class ChStandIn(_StandIn):
+    """`chumpy.ch.Ch`: its state dict's `'x'` is the array value."""
+
+    def value(self) -> np.ndarray:
+        if not isinstance(self.state, dict) or "x" not in self.state:
+            raise UserError("a chumpy object in the file has no 'x' array in its state")
+        return _plain(self.state["x"])
+
+
+class SparseStandIn(_StandIn):
+    """`scipy.sparse` csc/csr matrix, rebuilt as a dense array from (data, indices, indptr, shape)."""
+
+    fmt = "csc"
+
+    def value(self) -> np.ndarray:
+        s = self.state if isinstance(self.state, dict) else {}
+        try:
+            shape = tuple(int(v) for v in s.get("_shape", s.get("shape")))
+            data, indices, indptr = (np.asarray(_plain(s[k])) for k in ("data", "indices", "indptr"))
+        except (KeyError, TypeError) as e:
+            raise UserError(f"a scipy sparse matrix in the file has an unexpected state ({e})") from None
+        fmt = s.get("format", self.fmt)
+        fmt = fmt.decode("latin1") if isinstance(fmt, bytes) else fmt
+        out = np.zeros(shape, data.dtype)
+        major = 1 if fmt == "csc" else 0  # csc: indptr runs over columns
+        for j in range(shape[major]):
+            sl = slice(int(indptr[j]), int(indptr[j + 1]))
+            if major == 1:
+                np.add.at(out, (indices[sl], j), data[sl])
+            else:
+                np.add.at(out, (j, indices[sl]), data[sl])
+        return out
+
+
+class CscStandIn(SparseStandIn):
+    fmt = "csc"
+
+
+class CsrStandIn(SparseStandIn):
+    fmt = "csr"
+
+
+class _TorchStorage:
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+
+_TORCH_DTYPES = {
+    "DoubleStorage": np.float64,
+    "FloatStorage": np.float32,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
+
+
+class _StorageType:
+    def __init__(self, name: str):
+        self.name = name
+        self.dtype = np.dtype(_TORCH_DTYPES[name])
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
+    """`torch._utils._rebuild_tensor_v2` without torch: a numpy view of the storage (copied)."""
+    if not isinstance(storage, _TorchStorage):
+        raise UserError("a torch tensor in the file does not reference a storage")
+    arr = storage.array
+    item = arr.itemsize
+    try:
+        off, size, stride = int(storage_offset), tuple(int(v) for v in size), tuple(int(v) for v in stride)
+    except (TypeError, ValueError):
+        raise UserError("a torch tensor in the file has a malformed size/stride") from None
+    # bounds check before as_strided (which would otherwise read outside the buffer)
+    last = off + sum((n - 1) * st for n, st in zip(size, stride) if n > 0)
+    if (
+        len(size) != len(stride)
+        or off < 0
+        or any(n < 0 for n in size)
+        or any(st < 0 for st in stride)
+        or (all(n > 0 for n in size) and last >= arr.size)
+    ):
+        raise UserError("a torch tensor in the file reaches outside its storage (corrupt or malicious file)")
+    if len(size) == 0:
+        return arr[off].copy()
+    if any(n == 0 for n in size):
+        return np.zeros(size, arr.dtype)
+    view = np.lib.stride_tricks.as_strided(
+        arr[off:], shape=size, strides=tuple(st * item for st in stride), writeable=False
+    )
+    return np.array(view)
+
+
+def _load_storage_bytes(b: bytes):
+    """`torch.storage._load_from_bytes` without torch: parse the legacy `torch.save` stream of one storage."""
+    if not isinstance(b, bytes | bytearray):
+        raise UserError("a torch storage in the file is not stored as bytes")
+    f = io.BytesIO(bytes(b))
+    try:
+        magic = _Restricted(f, torch_storage=False).load()
+        if magic != 0x1950A86A20F9469CFC6C:
+            raise UserError("a torch storage in the file uses an unknown serialization (not the legacy format)")
+        _Restricted(f, torch_storage=False).load()  # protocol version
+        info = _Restricted(f, torch_storage=False).load()
+        if isinstance(info, dict) and not info.get("little_endian", True):
+            raise UserError("a torch storage in the file is big-endian")
+        records: dict[str, tuple[_StorageType, int, Any]] = {}
+
+        def persistent_load(pid):
+            if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
+                raise UserError(f"a torch storage in the file has an unexpected persistent id {pid!r:.80}")
+            _, stype, key, _loc, numel = pid[:5]
+            view = pid[5] if len(pid) > 5 else None
+            records[key] = (stype, int(numel), view)
+            return ("__storage__", key)
+
+        result = _Restricted(f, torch_storage=False, persistent=persistent_load).load()
+        keys = _Restricted(f, torch_storage=False).load()
+        arrays = {}
+        for key in keys:
+            stype, numel, _ = records[key]
+            (n,) = struct.unpack("<q", f.read(8))
+            if n != numel:
+                raise UserError("a torch storage in the file is truncated or inconsistent")
+            raw = f.read(n * stype.dtype.itemsize)
+            if len(raw) != n * stype.dtype.itemsize:
+                raise UserError("a torch storage in the file is truncated")
+            arrays[key] = np.frombuffer(raw, dtype=stype.dtype.newbyteorder("<")).astype(stype.dtype)
+    except (pickle.UnpicklingError, EOFError, struct.error, KeyError, ValueError) as e:
+        raise UserError(f"could not read a torch storage embedded in the file ({type(e).__name__}: {e})") from None
+    if not (isinstance(result, tuple) and result[:1] == ("__storage__",)):
+        raise UserError("a torch storage blob in the file does not hold a storage")
+    key = result[1]
+    view = records[key][2]
+    arr = arrays[key]
+    if view is not None:  # (view_key, offset, size)
+        arr = arr[int(view[1]) : int(view[1]) + int(view[2])]
+    return _TorchStorage(arr)
+
+
+def _safe_reconstructor(cls, base, state):
+    """`copy_reg._reconstructor` restricted to the stand-ins (object.__new__ only)."""
+    if not (isinstance(cls, type) and issubclass(cls, _StandIn)) or base is not object:
+        raise UserError(f"refusing copy_reg._reconstructor for {cls!r}")
+    obj = cls()
+    if state is not None:
+        obj.__setstate__(state)
+    return obj
+
+
+_NUMPY_MODULES = {"numpy.core.multiarray", "numpy._core.multiarray"}
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    **{(m, "_reconstruct"): _NP_RECONSTRUCT for m in _NUMPY_MODULES},
+    **{(m, "scalar"): _NP_SCALAR for m in _NUMPY_MODULES},
+    ("__builtin__", "set"): set,
+    ("builtins", "set"): set,
+    ("__builtin__", "frozenset"): frozenset,
+    ("builtins", "frozenset"): frozenset,
+    ("collections", "OrderedDict"): OrderedDict,
+    ("copy_reg", "_reconstructor"): _safe_reconstructor,
+    ("copyreg", "_reconstructor"): _safe_reconstructor,
+    ("__builtin__", "object"): object,
+    ("builtins", "object"): object,
+    ("chumpy.ch", "Ch"): ChStandIn,
+    **{(m, "csc_matrix"): CscStandIn for m in ("scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse")},
+    **{(m, "csr_matrix"): CsrStandIn for m in ("scipy.sparse.csr", "scipy.sparse._csr", "scipy.sparse")},
+}
+_TORCH_ALLOWED: dict[tuple[str, str], Any] = {
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
+}
+
+
+class _Restricted(pickle.Unpickler):
+    """An unpickler that resolves only allow-listed globals; everything else is refused before it is called.
+
+    Numpy's own reconstruction functions are admitted (they build arrays, dtypes and scalars and call nothing
+    else); chumpy and scipy classes become inert stand-ins; torch tensors are rebuilt by our own parser.
+    `torch_storage=False` (inside a storage blob) admits the torch storage *types* only, as markers.
+    """
+
+    def __init__(self, file, *, torch_storage: bool = True, source: str = "pickle", persistent=None):
+        super().__init__(file, encoding="latin1")
+        self._torch = torch_storage
+        self._source = source
+        self._persistent = persistent
+
+    def find_class(self, module: str, name: str):
+        key = (module, name)
+        if key in _ALLOWED:
+            return _ALLOWED[key]
+        if self._torch and key in _TORCH_ALLOWED:
+            return _TORCH_ALLOWED[key]
+        if not self._torch and module == "torch" and name in _TORCH_DTYPES:
+            return _StorageType(name)
+        raise UserError(
+            f"{self._source}: refusing to unpickle {module}.{name}: not a class a FLAME/DECA file needs "
+            "(only numpy arrays, chumpy arrays and scipy sparse matrices are allowed). The file may be corrupt "
+            "or malicious; download it again from the official site."
+        )
+
+    def persistent_load(self, pid):
+        if self._persistent is not None:
+            return self._persistent(pid)
+        raise UserError(f"{self._source}: unexpected persistent id in the pickle ({pid!r:.60})")
+
+
+def safe_unpickle(data: bytes | io.BufferedIOBase, source: str = "pickle") -> Any:
+    """Unpickle `data` (bytes or a binary file) with the restricted unpickler; never runs foreign code."""
+    f = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    try:
+        return _Restricted(f, source=source).load()
+    except UserError:
+        raise
+    except Exception as e:  # a damaged file raises many types
+        raise UserError(f"{source}: not a readable pickle ({type(e).__name__}: {str(e)[:160]})") from None
+
+
+def _plain(obj):
+    """Resolve stand-ins to arrays, recursively through containers."""
+    if isinstance(obj, ChStandIn | SparseStandIn):
+        return obj.value()
+    if isinstance(obj, dict):
+        return {(k.decode("latin1") if isinstance(k, bytes) else k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_plain(v) for v in obj)
+    if isinstance(obj, np.ndarray) and obj.dtype == object:
+        return np.array([_plain(v) for v in obj.ravel()], dtype=object).reshape(obj.shape)
+    return obj
+
+
+def _check_file(path, what: str) -> pathlib.Path:
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: {what} not found")
+    if not path.is_file():
+        raise UserError(f"{path}: expected the {what} file, found a directory")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# FLAME files
+# ----------------------------------------------------------------------------------------------------------------
+FLAME_KEYS = ("f", "v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table")
+
+
+def load_flame(path) -> dict[str, Any]:
+    """Read a FLAME `generic_model.pkl` safely (no chumpy, no scipy, no foreign code) → dict of numpy arrays.
+
+    Handles the original py2/chumpy file (protocol 2, latin1 strings, `chumpy.ch.Ch`, `scipy.sparse.csc`) and
+    modern re-saves (protocol 4, numpy ≥ 2 module paths, real `scipy.sparse` matrices). `J_regressor` comes back
+    dense. Raises `UserError` for a refused class, a damaged file or a missing key.
+    """
+    path = _check_file(path, "FLAME model (generic_model.pkl)")
+    with open(path, "rb") as fh:
+        obj = safe_unpickle(fh, source=str(path))
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: not a FLAME model (the pickle holds a {type(obj).__name__}, not a dict)")
+    model = _plain(obj)
+    missing = [k for k in FLAME_KEYS if k not in model]
+    if missing:
+        raise UserError(f"{path}: not a FLAME model, missing key(s) {missing}")
+    out = {}
+    for k, v in model.items():
+        out[k] = np.asarray(v) if isinstance(v, np.ndarray | list) else v
+    for k in FLAME_KEYS:
+        if not isinstance(out[k], np.ndarray) or out[k].dtype == object:
+            raise UserError(f"{path}: FLAME key {k!r} is not a numeric array")
+    v = out["v_template"].shape[0]
+    expect = {
+        "v_template": (v, 3),
+        "f": (None, 3),
+        "weights": (v, None),
+        "kintree_table": (2, None),
+        "J_regressor": (None, v),
+    }
+    for k, shp in expect.items():
+        s = out[k].shape
+        if len(s) != len(shp) or any(e is not None and e != g for e, g in zip(shp, s)):
+            raise UserError(f"{path}: FLAME key {k!r} has shape {s}, expected {shp} (None = any)")
+    if out["shapedirs"].shape[:2] != (v, 3) or out["shapedirs"].shape[2] < EXP_OFFSET + N_EXP:
+        raise UserError(
+            f"{path}: FLAME shapedirs has shape {out['shapedirs'].shape}; DECA needs [V, 3, >= 350] "
+            "(FLAME 2020 generic_model.pkl has 400 components)"
+        )
+    return out
+
+
+LMK_KEYS = (
+    "static_lmk_faces_idx",
+    "static_lmk_bary_coords",
+    "dynamic_lmk_faces_idx",
+    "dynamic_lmk_bary_coords",
+    "full_lmk_faces_idx",
+    "full_lmk_bary_coords",
+)
+
+
+def load_landmark_embedding(path) -> dict[str, np.ndarray]:
+    """Read DECA's `landmark_embedding.npy` (a pickled dict in a .npy) safely; torch tensors become numpy arrays.
+
+    The payload is read with the restricted unpickler instead of `np.load(allow_pickle=True)` (which would run any
+    pickle). Torch is not needed.
+    """
+    path = _check_file(path, "FLAME landmark embedding (landmark_embedding.npy)")
+    with open(path, "rb") as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+        except ValueError as e:
+            raise UserError(f"{path}: not a .npy file ({e})") from None
+        if np.dtype(dtype).kind != "O":
+            raise UserError(f"{path}: expected a pickled dict in the .npy (dtype object), found dtype {dtype}")
+        arr = safe_unpickle(fh, source=str(path))
+    obj = arr[()] if isinstance(arr, np.ndarray) and arr.shape == () else arr
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a dict of landmark arrays, found {type(obj).__name__}")
+    obj = _plain(obj)
+    missing = [k for k in LMK_KEYS if k not in obj]
+    if missing:
+        raise UserError(f"{path}: not DECA's landmark_embedding.npy, missing key(s) {missing}")
+    return {k: np.asarray(obj[k]) for k in LMK_KEYS}
+
+
+def flame_buffers(flame: dict, lmk: dict, source: str = "FLAME") -> dict[str, np.ndarray]:
+    """DECA's FLAME buffers from the raw FLAME model and landmark embedding (shapedirs :100 ++ 300:350)."""
+    sd = flame["shapedirs"].astype(np.float32)
+    shapedirs = np.concatenate([sd[:, :, :N_SHAPE], sd[:, :, EXP_OFFSET : EXP_OFFSET + N_EXP]], axis=2)
+    posedirs = flame["posedirs"]
+    posedirs = np.reshape(posedirs, [-1, posedirs.shape[-1]]).T.astype(np.float32)
+    f = flame["f"].astype(np.int64)
+    n_faces = f.shape[0]
+    out = {
+        "v_template": flame["v_template"].astype(np.float32),
+        "shapedirs": shapedirs,
+        "posedirs": posedirs,
+        "J_regressor": np.asarray(flame["J_regressor"]).astype(np.float32),
+        "lbs_weights": flame["weights"].astype(np.float32),
+        "faces": f.astype(np.int32),
+        "lmk_faces_idx": lmk["static_lmk_faces_idx"].astype(np.int64).reshape(-1).astype(np.int32),
+        "lmk_bary_coords": lmk["static_lmk_bary_coords"].astype(np.float32).reshape(-1, 3),
+        "dynamic_lmk_faces_idx": lmk["dynamic_lmk_faces_idx"].astype(np.int64).astype(np.int32),
+        "dynamic_lmk_bary_coords": lmk["dynamic_lmk_bary_coords"].astype(np.float32),
+        "full_lmk_faces_idx": lmk["full_lmk_faces_idx"].astype(np.int64).reshape(-1).astype(np.int32),
+        "full_lmk_bary_coords": lmk["full_lmk_bary_coords"].astype(np.float32).reshape(-1, 3),
+    }
+    for k in ("lmk_faces_idx", "dynamic_lmk_faces_idx", "full_lmk_faces_idx"):
+        if out[k].size and (out[k].min() < 0 or out[k].max() >= n_faces):
+            raise UserError(f"{source}: landmark {k} indexes faces outside [0, {n_faces}): wrong FLAME version?")
+    if out["dynamic_lmk_faces_idx"].shape[0] != 79:
+        raise UserError(f"{source}: dynamic_lmk_faces_idx has {out['dynamic_lmk_faces_idx'].shape[0]} rows, not 79")
+    return out
+
+
+def flame_parents(flame: dict) -> tuple[int, ...]:
+    parents = [int(p) for p in np.asarray(flame["kintree_table"])[0]]
+    parents[0] = -1
+    return tuple(parents)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# E_flame
+# ----------------------------------------------------------------------------------------------------------------
+def _conv(km: KeyMap, key: str) -> dict:
+    return {"weight": np.ascontiguousarray(km.take(key + ".weight").transpose(2, 3, 1, 0))}
+
+
+def _bn(km: KeyMap, key: str, params: dict, buffers: dict, name: str) -> None:
+    params[name] = {"weight": km.take(key + ".weight"), "bias": km.take(key + ".bias")}
+    buffers[name] = {"running_mean": km.take(key + ".running_mean"), "running_var": km.take(key + ".running_var")}
+    if km.has(key + ".num_batches_tracked"):
+        km.skip(key + ".num_batches_tracked")
+
+
+def convert_e_flame(state_dict: dict, source: str) -> tuple[dict, dict]:
+    """E_flame state dict → (params, buffers) of `ResnetEncoder` (strict: every key used, none missing)."""
+    km = KeyMap(state_dict, source)
+    enc_p, enc_b = {"conv1": _conv(km, "encoder.conv1")}, {}
+    _bn(km, "encoder.bn1", enc_p, enc_b, "bn1")
+    for stage, blocks in enumerate(RESNET50_LAYERS, start=1):
+        for i in range(blocks):
+            pre, name = f"encoder.layer{stage}.{i}", f"layer{stage}_{i}"
+            bp, bb = {}, {}
+            for j in (1, 2, 3):
+                bp[f"conv{j}"] = _conv(km, f"{pre}.conv{j}")
+                _bn(km, f"{pre}.bn{j}", bp, bb, f"bn{j}")
+            if i == 0:
+                bp["downsample_0"] = _conv(km, f"{pre}.downsample.0")
+                _bn(km, f"{pre}.downsample.1", bp, bb, "downsample_1")
+            enc_p[name], enc_b[name] = bp, bb
+    head = {}
+    for i in (0, 2):
+        head[f"layers_{i}"] = {
+            "weight": np.ascontiguousarray(km.take(f"layers.{i}.weight").T),
+            "bias": km.take(f"layers.{i}.bias"),
+        }
+    km.finish()
+    return {"encoder": enc_p, **head}, {"encoder": enc_b}
+
+
+def load_torch(deca_model_tar, flame_pkl, landmark_embedding_npy, return_info: bool = False):
+    """Read DECA's `deca_model.tar` (E_flame, strict) and FLAME's files → `(DECA module, variables)`."""
+    ckpt = torch_load(_check_file(deca_model_tar, "DECA model (deca_model.tar)"), "DECA model (deca_model.tar)")
+    if not isinstance(ckpt, dict) or "E_flame" not in ckpt:
+        keys = list(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ConversionError(f"{deca_model_tar}: not DECA's deca_model.tar (no 'E_flame' entry; found {keys})")
+    unknown = sorted(set(ckpt) - {"E_flame"} - IGNORED_TOP_LEVEL)
+    if unknown:
+        raise ConversionError(f"{deca_model_tar}: unexpected top-level key(s) {unknown}")
+    ignored = sorted(set(ckpt) & IGNORED_TOP_LEVEL)
+    params, buffers = convert_e_flame(to_numpy(ckpt["E_flame"], str(deca_model_tar)), f"{deca_model_tar}['E_flame']")
+    flame = load_flame(flame_pkl)
+    lmk = load_landmark_embedding(landmark_embedding_npy)
+    fb = flame_buffers(flame, lmk, str(flame_pkl))
+    module = DECA(
+        n_vertices=int(fb["v_template"].shape[0]), n_faces=int(fb["faces"].shape[0]), parents=flame_parents(flame)
+    )
+    variables = {"params": {"E_flame": params}, "buffers": {"E_flame": buffers, "flame": fb}}
+    template = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, 224, 224, 3), np.float32))
+    check_tree(template, variables, f"{deca_model_tar} + {flame_pkl}")
+    info = {
+        "ignored": ignored,
+        "param_split": dict(PARAM_SPLIT),
+        "flame_vertices": int(fb["v_template"].shape[0]),
+        "flame_bs_style": str(flame.get("bs_style", "")),
+    }
+    return (module, variables, info) if return_info else (module, variables)
+
+
+def main(argv=None):
+    from converters.common import run_cli
+
+    def add(p: argparse.ArgumentParser):
+        p.add_argument("deca_tar", help="DECA's deca_model.tar (E_flame is used; E_detail/D_detail are ignored)")
+        p.add_argument("flame_pkl", help="FLAME 2020 generic_model.pkl (read without chumpy, restricted unpickler)")
+        p.add_argument("lmk_npy", help="DECA's landmark_embedding.npy")
+        p.add_argument("dst", help="output directory (an Orbax checkpoint for jaxreenact.weights.load)")
+
+    def convert(a):
+        module, variables, info = load_torch(a.deca_tar, a.flame_pkl, a.lmk_npy, return_info=True)
+        save_converted(
+            a.dst,
+            module,
+            variables,
+            converter="deca",
+            sources={"deca_model": a.deca_tar, "flame_model": a.flame_pkl, "landmark_embedding": a.lmk_npy},
+            extra={"ignored": info["ignored"]},
+        )
+        if info["ignored"]:
+            print(f"ignored {', '.join(info['ignored'])} (DECA's detail branch; this method uses E_flame only)")
+        print(f"converted DECA E_flame + FLAME ({info['flame_vertices']} vertices)")
+        print(f"wrote {os.fspath(a.dst)}")
+
+    run_cli("deca", "Convert DECA's coarse encoder and FLAME to a jaxreenact checkpoint.", add, convert, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Convert face-alignment's 2D-FAN checkpoint (`2DFAN4-11f355bf06.pth.tar`, a plain state dict of `FAN(4)`) to
+jaxreenact's `jaxreenact.models.fan.FAN`.
+
+Key layout: `conv1`, `bn1`, `conv2..conv4` (ConvBlocks: `bn1..bn3`, `conv1..conv3`, optional `downsample.0` BatchNorm
+and `downsample.2` 1×1 conv), `m{i}.b1_4` ... `m{i}.b2_plus_1` (hourglasses), `top_m_{i}`, `conv_last{i}`,
+`bn_end{i}`, `l{i}`, and `bl{i}`/`al{i}` between stacks. BatchNorm `num_batches_tracked` entries are accounted for and
+dropped. The number of stacks is read from the file (`l{i}.weight`). A `{'state_dict': ...}` wrapper and a
+`module.` prefix (DataParallel) are accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import jax
+import numpy as np
+
+from converters.common import KeyMap, check_tree, fill, save_converted, to_numpy, torch_load, unwrap_state_dict
+from jaxreenact.errors import ConversionError
+from jaxreenact.models.fan import FAN
+
+_NUMBERED = re.compile(r"^(downsample)_(\d+)$")
+
+
+def torch_key(path: tuple[str, ...]) -> str:
+    """Flax variable path -> PyTorch state-dict key (`downsample_0` -> `downsample.0`)."""
+    parts = []
+    for p in path:
+        m = _NUMBERED.match(p)
+        parts.append(f"{m.group(1)}.{m.group(2)}" if m else p)
+    return ".".join(parts)
+
+
+def load_torch(path):
+    """Read a 2D-FAN checkpoint strictly; return `(module, variables)`."""
+    sd_raw = unwrap_state_dict(torch_load(path, "2D-FAN (2DFAN4-11f355bf06.pth.tar)"), path, "2D-FAN")
+    stacks = 0
+    while f"l{stacks}.weight" in sd_raw:
+        stacks += 1
+    if stacks == 0 or "conv1.weight" not in sd_raw:
+        raise ConversionError(
+            f"{path}: not a FAN checkpoint (no 'conv1.weight' / 'l0.weight'; first keys {list(sd_raw)[:5]})"
+        )
+    module = FAN(num_modules=stacks)
+    template = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, 256, 256, 3), np.float32))
+    sd = KeyMap(to_numpy(sd_raw, str(path)), str(path))
+    variables = fill(template, sd, key_of=torch_key)
+    sd.finish()
+    check_tree(template, variables, str(path))
+    return module, variables
+
+
+def main(argv=None):
+    from converters.common import run_cli
+
+    def add(p: argparse.ArgumentParser):
+        p.add_argument("src", help="face-alignment's 2DFAN4-11f355bf06.pth.tar (a FAN state dict)")
+        p.add_argument("dst", help="output directory (a converted checkpoint for jaxreenact.weights.load)")
+
+    def convert(a):
+        module, variables = load_torch(a.src)
+        save_converted(a.dst, module, variables, converter="fan", sources={"fan": a.src})
+        print(f"converted 2D-FAN with {module.num_modules} stack(s)")
+        print(f"wrote {a.dst}")
+
+    run_cli("fan", "Convert face-alignment's 2D-FAN landmark network to a jaxreenact checkpoint.", add, convert, argv)
+
+
+if __name__ == "__main__":
+    main()

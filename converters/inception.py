@@ -1,0 +1,88 @@
+"""pytorch-fid's FID Inception (`pt_inception-2015-12-05-6726825d.pth`, a bare state dict) ->
+`jaxreenact.models.inception.FIDInceptionV3`.
+
+    python -m converters.inception pt_inception-2015-12-05-6726825d.pth weights/inception
+
+Key map: every Flax leaf is its path joined with dots (`Mixed_6b/branch7x7dbl_3/conv/weight` <-
+`Mixed_6b.branch7x7dbl_3.conv.weight`; the names contain `_<digit>` so ArcFace's `_<n>` -> `.<n>` rule does not
+apply); conv kernels OIHW -> HWIO. BatchNorm `num_batches_tracked` keys are optional and ignored. The classifier
+`fc.weight` [1008, 2048] and `fc.bias` [1008] are checked and dropped: FID uses the pool3 features before it.
+torchvision's ImageNet Inception (`inception_v3_google-*.pth`: 1000 classes, `AuxLogits.*`) is refused, since its
+weights and pooling differ and its FIDs are not comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+
+from converters.common import KeyMap, as_jax, check_tree, describe, fill, run_cli, save_converted, to_numpy, torch_load
+from jaxreenact.errors import ConversionError
+from jaxreenact.models.inception import FEATURE_DIM, FID_INPUT_SIZE, FIDInceptionV3
+
+WHAT = "FID Inception (pt_inception-2015-12-05-6726825d.pth)"
+FID_WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+)
+NUM_CLASSES = 1008
+
+
+def template(module: FIDInceptionV3):
+    x = jnp.zeros((1, FID_INPUT_SIZE, FID_INPUT_SIZE, 3), jnp.float32)
+    return jax.eval_shape(module.init, jax.random.key(0), x)
+
+
+def convert_state_dict(sd: Mapping, source: str):
+    """A pytorch-fid FID Inception state dict (numpy arrays) -> (FIDInceptionV3 module, variables)."""
+    sd = dict(sd)
+    if any(k.startswith("AuxLogits.") for k in sd) or (
+        "fc.weight" in sd and tuple(sd["fc.weight"].shape) == (1000, FEATURE_DIM)
+    ):
+        raise ConversionError(
+            f"{source}: this is torchvision's ImageNet Inception-v3, not the FID Inception; download "
+            f"pt_inception-2015-12-05-6726825d.pth from {FID_WEIGHTS_URL}"
+        )
+    if "Mixed_7c.branch_pool.conv.weight" not in sd or "Conv2d_1a_3x3.conv.weight" not in sd:
+        raise ConversionError(f"{source}: not the FID Inception state dict; this looks like {describe(sd)}")
+    module = FIDInceptionV3()
+    tmpl = template(module)
+    km = KeyMap(sd, source)
+    variables = fill(dict(tmpl), km, key_of=lambda names: ".".join(names))
+    km.take("fc.weight", shape=(NUM_CLASSES, FEATURE_DIM))  # classifier: accounted for, unused by FID
+    km.take("fc.bias", shape=(NUM_CLASSES,))
+    km.finish()
+    check_tree(tmpl, variables, source)
+    return module, as_jax(variables)
+
+
+def load_torch(path, **opts):
+    """`pt_inception-2015-12-05-6726825d.pth` (bare state dict) -> (FIDInceptionV3 module, variables)."""
+    if opts:
+        raise TypeError(f"converters.inception.load_torch takes no options, got {sorted(opts)}")
+    obj = torch_load(path, WHAT)
+    if not isinstance(obj, Mapping) or not obj or not all(hasattr(v, "detach") for v in obj.values()):
+        raise ConversionError(f"{path}: not a bare FID Inception state dict; this looks like {describe(obj)}")
+    return convert_state_dict(to_numpy(obj, str(path)), str(path))
+
+
+def _add_args(p):
+    p.add_argument("src", help=f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth (from {FID_WEIGHTS_URL})")
+    p.add_argument("dst", help="output directory of the converted checkpoint")
+
+
+def _convert(args):
+    module, variables = load_torch(args.src)
+    save_converted(args.dst, module, variables, converter="converters.inception", sources={"pt_inception": args.src})
+    print(f"converted {args.src} -> {args.dst} (FID Inception-v3, pool3 features {FEATURE_DIM})")
+
+
+def main(argv=None):
+    run_cli(
+        "inception", "Convert pytorch-fid's FID Inception-v3 to a jaxreenact checkpoint.", _add_args, _convert, argv
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""LPIPS-alex v0.1 (AlexNet features + linear heads) -> `jaxreenact.models.lpips.LPIPS`.
+
+    python -m converters.lpips alexnet-owt-7be5be79.pth alex.pth weights/lpips
+
+Two inputs:
+- ALEXNET_PTH: torchvision's AlexNet state dict (`features.{0,3,6,8,10}.{weight,bias}`); the `classifier.*` keys of
+  the full torchvision file are ignored on purpose (LPIPS uses only `features`); anything else is an error.
+- ALEX_LIN_PTH: the v0.1 heads, `lpips` package / richzhang layout `lin{i}.model.1.weight` [1, C, 1, 1]; the pSp
+  renamed layout `{i}.1.weight` is read too. The heads are used as stored (not clamped).
+Key map: `features_<n>/{weight,bias}` <- `features.<n>.*` (OIHW -> HWIO); `lin<i>/weight` <- `lin<i>.model.1.weight`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+
+from converters.common import KeyMap, as_jax, check_tree, describe, fill, run_cli, save_converted, to_numpy, torch_load
+from jaxreenact.errors import ConversionError
+from jaxreenact.models.lpips import LPIPS
+
+
+def _tensor_dict(obj, source: str, what: str) -> dict:
+    if not isinstance(obj, Mapping) or not obj or not all(hasattr(v, "detach") for v in obj.values()):
+        raise ConversionError(f"{source}: expected {what} (a state dict of tensors); this looks like {describe(obj)}")
+    return to_numpy(obj, source)
+
+
+def convert(alex_obj, lin_obj, alex_src: str, lin_src: str):
+    """Loaded AlexNet and heads state dicts -> (LPIPS module, variables, info)."""
+    alex = _tensor_dict(alex_obj, alex_src, "the torchvision AlexNet weights")
+    lin = _tensor_dict(lin_obj, lin_src, "the LPIPS v0.1 alex heads")
+    if "features.0.weight" not in alex:
+        hint = " (the two files are swapped?)" if "features.0.weight" in lin else ""
+        raise ConversionError(
+            f"{alex_src}: not a torchvision AlexNet state dict{hint}; this looks like {describe(alex)}"
+        )
+    if alex["features.0.weight"].shape != (64, 3, 11, 11):
+        raise ConversionError(
+            f"{alex_src}: features.0.weight has shape {alex['features.0.weight'].shape}; AlexNet's is (64, 3, 11, 11)"
+        )
+    if "lin0.model.1.weight" in lin:
+        lin_layout, lin_key = "lpips", "lin{}.model.1.weight"
+    elif "0.1.weight" in lin:
+        lin_layout, lin_key = "psp", "{}.1.weight"
+    else:
+        raise ConversionError(
+            f"{lin_src}: not the LPIPS alex heads (expected keys 'lin0.model.1.weight' ...); this looks like {describe(lin)}"
+        )
+    ignored = sorted(k for k in alex if k.startswith("classifier."))
+    alex = {k: v for k, v in alex.items() if not k.startswith("classifier.")}
+
+    module = LPIPS()
+    x = jnp.zeros((1, 64, 64, 3), jnp.float32)
+    template = jax.eval_shape(module.init, jax.random.key(0), x, x)
+    km_a, km_l = KeyMap(alex, alex_src), KeyMap(lin, lin_src)
+    params = dict(template["params"])
+    heads = {k: params.pop(k) for k in list(params) if k.startswith("lin")}
+    variables = {"params": fill({"params": params}, km_a)["params"]}
+    lin_vars = fill({"params": heads}, km_l, key_of=lambda names: lin_key.format(names[0][3:]))["params"]
+    variables["params"].update(lin_vars)
+    km_a.finish()
+    km_l.finish()
+    check_tree(template, variables, f"{alex_src} + {lin_src}")
+    info = {"lin_layout": lin_layout, "ignored_alexnet_keys": len(ignored)}
+    return module, as_jax(variables), info
+
+
+def load_torch(alexnet_path, lin_path, *, return_info: bool = False):
+    """torchvision AlexNet state dict + LPIPS v0.1 `alex.pth` heads -> (LPIPS module, variables)."""
+    alex = torch_load(alexnet_path, "torchvision AlexNet weights (alexnet-owt-7be5be79.pth)")
+    lin = torch_load(lin_path, "LPIPS v0.1 alex heads (alex.pth)")
+    module, variables, info = convert(alex, lin, str(alexnet_path), str(lin_path))
+    return (module, variables, info) if return_info else (module, variables)
+
+
+def _add_args(p):
+    p.add_argument("alexnet", help="torchvision AlexNet weights, e.g. alexnet-owt-7be5be79.pth")
+    p.add_argument("lin", help="LPIPS v0.1 linear heads: the lpips package's weights/v0.1/alex.pth")
+    p.add_argument("dst", help="output directory of the converted checkpoint")
+
+
+def _convert(args):
+    module, variables, info = load_torch(args.alexnet, args.lin, return_info=True)
+    save_converted(
+        args.dst,
+        module,
+        variables,
+        converter="converters.lpips",
+        sources={"alexnet": args.alexnet, "lin": args.lin},
+        extra=info,
+    )
+    if info["ignored_alexnet_keys"]:
+        print(f"note: ignored {info['ignored_alexnet_keys']} 'classifier.*' keys of {args.alexnet} (not used by LPIPS)")
+    print(f"converted {args.alexnet} + {args.lin} -> {args.dst} (LPIPS-alex v0.1, heads layout {info['lin_layout']!r})")
+
+
+def main(argv=None):
+    run_cli(
+        "lpips",
+        "Convert LPIPS-alex (AlexNet features + v0.1 heads) to a jaxreenact checkpoint.",
+        _add_args,
+        _convert,
+        argv,
+    )
+
+
+if __name__ == "__main__":
+    main()

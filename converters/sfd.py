@@ -1,0 +1,52 @@
+"""Convert face-alignment's S3FD detector checkpoint (`s3fd-619a316812.pth`, a plain state dict of `s3fd`) to
+jaxreenact's `jaxreenact.models.sfd.S3FD`.
+
+Keys: `conv1_1` ... `conv7_2`, `fc6`, `fc7` (weight + bias), the L2Norm scales `conv3_3_norm.weight`,
+`conv4_3_norm.weight`, `conv5_3_norm.weight`, and the heads `{conv3_3_norm,conv4_3_norm,conv5_3_norm,fc7,conv6_2,
+conv7_2}_mbox_{conf,loc}`. Conv kernels OIHW -> HWIO. Every key must be used, none may be missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import numpy as np
+
+from converters.common import KeyMap, check_tree, fill, save_converted, to_numpy, torch_load, unwrap_state_dict
+from jaxreenact.errors import ConversionError
+from jaxreenact.models.sfd import S3FD
+
+
+def load_torch(path):
+    """Read an S3FD checkpoint strictly; return `(module, variables)`."""
+    sd_raw = unwrap_state_dict(torch_load(path, "S3FD detector (s3fd-619a316812.pth)"), path, "S3FD")
+    if "conv3_3_norm_mbox_conf.weight" not in sd_raw:
+        raise ConversionError(f"{path}: not an S3FD checkpoint (no 'conv3_3_norm_mbox_conf.weight')")
+    module = S3FD()
+    template = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, 128, 128, 3), np.float32))
+    sd = KeyMap(to_numpy(sd_raw, str(path)), str(path))
+    variables = fill(template, sd, key_of=".".join)  # S3FD keys have no numbered submodules
+    sd.finish()
+    check_tree(template, variables, str(path))
+    return module, variables
+
+
+def main(argv=None):
+    from converters.common import run_cli
+
+    def add(p: argparse.ArgumentParser):
+        p.add_argument("src", help="face-alignment's s3fd-619a316812.pth (an S3FD state dict)")
+        p.add_argument("dst", help="output directory (a converted checkpoint for jaxreenact.weights.load)")
+
+    def convert(a):
+        module, variables = load_torch(a.src)
+        save_converted(a.dst, module, variables, converter="sfd", sources={"s3fd": a.src})
+        print("converted S3FD face detector")
+        print(f"wrote {a.dst}")
+
+    run_cli("sfd", "Convert face-alignment's S3FD face detector to a jaxreenact checkpoint.", add, convert, argv)
+
+
+if __name__ == "__main__":
+    main()

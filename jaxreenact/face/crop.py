@@ -1,0 +1,144 @@
+"""The authors' image geometry around the face networks (METHOD.md 7.1), in numpy/PIL/scipy (no OpenCV).
+
+* `resize_to_width`: step 2, "resize to width 1000 keeping aspect with `cv2.INTER_AREA`" (`image_utils.image_resize`):
+  the new height is `int(h · 1000 / w)`. Downscaling is OpenCV's area resampling (each output pixel the
+  overlap-weighted mean of the input pixels its footprint covers, `computeResizeAreaTab`), computed separably in
+  float64 and rounded half to even. Upscaling (width < 1000) follows OpenCV's INTER_AREA-as-linear rule. Results
+  match `cv2.resize(..., INTER_AREA)` within 1 grey level (OpenCV's upscaling uses fixed-point weights).
+* `crop_box` / `crop_face`: step 4, `ffhq_cropping.crop_using_landmarks`: centre = round((min + max) / 2) of the 68
+  landmarks (numpy rounding, half to even), size = int(max(landmark box width, height)), centre_y −= size // 6, box
+  [c − size, c + size) (side 2·size). A box leaving the frame is filled FFHQ-style: the image is padded with
+  `BORDER_REFLECT` (numpy `symmetric`), then blended toward a Gaussian blur (σ = 5, scipy) and toward the per-channel
+  median with masks that grow with the distance into the padding, and cast back with `astype(uint8)`
+  (truncation, as upstream). The square is resized to 256×256 with PIL BICUBIC.
+* `deca_box`: not here (DECA's own crop lives with the DECA port).
+
+This is not FFHQ alignment: no rotation, no eye/mouth quad.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.ndimage
+from PIL import Image
+
+WORK_WIDTH = 1000
+CROP_SIZE = 256
+
+
+def _area_matrix(src: int, dst: int) -> np.ndarray:
+    """[dst, src] weights of OpenCV's INTER_AREA along one axis (area for downscale, its linear rule for upscale)."""
+    m = np.zeros((dst, src), np.float64)
+    scale = src / dst
+    if scale >= 1.0:
+        for dx in range(dst):
+            fsx1 = dx * scale
+            fsx2 = fsx1 + scale
+            cell = min(scale, src - fsx1)
+            sx1 = math.ceil(fsx1)
+            sx2 = min(math.floor(fsx2), src - 1)
+            sx1 = min(sx1, sx2)
+            if sx1 - fsx1 > 1e-3:
+                m[dx, sx1 - 1] += (sx1 - fsx1) / cell
+            for sx in range(sx1, sx2):
+                m[dx, sx] += 1.0 / cell
+            if fsx2 - sx2 > 1e-3:
+                m[dx, sx2] += min(min(fsx2 - sx2, 1.0), cell) / cell
+    else:  # OpenCV: INTER_AREA upscaling is bilinear with fx = frac((dx+1) - (sx+1)/scale) clipped at 0
+        inv = dst / src
+        for dx in range(dst):
+            sx = math.floor(dx * scale)
+            fx = (dx + 1) - (sx + 1) * inv
+            fx = 0.0 if fx <= 0 else fx - math.floor(fx)
+            if sx < 0:
+                sx, fx = 0, 0.0
+            if sx >= src - 1:
+                sx, fx = src - 1, 0.0
+            m[dx, sx] += 1.0 - fx
+            if fx > 0:
+                m[dx, sx + 1] += fx
+    return m
+
+
+def resize_area(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)` for uint8 HWC/HW images (see module doc)."""
+    img = np.asarray(image)
+    if img.shape[1] == width and img.shape[0] == height:
+        return img.copy()
+    mh = _area_matrix(img.shape[0], height)
+    mw = _area_matrix(img.shape[1], width)
+    x = img.astype(np.float64)
+    y = np.tensordot(mh, x, axes=(1, 0))  # [height, W, C]
+    y = np.moveaxis(np.tensordot(mw, y, axes=(1, 1)), 0, 1)  # [height, width, C]
+    h, w = img.shape[:2]
+    if h % height == 0 and w % width == 0:  # OpenCV's integer-ratio fast path rounds halves up
+        return np.clip(np.floor(y + 0.5), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+
+def resize_to_width(image: np.ndarray, width: int = WORK_WIDTH) -> tuple[np.ndarray, float]:
+    """The authors' `image_resize(image, width=1000)` (always, up or down): (resized uint8 image, scale = width / w)."""
+    h, w = image.shape[:2]
+    r = width / float(w)
+    return resize_area(image, width, int(h * r)), r
+
+
+def crop_box(landmarks: np.ndarray) -> tuple[int, int, int, int]:
+    """Square crop box (x1, y1, x2, y2), exclusive ends, of the authors' `crop_using_landmarks` from [68, 2] points."""
+    lms = np.asarray(landmarks, np.float64)
+    if lms.ndim != 2 or lms.shape[1] != 2 or not np.all(np.isfinite(lms)):
+        raise ValueError(f"landmarks must be a finite [N, 2] array, got shape {lms.shape}")
+    center = ((lms.min(0) + lms.max(0)) / 2).round().astype(int)
+    size = int(max(lms[:, 0].max() - lms[:, 0].min(), lms[:, 1].max() - lms[:, 1].min()))
+    center[1] -= size // 6
+    return int(center[0] - size), int(center[1] - size), int(center[0] + size), int(center[1] + size)
+
+
+def _pad_to_fit(img: np.ndarray, x1: int, x2: int, y1: int, y2: int, box) -> tuple[np.ndarray, int, int, int, int]:
+    """Upstream `pad_img_to_fit_bbox`: reflect padding, blur and median blend into the padded border (float32)."""
+    h0, w0 = img.shape[:2]
+    top, bottom = -min(0, y1), max(y2 - h0, 0)
+    left, right = -min(0, x1), max(x2 - w0, 0)
+    img = np.pad(img, ((top, bottom), (left, right), (0, 0)), mode="symmetric")  # == cv2.BORDER_REFLECT
+    y2 += top
+    y1 += top
+    x2 += left
+    x1 += left
+    pad = np.array(
+        (max(-box[0], 0), max(-box[1], 0), max(box[2] - w0, 0), max(box[3] - h0, 0)),
+        dtype=np.float32,
+    )
+    h, w = img.shape[:2]
+    y, x, _ = np.ogrid[:h, :w, :1]
+    pad[pad == 0] = 1e-10
+    mask = np.maximum(
+        1.0 - np.minimum(np.float32(x) / pad[0], np.float32(w - 1 - x) / pad[2]),
+        1.0 - np.minimum(np.float32(y) / pad[1], np.float32(h - 1 - y) / pad[3]),
+    )
+    img = np.array(img, dtype=np.float32)
+    blur = 5.0
+    img += (scipy.ndimage.gaussian_filter(img, [blur, blur, 0]) - img) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+    img += (np.median(img, axis=(0, 1)) - img) * np.clip(mask, 0.0, 1.0)
+    return img, x1, x2, y1, y2
+
+
+def crop_from_box(image: np.ndarray, box) -> np.ndarray:
+    """The square region `box` of an RGB uint8 image, padded FFHQ-style where it leaves the frame (uint8)."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    img = np.asarray(image)
+    if x1 < 0 or y1 < 0 or x2 > img.shape[1] or y2 > img.shape[0]:
+        img, x1, x2, y1, y2 = _pad_to_fit(img, x1, x2, y1, y2, (x1, y1, x2, y2))
+    return img[y1:y2, x1:x2].astype(np.uint8)
+
+
+def crop_face(image: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE, box=None) -> np.ndarray:
+    """The method's face crop: `crop_box(landmarks)` (or the given `box`) cut from `image` and resized to size×size
+    with PIL BICUBIC. `image` is the RGB uint8 image the landmarks refer to (the width-1000 one upstream)."""
+    if box is None:
+        box = crop_box(landmarks)
+    if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+        raise ValueError(f"empty crop box {tuple(box)}")
+    square = crop_from_box(image, box)
+    return np.asarray(Image.fromarray(square).resize((size, size), Image.BICUBIC))

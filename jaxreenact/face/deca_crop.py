@@ -1,0 +1,64 @@
+"""DECA's crop of a face before the encoder (the authors' tensor version of `TestData`, METHOD.md 3.3).
+
+Box = min/max of the 68 landmarks ('kpt68'); `bbox2point`: old_size = (w + h)/2·1.1, centre = box centre;
+size = int(old_size·1.25); the similarity maps (c−s/2, c−s/2), (c−s/2, c+s/2), (c+s/2, c−s/2) to (0,0), (0,223),
+(223,0) (for this square, skimage's estimate is exactly scale 223/size and a translation); then kornia 0.4.1
+`warp_affine(image, theta[:2], (224, 224))` and /255. The box is non-differentiable (host numpy), the warp is
+differentiable in the image.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxreenact.nn.warp import warp_affine_kornia
+
+CROP_SIZE = 224
+SCALE = 1.25
+
+
+def bbox_from_landmarks(lmk68) -> np.ndarray:
+    """[..., 68, 2] (x, y) → [..., 4] = (left, top, right, bottom), FAN's `kpt68` box."""
+    lmk = np.asarray(lmk68, np.float64)
+    return np.concatenate([lmk.min(axis=-2), lmk.max(axis=-2)], axis=-1)
+
+
+def bbox2point(left, right, top, bottom, kind: str = "kpt68"):
+    """DECA `bbox2point`: (old_size, centre [.., 2])."""
+    if kind == "kpt68":
+        old = (right - left + bottom - top) / 2 * 1.1
+        centre = np.stack([right - (right - left) / 2.0, bottom - (bottom - top) / 2.0], axis=-1)
+    elif kind == "bbox":
+        old = (right - left + bottom - top) / 2
+        centre = np.stack([right - (right - left) / 2.0, bottom - (bottom - top) / 2.0 + old * 0.12], axis=-1)
+    else:
+        raise ValueError(f"unknown box type {kind!r}")
+    return old, centre
+
+
+def crop_matrix(lmk68, scale: float = SCALE, crop_size: int = CROP_SIZE) -> np.ndarray:
+    """Landmarks [B, 68, 2] (or [68, 2]) → float32 [B, 3, 3] (or [3, 3]) pixel similarity `theta` (source → crop)."""
+    box = bbox_from_landmarks(lmk68)
+    old, c = bbox2point(box[..., 0], box[..., 2], box[..., 1], box[..., 3])
+    size = np.floor(np.asarray(old) * scale)  # int(): old_size is positive
+    s = (crop_size - 1) / size
+    theta = np.zeros((*np.shape(size), 3, 3))
+    theta[..., 0, 0] = s
+    theta[..., 1, 1] = s
+    theta[..., 0, 2] = -s * (c[..., 0] - size / 2)
+    theta[..., 1, 2] = -s * (c[..., 1] - size / 2)
+    theta[..., 2, 2] = 1.0
+    return theta.astype(np.float32)
+
+
+def deca_crop(images, theta, crop_size: int = CROP_SIZE):
+    """Warp images [B,H,W,C] with `theta` [B,3,3] (or [B,2,3]) to [B,crop,crop,C] as kornia 0.4.1 does (no scaling)."""
+    return warp_affine_kornia(images, jnp.asarray(theta)[:, :2, :], (crop_size, crop_size))
+
+
+def deca_input(images, theta, crop_size: int = CROP_SIZE):
+    """Generator images in [-1, 1] → DECA's input in [0, 1]: `torch_range_1_to_255` (clamp, (x+1)/(2+1e-5)·255),
+    the kornia warp, then /255, as the authors feed DECA during training."""
+    x = (jnp.clip(images, -1.0, 1.0) + 1.0) / (2.0 + 1e-5) * 255.0
+    return deca_crop(x, theta, crop_size) / 255.0

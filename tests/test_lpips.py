@@ -1,0 +1,158 @@
+"""LPIPS-alex v0.1 (issue 3): goldens, gradient parity (goldens and torch autograd), converter and errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import goldens as G
+from jaxreenact.errors import ConversionError, UserError
+
+NAME = "lpips_perceptual"
+pytestmark = pytest.mark.torch
+
+
+def tol(key):
+    return G.spec(NAME)["expected"][key]["tol_max_abs"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    pytest.importorskip("torch", reason="the converter reads PyTorch files")
+    d = tmp_path_factory.mktemp("lpips")
+    G.write_checkpoint(NAME, d)
+    yield d / "alexnet-owt-7be5be79.pth", d / "alex.pth"
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def net(files):
+    from converters import lpips
+
+    return lpips.load_torch(*files)
+
+
+@pytest.fixture(scope="module")
+def loss_grad():
+    from jaxreenact.models.lpips import lpips_loss
+
+    return jax.jit(jax.value_and_grad(lambda v, x, y, r: lpips_loss(v, x, y, range_255=r), 1), static_argnums=3)
+
+
+def _xy():
+    i = G.inputs(NAME)
+    return jnp.asarray(G.image_input(i["x_u8"])), jnp.asarray(G.image_input(i["y_u8"]))
+
+
+def test_goldens(net, loss_grad):
+    from jaxreenact.models.lpips import per_layer
+
+    module, variables = net
+    x, y = _xy()
+    e = G.expected(NAME)
+    maps = jax.jit(lambda v, a, b: module.apply(v, a, b, return_maps=True))(variables, x, y)
+    for i, m in enumerate(maps):
+        assert np.abs(np.asarray(m) - e[f"lin{i}_map"][:, 0]).max() <= tol(f"lin{i}_map")
+    assert np.abs(np.asarray(per_layer(maps)) - e["per_layer"]).max() <= tol("per_layer")
+    d = np.asarray(jax.jit(module.apply)(variables, x, y))
+    assert d.shape == (2,)
+    assert np.abs(d - e["per_sample"]).max() <= tol("per_sample")
+    loss, g = loss_grad(variables, x, y, False)
+    assert abs(float(loss) - float(e["lpips"])) <= tol("lpips")
+    assert np.abs(G.nchw(g) - e["grad_x"]).max() <= tol("grad_x")
+    loss255, _ = loss_grad(variables, x, y, True)
+    assert abs(float(loss255) - float(e["lpips_255"])) <= tol("lpips_255")
+
+
+@pytest.mark.parametrize("range_255", [False, True])
+def test_torch_autograd_small(net, range_255):
+    """Loss and d loss / d x on new small (64x64, batch 3) inputs vs torch autograd of the reference."""
+    torch = pytest.importorskip("torch")
+    from torch_face_ref import LPIPSRef
+
+    from jaxreenact.models.lpips import lpips_loss
+
+    ref = LPIPSRef().eval()
+    ref.load_weights(G.state_dict(NAME, "alexnet"), G.state_dict(NAME, "lin"))
+    rng = np.random.default_rng(3)
+    x = np.clip(rng.standard_normal((3, 64, 64, 3)) * 0.6, -1.2, 1.2).astype(np.float32)
+    y = np.clip(x + rng.standard_normal(x.shape) * 0.3, -1.2, 1.2).astype(np.float32)
+    xt = torch.from_numpy(G.nchw(x).copy()).requires_grad_(True)
+    yt = torch.from_numpy(G.nchw(y).copy())
+    if range_255:  # torch_range_1_to_255 as the paired-mode trainer applies it
+        a, b = ((t.clamp(-1, 1) + 1) / (2 + 1e-5) * 255.0 for t in (xt, yt))
+    else:
+        a, b = xt, yt
+    per_pair = ref(a, b)
+    lt = per_pair.sum() / 3
+    lt.backward()
+    _, variables = net
+    fn = jax.jit(jax.value_and_grad(lambda a, b: lpips_loss(variables, a, b, range_255=range_255)))
+    lj, gj = fn(jnp.asarray(x), jnp.asarray(y))
+    assert abs(float(lj) - float(lt.detach())) <= 1e-5
+    gt = xt.grad.numpy()
+    assert np.abs(G.nchw(gj) - gt).max() <= 1e-3 * np.abs(gt).max()
+
+
+def test_reference_matches_goldens():
+    torch = pytest.importorskip("torch")
+    from torch_face_ref import LPIPSRef
+
+    ref = LPIPSRef().eval()
+    ref.load_weights(G.state_dict(NAME, "alexnet"), G.state_dict(NAME, "lin"))
+    x, y = (torch.from_numpy(G.nchw(a).copy()) for a in _xy())
+    with torch.no_grad():
+        assert np.abs(ref(x, y).numpy() - G.expected(NAME)["per_sample"]).max() <= 1e-5
+
+
+def test_cli_round_trip(files, net, tmp_path, capsys):
+    from converters import lpips
+    from converters.common import sha256
+    from jaxreenact import weights
+
+    dst = tmp_path / "lpips"
+    lpips.main([str(files[0]), str(files[1]), str(dst)])
+    assert "converted" in capsys.readouterr().out
+    module, variables, meta = weights.load(dst, with_metadata=True)
+    assert meta["sources"]["alexnet"]["sha256"] == sha256(files[0])
+    assert meta["sources"]["lin"]["sha256"] == sha256(files[1])
+    assert module == net[0]
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(net[1]), strict=True))
+
+
+def test_layouts_and_errors(files, tmp_path):
+    torch = pytest.importorskip("torch")
+    from converters import lpips
+
+    alex = G.state_dict(NAME, "alexnet")
+    lin = G.state_dict(NAME, "lin")
+    full = dict(alex, **{"classifier.1.weight": torch.zeros(4096, 9216), "classifier.1.bias": torch.zeros(4096)})
+    psp_heads = {k.replace("lin", "").replace("model.", ""): t for k, t in lin.items()}
+    _, v, info = lpips.convert(full, psp_heads, "alexnet.pth", "heads.pth")
+    assert info == {"lin_layout": "psp", "ignored_alexnet_keys": 2}
+    _, v0, _ = lpips.convert(alex, lin, "a", "l")
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(v0), strict=True))
+
+    with pytest.raises(ConversionError, match="swapped"):
+        lpips.convert(lin, alex, "alex.pth", "alexnet.pth")
+    with pytest.raises(ConversionError, match="unexpected key"):
+        lpips.convert(dict(alex, **{"features.12.weight": torch.zeros(1)}), lin, "a", "l")
+    with pytest.raises(ConversionError, match="unexpected key"):
+        lpips.convert(alex, dict(lin, **{"lin5.model.1.weight": torch.zeros(1, 8, 1, 1)}), "a", "l")
+    with pytest.raises(ConversionError, match="missing key 'lin3.model.1.weight'"):
+        lpips.convert(alex, {k: t for k, t in lin.items() if not k.startswith("lin3")}, "a", "l")
+    with pytest.raises(ConversionError, match="converters.arcface"):
+        lpips.convert({"output_layer.3.weight": torch.zeros(1), "x": torch.zeros(1)}, lin, "a", "l")
+    with pytest.raises(UserError, match="not found"):
+        lpips.load_torch(tmp_path / "nope.pth", files[1])
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x00\x01junk")
+    with pytest.raises(ConversionError, match="not a readable PyTorch checkpoint"):
+        lpips.load_torch(files[0], junk)
+    with pytest.raises(SystemExit) as ex:
+        lpips.main([str(files[0]), str(junk), str(tmp_path / "out")])
+    assert ex.value.code == 2

@@ -1,0 +1,146 @@
+"""The preprocess program end to end on the shared video: with converted random-weight S3FD/FAN (which find no
+face: the no-face policy and summary), and with an injected fake locator so the crop path and every output run."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxreenact import preprocess
+from jaxreenact.face.pipeline import FacePreprocessor, Located, choose_face
+
+DATA = pathlib.Path(__file__).parent / "data"
+VIDEO = DATA / "driving_lWOTF8SdzJw_2614-2801.mp4"
+PHOTO = DATA / "source_0002775.png"
+
+
+class FakeLocate:
+    """Stands in for S3FD + FAN: frame k of the schedule has 0, 1 or 2 confident faces; the chosen face's
+    landmarks are a fixed 68-point cloud (scaled to the working width) shifted by k pixels."""
+
+    def __init__(self, schedule):
+        self.schedule = schedule
+        self.k = 0
+        self.batches = []
+
+    def __call__(self, images):
+        self.batches.append(len(images))
+        out = []
+        for img in images:
+            n = self.schedule[self.k % len(self.schedule)]
+            s = img.shape[1] / 1000.0
+            pts = np.random.default_rng(0).uniform([420, 180], [580, 380], (68, 2)) * s + self.k
+            box = np.array([400 * s, 160 * s, 600 * s, 400 * s, 0.999], np.float32)
+            dets = np.stack([box] * n) if n else np.zeros((0, 5), np.float32)
+            out.append(Located(dets, n, box if n else None, pts if n else None))
+            self.k += 1
+        return out
+
+
+def _run(tmp_path, *extra, locate=None, src=VIDEO):
+    out = tmp_path / "out"
+    args = [str(src), "--out", str(out), "--sfd", "unused", "--fan", "unused", "--no-progress", *extra]
+    summary = preprocess.main(args, locate=locate)
+    return out, summary
+
+
+def test_skip_policy_crops_and_reports(tmp_path):
+    fake = FakeLocate([1, 0, 2, 1, 0])
+    out, summary = _run(tmp_path, "--max-frames", "5", "--width", "320", "--batch-size", "2", locate=fake)
+    assert fake.batches == [2, 2, 1]
+    assert (summary["frames"], summary["ok"], summary["held"], summary["skipped"]) == (5, 3, 0, 2)
+    assert summary["no_face"] == ["000001", "000004"] and summary["multiple_faces"] == ["000002"]
+    assert json.loads((out / "summary.json").read_text()) == summary
+    crops = sorted(p.name for p in (out / "crops").iterdir())
+    assert crops == ["000000.png", "000002.png", "000003.png"]
+    assert np.asarray(Image.open(out / "crops" / "000000.png")).shape == (256, 256, 3)
+    z = np.load(out / "faces.npz")
+    assert list(z["status"]) == ["ok", "no_face", "ok", "ok", "no_face"]
+    assert z["landmarks"].shape == (5, 68, 2) and np.isnan(z["landmarks"][1]).all()
+    np.testing.assert_allclose(z["landmarks_original"][0], z["landmarks"][0] * 1280 / 320, rtol=1e-6)
+    assert z["crop_boxes"].shape == (5, 4) and (z["crop_boxes"][1] == -1).all()
+    assert z["scale"][0] == 320 / 1280
+
+
+def test_hold_policy_and_smoothing(tmp_path):
+    out, summary = _run(
+        tmp_path, "--max-frames", "4", "--width", "320", "--on-missing", "hold", "--smooth-box",
+        locate=FakeLocate([0, 1, 0, 1]),
+    )  # fmt: skip
+    assert (summary["ok"], summary["held"], summary["skipped"]) == (2, 1, 1)
+    assert summary["no_face"] == ["000000"] and summary["held_frames"] == ["000002"]
+    assert summary["settings"]["smooth_box"] == 0.6
+    z = np.load(out / "faces.npz")
+    np.testing.assert_array_equal(z["crop_boxes"][2], z["crop_boxes"][1])  # held
+    assert sorted(p.name for p in (out / "crops").iterdir()) == ["000001.png", "000002.png", "000003.png"]
+
+
+def test_smoothing_moves_the_box_less():
+    frames = [np.zeros((90, 160, 3), np.uint8)] * 3
+    raw = FacePreprocessor(FakeLocate([1]), width=160)(frames)
+    smooth = FacePreprocessor(FakeLocate([1]), width=160, smooth_box=0.8)(frames)
+    assert raw[0].crop_box == smooth[0].crop_box
+    assert abs(smooth[2].crop_box[0] - smooth[0].crop_box[0]) < abs(raw[2].crop_box[0] - raw[0].crop_box[0])
+
+
+def test_photo_and_folder_inputs(tmp_path):
+    _, s = _run(tmp_path, locate=FakeLocate([1]), src=PHOTO)
+    assert (s["kind"], s["frames"], s["ok"]) == ("image", 1, 1)
+    assert (tmp_path / "out" / "crops" / "source_0002775.png").exists()
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("b.png", "a.png"):
+        shutil.copy(PHOTO, folder / name)
+    out, s = _run(tmp_path / "f", "--width", "400", locate=FakeLocate([1, 0]), src=folder)
+    assert (s["kind"], s["frames"], s["ok"], s["no_face"]) == ("folder", 2, 1, ["b"])
+
+
+def test_choose_face_rules():
+    dets = np.array([[0, 0, 10, 10, 0.999], [0, 0, 50, 50, 0.995], [0, 0, 20, 20, 0.9]], np.float32)
+    assert choose_face(dets, "last") == (1, 2)  # the authors: last confident face in NMS order
+    assert choose_face(dets, "best") == (0, 2)
+    assert choose_face(dets, "largest") == (1, 2)
+    assert choose_face(dets[2:], "last") == (None, 0)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    for src, match in ((tmp_path / "missing.mp4", "no such"), (tmp_path / "x.txt", "unknown input type")):
+        if src.suffix == ".txt":
+            src.write_text("x")
+        with pytest.raises(SystemExit) as e:
+            _run(tmp_path, locate=FakeLocate([1]), src=src)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert match in err and "\n" not in err
+
+
+@pytest.mark.torch
+def test_end_to_end_with_random_weight_networks(tmp_path):
+    """Fresh-clone path: random-weight S3FD/FAN saved by PyTorch, converted with the CLIs, run on the video."""
+    pytest.importorskip("torch", reason="the random-weight checkpoints are written by PyTorch")
+    pytest.importorskip("face_alignment", reason="face-alignment's modules give the checkpoint layouts")
+    import torch
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from face_alignment.models.fan import FAN
+
+    from converters import fan as conv_fan
+    from converters import sfd as conv_sfd
+
+    torch.manual_seed(0)
+    torch.save(s3fd().state_dict(), tmp_path / "s3fd.pth")
+    torch.save(FAN(4).state_dict(), tmp_path / "fan.pth.tar")
+    conv_sfd.main([str(tmp_path / "s3fd.pth"), str(tmp_path / "sfd")])
+    conv_fan.main([str(tmp_path / "fan.pth.tar"), str(tmp_path / "fan")])
+    out = tmp_path / "out"
+    args = [str(VIDEO), "--out", str(out), "--sfd", str(tmp_path / "sfd"), "--fan", str(tmp_path / "fan")]
+    summary = preprocess.main([*args, "--max-frames", "3", "--width", "256", "--batch-size", "2", "--no-progress"])
+    assert summary["frames"] == 3 and summary["kind"] == "video" and summary["has_audio"]
+    assert summary["ok"] + summary["skipped"] == 3
+    z = np.load(out / "faces.npz")
+    assert z["landmarks"].shape == (3, 68, 2) and len(z["status"]) == 3
+    assert len(list((out / "crops").iterdir())) == summary["ok"]
