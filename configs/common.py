@@ -6,6 +6,8 @@ Weight paths point at *converted* checkpoints (directories written by `python -m
 
 import ml_collections
 
+from jaxreenact import method
+
 
 def get_config(arg=None):
     c = ml_collections.ConfigDict()
@@ -31,8 +33,8 @@ def get_config(arg=None):
     # How DECA's 224 crop box is found on 256x256 faces. "fixed": the box of a centred face of the authors'
     # framing (fast, jit-friendly). The authors run face-alignment on every image; see README for the trade-off.
     c.model.deca_box = "fixed"
-    c.model.deca_box_size = 200.0  # "fixed": side (px) of the landmark box before DECA's 1.1 x 1.25 scaling
-    c.model.deca_box_center = (128.0, 140.0)  # "fixed": (x, y) centre in the 256x256 frame
+    c.model.deca_box_size = method.DECA_BOX_SIZE  # "fixed": side (px) of the 68-landmark box
+    c.model.deca_box_center = method.DECA_BOX_CENTER  # "fixed": its (x, y) centre in the 256x256 frame
 
     c.loss = ml_collections.ConfigDict()
     c.loss.identity = 10.0

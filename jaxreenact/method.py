@@ -100,10 +100,16 @@ def render(nets: Networks, frozen, w_plus, truncation: float):
     return to_256(img)
 
 
-def fixed_deca_theta(config, batch: int) -> np.ndarray:
-    """DECA crop matrices [B,3,3] for the configured fixed landmark box (see configs/common.py)."""
-    cx, cy = config.model.deca_box_center
-    h = config.model.deca_box_size / 2
+# The landmark box of a face in the authors' 256x256 framing (METHOD.md 7.1: the crop side is twice the landmark
+# extent and the face centre sits size/6 below the crop centre): side 128 px, centre (128, 128 + 128/6).
+DECA_BOX_SIZE = 128.0
+DECA_BOX_CENTER = (128.0, 149.0)
+
+
+def fixed_deca_theta(batch: int, size: float = DECA_BOX_SIZE, center=DECA_BOX_CENTER) -> np.ndarray:
+    """DECA crop matrices [B,3,3] for a fixed 68-landmark box of side `size` px centred at `center` (x, y)."""
+    cx, cy = center
+    h = size / 2
     box = np.array([[cx - h, cy - h], [cx + h, cy + h]], np.float64)
     return np.broadcast_to(deca_crop.crop_matrix(box), (batch, 3, 3)).copy()
 
@@ -158,7 +164,7 @@ def make_setup(config, nets: Networks) -> Setup:
         truncation=float(config.model.truncation),
         lam=lam,
         disentanglement_50=bool(config.loss.disentanglement_50),
-        theta=fixed_deca_theta(config, 1),
+        theta=fixed_deca_theta(1, config.model.deca_box_size, tuple(config.model.deca_box_center)),
         a=a_module(config),
     )
 

@@ -7,6 +7,8 @@ fresh clone. The numbers they produce mean nothing; the code paths are the real 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,7 +32,10 @@ def synthetic_flame_buffers(seed: int = 0, rings: int = 12, segments: int = 16) 
     idx = np.arange(n_v).reshape(rings, segments)
     nxt = np.roll(idx, -1, axis=1)
     faces = np.concatenate(
-        [np.stack([idx[:-1], idx[1:], nxt[:-1]], -1).reshape(-1, 3), np.stack([nxt[:-1], idx[1:], nxt[1:]], -1).reshape(-1, 3)]
+        [
+            np.stack([idx[:-1], idx[1:], nxt[:-1]], -1).reshape(-1, 3),
+            np.stack([nxt[:-1], idx[1:], nxt[1:]], -1).reshape(-1, 3),
+        ]
     )
     n_betas = 150
     basis = rng.normal(0, 1e-3, (4, 3, n_betas))
@@ -42,7 +47,9 @@ def synthetic_flame_buffers(seed: int = 0, rings: int = 12, segments: int = 16) 
     for j, sel in enumerate([y < -0.06, (y < -0.02) & (y > -0.06), (y < 0) & (v[:, 2] > 0.05), y > 0.04, y > 0.04]):
         j_reg[j, sel] = 1.0
     j_reg /= j_reg.sum(1, keepdims=True)
-    w = np.stack([np.ones(n_v), np.clip(-y / 0.1, 0, 1), np.clip(-y / 0.05, 0, 1) * (v[:, 2] > 0), 0.01 + 0 * y, 0.01 + 0 * y], 1)
+    w = np.stack(
+        [np.ones(n_v), np.clip(-y / 0.1, 0, 1), np.clip(-y / 0.05, 0, 1) * (v[:, 2] > 0), 0.01 + 0 * y, 0.01 + 0 * y], 1
+    )
     w /= w.sum(1, keepdims=True)
     centres = v[faces].mean(1)
 
@@ -53,9 +60,14 @@ def synthetic_flame_buffers(seed: int = 0, rings: int = 12, segments: int = 16) 
 
     t = np.linspace(-1, 1, 17)
     lat68 = np.r_[-10 - 30 * (1 - t**2), np.full(10, 28), np.linspace(22, -2, 9), np.full(12, 12), np.full(20, -22)]
-    lon68 = np.r_[70 * t, np.linspace(-40, 40, 10), np.linspace(-8, 8, 9), np.linspace(-32, 32, 12), np.linspace(-25, 25, 20)]
+    lon68 = np.r_[
+        70 * t, np.linspace(-40, 40, 10), np.linspace(-8, 8, 9), np.linspace(-32, 32, 12), np.linspace(-25, 25, 20)
+    ]
     lat68[36:48] += np.tile([0, 3, 3, 0, -3, -3], 2)  # eyes: upper and lower lids apart
-    lat68[48:68] += np.r_[np.sin(np.linspace(0, 2 * np.pi, 12, endpoint=False)) * 6, np.sin(np.linspace(0, 2 * np.pi, 8, endpoint=False)) * 3]
+    lat68[48:68] += np.r_[
+        np.sin(np.linspace(0, 2 * np.pi, 12, endpoint=False)) * 6,
+        np.sin(np.linspace(0, 2 * np.pi, 8, endpoint=False)) * 3,
+    ]
     full = np.array([face_at(a, b) for a, b in zip(lat68, lon68)], np.int32)
     bary = rng.uniform(0.1, 1.0, (68, 3))
     bary /= bary.sum(1, keepdims=True)
@@ -79,6 +91,7 @@ def synthetic_flame_buffers(seed: int = 0, rings: int = 12, segments: int = 16) 
     return {k: (a.astype(np.int32) if a.dtype.kind in "iu" else a.astype(np.float32)) for k, a in out.items()}
 
 
+@functools.lru_cache(maxsize=4)  # deterministic in its arguments; building takes seconds (jit of every init)
 def networks(seed: int = 0, with_e4e: bool = False):
     """(Networks, frozen variables) of small random networks: G 256² (narrow), DECA (narrow ResNet, small FLAME),
     ArcFace (shallow IR-SE), LPIPS-alex (non-negative random heads), optionally e4e (shallow IR-SE)."""
@@ -87,23 +100,23 @@ def networks(seed: int = 0, with_e4e: bool = False):
 
     keys = jax.random.split(jax.random.key(seed), 5)
     g = stylegan2.Generator(size=256, channel_multiplier=1, channel_divisor=32)
-    g_vars = g.init(keys[0], g.init_inputs(1))
-    g_vars = jax.tree.map(jnp.asarray, g_vars)
+    # jit: eager Flax init runs every op one by one and takes many times longer on a CPU.
+    g_vars = jax.jit(g.init)(keys[0], g.init_inputs(1))
     z = jax.random.normal(jax.random.key(seed + 1), (256, g.style_dim))
-    mean = g.apply(g_vars, z, method="compute_mean_latent")
+    mean = jax.jit(lambda v, z: g.apply(v, z, method="compute_mean_latent"))(g_vars, z)
     g_vars["buffers"]["mean_latent"] = jnp.reshape(mean, g_vars["buffers"]["mean_latent"].shape)
 
     fb = synthetic_flame_buffers(seed)
     d = deca.DECA(n_vertices=len(fb["v_template"]), n_faces=len(fb["faces"]), **deca.TINY_ENCODER)
-    d_vars = d.init(keys[1], jnp.zeros((1, 224, 224, 3)))
+    d_vars = jax.jit(d.init)(keys[1], jnp.zeros((1, 224, 224, 3)))
     d_vars["buffers"]["flame"] = {k: jnp.asarray(v) for k, v in fb.items()}
     # Small outputs: random heads would otherwise give extreme poses (angles of tens of radians).
     d_vars["params"]["E_flame"]["layers_2"] = jax.tree.map(lambda a: a * 0.05, d_vars["params"]["E_flame"]["layers_2"])
 
     a = arcface.ArcFace(**arcface.TINY)
-    a_vars = a.init(keys[2], jnp.zeros((1, 112, 112, 3)))
-    lp = lpips.LPIPS()
-    lp_vars = lp.init(keys[3], jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 64, 64, 3)))
+    a_vars = jax.jit(a.init)(keys[2], jnp.zeros((1, 112, 112, 3)))
+    lp = lpips.LPIPS(width_div=4)
+    lp_vars = jax.jit(lp.init)(keys[3], jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 64, 64, 3)))
     lp_vars = jax.tree_util.tree_map_with_path(
         lambda p, x: jnp.abs(x) if "lin" in jax.tree_util.keystr(p) else x, lp_vars
     )
@@ -113,6 +126,6 @@ def networks(seed: int = 0, with_e4e: bool = False):
         from jaxreenact.models import e4e
 
         e = e4e.Encoder4Editing(**e4e.TINY)
-        frozen["e4e"] = e.init(keys[4], jnp.zeros((1, 256, 256, 3)))
+        frozen["e4e"] = jax.jit(e.init)(keys[4], jnp.zeros((1, 256, 256, 3)))
         mods["e4e"] = e
     return Networks(**mods), frozen

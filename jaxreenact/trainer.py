@@ -144,10 +144,10 @@ def train(
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
 
     mesh = make_mesh(config.mesh)
+    stage: Stage = (build_stage or method.build_stage)(config, mesh)  # checks every weight path first
     batch = config.train.batch_size
     if batch % mesh.size:
         raise UserError(f"config.train.batch_size={batch} is not divisible by the {mesh.size} devices of the mesh")
-    stage: Stage = (build_stage or method.build_stage)(config, mesh)
     tx = make_optimizer(config.train)
     init_key, root_key = jax.random.split(jax.random.key(config.seed))
 
@@ -176,7 +176,7 @@ def train(
         (loss, aux), grads = jax.value_and_grad(stage.loss, has_aux=True)(state.params, frozen, key, batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, **aux, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, **aux, "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads)))}
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     batch_sharding = data_sharding if stage.batches is not None else None

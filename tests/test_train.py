@@ -16,6 +16,7 @@ from jaxreenact.errors import UserError
 
 def tiny(**overrides):
     c = synthetic.get_config("tiny")
+    overrides = {"mesh.data": 4, **overrides}  # batch 4 over 4 of the 8 simulated devices
     with c.unlocked():
         for k, v in overrides.items():
             obj = c
@@ -94,15 +95,19 @@ def test_gradient_matches_finite_differences():
     params = stage.init_params(jax.random.key(3))
     key = jax.random.key(7)
     loss = jax.jit(lambda p: stage.loss(p, stage.frozen, key, None)[0])
-    g = jax.grad(lambda p: stage.loss(p, stage.frozen, key, None)[0])(params)
+    g = jax.jit(jax.grad(lambda p: stage.loss(p, stage.frozen, key, None)[0]))(params)
     rng = np.random.default_rng(0)
+    eps = 1e-2
+
+    def along(v, t):
+        return jax.tree.map(lambda p, d: p + t * d, params, v)
+
     for _ in range(2):
         v = jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape), x.dtype), params)
         v_norm = math.sqrt(sum(float(jnp.sum(x * x)) for x in jax.tree.leaves(v)))
-        v = jax.tree.map(lambda x: x / v_norm, v)
-        eps = 1e-2
-        plus = loss(jax.tree.map(lambda p, d: p + eps * d, params, v))
-        minus = loss(jax.tree.map(lambda p, d: p - eps * d, params, v))
+        v = jax.tree.map(lambda x, n=v_norm: x / n, v)
+        plus = loss(along(v, eps))
+        minus = loss(along(v, -eps))
         fd = float(plus - minus) / (2 * eps)
         an = sum(float(jnp.sum(a * b)) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(v)))
         assert abs(fd - an) <= 0.05 * abs(an) + 1e-4, (fd, an)
@@ -150,5 +155,7 @@ def test_cli_help_and_usage():
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "jaxreenact.train", "--helpshort"], capture_output=True, text=True)
-    assert r.returncode == 0 and "--config" in r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "jaxreenact.train", "--help"], capture_output=True, text=True)
+    assert "--config" in r.stdout + r.stderr and "--workdir" in r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "jaxreenact.train"], capture_output=True, text=True)
+    assert r.returncode == 2 and "usage" in r.stderr

@@ -35,6 +35,8 @@ class LPIPS(nn.Module):
     `return_maps=True` returns the 5 heads' outputs `lin{i}((fx - fy)^2)`, each [B, h_i, w_i], instead.
     """
 
+    width_div: int = 1  # > 1 only for small test networks (`jaxreenact.tiny`): AlexNet channels // width_div
+
     @nn.compact
     def __call__(self, x, y, return_maps: bool = False):
         b = x.shape[0]
@@ -44,7 +46,7 @@ class LPIPS(nn.Module):
         for j, (idx, c, k, s, p) in enumerate(ALEX_CONVS):
             if j in (1, 2):  # MaxPool2d(3, 2) after the first two ReLUs
                 f = max_pool2d(f, 3, 2)
-            f = jax.nn.relu(Conv2d(c, k, s, p, name=f"features_{idx}")(f))
+            f = jax.nn.relu(Conv2d(c // self.width_div, k, s, p, name=f"features_{idx}")(f))
             n = normalize_activation(f)
             d = (n[:b] - n[b:]) ** 2
             maps.append(Conv2d(1, 1, use_bias=False, name=f"lin{j}")(d)[..., 0])

@@ -58,6 +58,7 @@ class Generator(nn.Module):
     lr_mlp: float = 0.01
     has_latent_avg: bool = False
     dtype: str = "float32"
+    channel_divisor: int = 1  # > 1 only for small test generators (`jaxreenact.tiny`): channels // divisor, >= 8
 
     @classmethod
     def from_config(cls, config: dict) -> Generator:
@@ -87,7 +88,7 @@ class Generator(nn.Module):
     def setup(self):
         if self.size < 8 or self.size > 1024 or self.size & (self.size - 1):
             raise ValueError(f"StyleGAN2 size must be a power of two in [8, 1024], got {self.size}")
-        ch = channels(self.size, self.channel_multiplier)
+        ch = {r: max(c // self.channel_divisor, 8) for r, c in channels(self.size, self.channel_multiplier).items()}
         self.style = {
             str(i): EqualLinear(self.style_dim, lr_mul=self.lr_mlp, activation="fused_lrelu")
             for i in range(1, self.n_mlp + 1)
