@@ -507,7 +507,7 @@ def drive(models, preprocessor, spec, store, batch: int, max_frames=None, progre
                 crops = np.stack([results[k].crop for k in ok])
                 theta = np.stack([deca_crop.crop_matrix(crop_landmarks(results[k])) for k in ok])
                 p[ok] = p_of_crops(models, crops, theta, batch)
-            for k, ((name, frame), r) in enumerate(zip(chunk, results)):
+            for (name, frame), r in zip(chunk, results):
                 i = len(names)
                 if i < len(store):
                     store[i] = r.crop if r.crop is not None else letterbox(frame)
@@ -617,7 +617,7 @@ def run(opts: Options, locate=None) -> dict:
         t_render = time.perf_counter() - t_render
 
         if opts.save_frames:
-            for i, name in enumerate(names):
+            for i in range(n):
                 save_png(out / "frames" / f"{i:06d}.png", rec_store[i])
         video_lib.write_video(out / "reenacted.mp4", (rec_store[i] for i in range(n)), fps=fps, audio_from=audio)
 
@@ -642,7 +642,9 @@ def run(opts: Options, locate=None) -> dict:
         "gains": list(opts.motion.gains) if opts.motion.gains else None,
         "smooth_sigma_frames": opts.motion.sigma,
         "tuned": bool(src.tune_losses is not None),
-        "tune_loss_first_last": None if src.tune_losses is None else [float(src.tune_losses[0]), float(src.tune_losses[-1])],
+        "tune_loss_first_last": None
+        if src.tune_losses is None
+        else [float(src.tune_losses[0]), float(src.tune_losses[-1])],
         "no_face_frames_held": no_face,
         "multiple_faces": multi,
         "tiny_random_networks": opts.tiny,
@@ -666,7 +668,9 @@ def format_summary(summary: dict, out: str | os.PathLike) -> str:
     else:
         lines.append("  every driving frame had a face")
     if summary["multiple_faces"]:
-        lines.append(f"  several faces (the preprocessor's choice was used): {', '.join(summary['multiple_faces'][:10])}")
+        lines.append(
+            f"  several faces (the preprocessor's choice was used): {', '.join(summary['multiple_faces'][:10])}"
+        )
     if summary["tiny_random_networks"]:
         lines.append("  NOTE: --tiny random networks: the pictures mean nothing (tests and demos only)")
     lines.append(f"wrote {out}/reenacted.mp4, {out}/grid.mp4, {out}/summary.json")

@@ -63,7 +63,9 @@ def trainable_mask(params) -> dict:
 
 def make_optimizer(labels, lr: float = LR) -> optax.GradientTransformation:
     """Adam (torch defaults) on the "tune" leaves, nothing on the "freeze" ones."""
-    return optax.multi_transform({"tune": optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8), "freeze": optax.set_to_zero()}, labels)
+    return optax.multi_transform(
+        {"tune": optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8), "freeze": optax.set_to_zero()}, labels
+    )
 
 
 def split_params(params):
@@ -177,7 +179,7 @@ def tune_generator(
         for lo in range(0, n, max_batch):
             w, x = w_plus[lo : lo + max_batch], images[lo : lo + max_batch]
             b = w.shape[0]
-            tuned = jax.tree.map(lambda a: jnp.broadcast_to(a, (b, *a.shape)), tuned0)
+            tuned = jax.tree.map(lambda a, b=b: jnp.broadcast_to(a, (b, *a.shape)), tuned0)
             opt_state = jax.vmap(opt.init)(tuned)
             losses, done = [], 0
             while done < steps:

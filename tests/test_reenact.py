@@ -1,0 +1,88 @@
+"""`python -m jaxreenact.reenact` end to end with tiny random networks and a fake face locator (--tiny)."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from jaxreenact import reenact
+from jaxreenact.data import images as images_lib
+from jaxreenact.data import video as video_lib
+from jaxreenact.reenact_core import FixedLocate, MotionOptions, motion_delta, parse_gains
+
+DATA = pathlib.Path(__file__).parent / "data"
+VIDEO = DATA / "driving_lWOTF8SdzJw_2614-2801.mp4"
+PHOTO = DATA / "source_0002775.png"
+COMMON = ["--tiny", "--batch-size", "4", "--no-progress"]
+
+
+def _frames(folder):
+    return [images_lib.read_image(p) for p in sorted((folder / "frames").glob("*.png"))]
+
+
+def test_reenact_video_export_replay_and_held_frames(tmp_path):
+    out = tmp_path / "a"
+    argv = ["--source", str(PHOTO), "--driving", str(VIDEO), "--out", str(out), "--max-frames", "5",
+            "--tune-steps", "2", "--save-frames", "--export-motion", str(tmp_path / "m.npz")]  # fmt: skip
+    s = reenact.main(argv + COMMON, locate=FixedLocate(missing={2}))  # call 0 = source, call 3 = driving frame 2
+    assert s["frames"] == 5 and s["no_face_frames_held"] == ["000001"]
+    for name, width in (("reenacted.mp4", 256), ("grid.mp4", 768)):
+        info = video_lib.probe_video(out / name)
+        assert (info.num_frames, info.width, info.fps, info.has_audio) == (5, width, 25.0, True)
+    f = _frames(out)
+    assert len(f) == 5
+    np.testing.assert_array_equal(f[0], f[1])  # the held frame keeps the previous frame's p (absolute mode)
+    # replay the exported motion on the same source: the same frames (generator tuning is deterministic)
+    out2 = tmp_path / "b"
+    argv2 = ["--source", str(PHOTO), "--motion", str(tmp_path / "m.npz"), "--out", str(out2), "--tune-steps", "2",
+             "--save-frames"]  # fmt: skip
+    reenact.main(argv2 + COMMON)
+    for a, b in zip(f, _frames(out2)):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_relative_mode_with_a_constant_driving_video_gives_the_dp0_frame(tmp_path):
+    drv = tmp_path / "drv"
+    img = images_lib.read_image(PHOTO)
+    for i in range(3):
+        images_lib.write_png(drv / f"{i:03d}.png", img)
+    out = tmp_path / "r"
+    reenact.main(["--source", str(PHOTO), "--driving", str(drv), "--out", str(out), "--mode", "relative",
+                  "--no-tune", "--save-frames", "--fps", "10"] + COMMON)  # fmt: skip
+    ref = images_lib.read_image(out / "source_dp0.png")  # G(trunc(w + A(0))): A(0) is A's bias
+    for f in _frames(out):
+        assert np.abs(f.astype(int) - ref.astype(int)).max() <= 1
+    assert video_lib.probe_video(out / "reenacted.mp4").fps == 10.0
+
+
+def test_motion_options():
+    from jaxreenact.face import pose
+
+    units = pose.shift_units(pose.load_ranges(pose.default_ranges_path()))
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(6, 15)).astype(np.float32)
+    src = rng.normal(size=15).astype(np.float32)
+    rel = motion_delta(src, p, units, pose.VOXCELEB, MotionOptions("relative", smooth=0))
+    np.testing.assert_allclose(rel[0], 0, atol=1e-6)
+    po = motion_delta(src, p, units, pose.VOXCELEB, MotionOptions("absolute", component="pose"))
+    assert np.all(po[:, 3:] == 0) and np.any(po[:, :3] != 0)
+    ex = motion_delta(src, p, units, pose.VOXCELEB, MotionOptions("absolute", component="expression"))
+    assert np.all(ex[:, :3] == 0)
+    g = parse_gains(["jaw=2", "exp=0"])
+    gd = motion_delta(src, p, units, pose.VOXCELEB, MotionOptions("absolute", gains=g))
+    full = motion_delta(src, p, units, pose.VOXCELEB, MotionOptions("absolute"))
+    np.testing.assert_allclose(gd[:, 3], 2 * full[:, 3], rtol=1e-6)
+    assert np.all(gd[:, 4:] == 0)
+
+
+def test_clear_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        reenact.main(["--source", str(PHOTO), "--driving", str(VIDEO), "--out", str(tmp_path / "o"),
+                      "--generator", str(tmp_path / "nope"), "--A", str(tmp_path / "noA")])  # fmt: skip
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "noA" in err and "converters.direction_matrix" in err and "converters.stylegan2" in err
+    with pytest.raises(SystemExit):
+        reenact.main(["--source", str(PHOTO), "--driving", str(VIDEO), "--out", str(tmp_path / "o")] + COMMON,
+                     locate=FixedLocate(missing={0}))  # fmt: skip
+    assert "no face found in the source" in capsys.readouterr().err
