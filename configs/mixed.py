@@ -3,7 +3,7 @@
     python -m jaxreenact.data.build --root DATASET_ROOT --out data/vox_tfds      # once
     python -m jaxreenact.train --config=configs/mixed.py --workdir=runs/mixed \\
         --config.data.tfds_dir=data/vox_tfds --config.train.init_from=runs/synthetic
-    python -m jaxreenact.train --config=configs/mixed.py:tiny --workdir=/tmp/tiny-mixed   # CPU, made-up data
+    python -m jaxreenact.train --config=configs/mixed.py:tiny --workdir=runs/tiny-mixed   # CPU, made-up data
 
 Decisions about the authors' quirks (METHOD.md Appendix A):
 * `train.steps` counts steps (upstream `max_iter` means epochs here); the data stream is epoch-ordered.

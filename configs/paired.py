@@ -2,7 +2,7 @@
 
     python -m jaxreenact.train --config=configs/paired.py --workdir=runs/paired \\
         --config.data.tfds_dir=data/vox_tfds --config.train.init_from=runs/mixed
-    python -m jaxreenact.train --config=configs/paired.py:tiny --workdir=/tmp/tiny-paired   # CPU, made-up data
+    python -m jaxreenact.train --config=configs/paired.py:tiny --workdir=runs/tiny-paired   # CPU, made-up data
 
 Decisions about the authors' quirks (METHOD.md Appendix A):
 * LPIPS and the pixel L1 compare images converted to [0, 255] (`torch_range_1_to_255`), as upstream; with the

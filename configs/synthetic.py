@@ -1,7 +1,7 @@
 """Stage 1 (paper Sec. 3.1): learn A from synthetic pairs G(z_s), G(z_t).
 
 python -m jaxreenact.train --config=configs/synthetic.py --workdir=runs/synthetic
-python -m jaxreenact.train --config=configs/synthetic.py:tiny --workdir=/tmp/tiny   # CPU, random weights
+python -m jaxreenact.train --config=configs/synthetic.py:tiny --workdir=runs/tiny   # CPU, random weights
 """
 
 from configs import common

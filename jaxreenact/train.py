@@ -1,7 +1,7 @@
 """Train the direction matrix A.
 
     python -m jaxreenact.train --config=configs/synthetic.py --workdir=runs/synthetic
-    python -m jaxreenact.train --config=configs/synthetic.py:tiny --workdir=/tmp/tiny --config.train.steps=20
+    python -m jaxreenact.train --config=configs/synthetic.py:tiny --workdir=runs/tiny --config.train.steps=20
 
 Re-running with the same --workdir resumes from its last checkpoint. Multi-host runs call
 `jax.distributed.initialize()` (set JAXREENACT_DISTRIBUTED=1, or it is detected on Cloud TPU pods / Slurm).
