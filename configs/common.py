@@ -75,6 +75,15 @@ def get_config(arg=None):
     return c
 
 
+def variant(c, arg):
+    """Apply the `:arg` variant of a stage config (only `tiny` exists) and lock it."""
+    if arg == "tiny":
+        tiny(c)
+    elif arg:
+        raise ValueError(f"unknown variant {arg!r} (use ':tiny' or nothing)")
+    return c.lock()
+
+
 def tiny(c):
     """Shrink a config to small random-weight networks that train on a 2-core CPU in minutes."""
     c.tiny = True

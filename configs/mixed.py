@@ -18,8 +18,4 @@ from configs import common
 def get_config(arg=None):
     c = common.get_config()
     c.mode = "real_synthetic"
-    if arg == "tiny":
-        common.tiny(c)
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} (use ':tiny' or nothing)")
-    return c.lock()
+    return common.variant(c, arg)

@@ -20,8 +20,4 @@ def get_config(arg=None):
     c.mode = "paired"
     c.train.batch_size = 4
     c.loss.disentanglement_50 = False
-    if arg == "tiny":
-        common.tiny(c)
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} (use ':tiny' or nothing)")
-    return c.lock()
+    return common.variant(c, arg)

@@ -471,17 +471,6 @@ def letterbox(frame: np.ndarray, size: int = SIZE) -> np.ndarray:
     return out
 
 
-def _batches(it, size):
-    batch = []
-    for item in it:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def open_store(path: pathlib.Path, n: int):
     """A uint8 [n, 256, 256, 3] frame array on disk (videos longer than memory allows)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -499,7 +488,7 @@ def drive(models, preprocessor, spec, store, batch: int, max_frames=None, progre
     names, ps, valid, multi = [], [], [], []
     bar = tqdm(total=spec.num_frames, unit="frame", desc="driving: faces + DECA", disable=not progress)
     try:
-        for chunk in _batches(preprocessing.iter_input(spec, max_frames), batch):
+        for chunk in preprocessing.batches(preprocessing.iter_input(spec, max_frames), batch):
             results = preprocessor([f for _, f in chunk])
             ok = [k for k, r in enumerate(results) if r.crop is not None]
             p = np.full((len(chunk), models.layout.num_directions), np.nan, np.float32)

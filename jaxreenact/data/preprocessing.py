@@ -75,7 +75,8 @@ def iter_input(spec: InputSpec, max_frames: int | None = None) -> Iterator[tuple
             yield f"{i:06d}", frame
 
 
-def _batches(it, size: int):
+def batches(it, size: int):
+    """Lists of up to `size` consecutive items of `it`."""
     batch = []
     for item in it:
         batch.append(item)
@@ -144,7 +145,7 @@ def run(
     results: list[FrameResult] = []
     bar = tqdm(total=spec.num_frames, unit="frame", desc=f"preprocess {spec.path.name}", disable=not progress)
     try:
-        for batch in _batches(iter_input(spec, max_frames), batch_size):
+        for batch in batches(iter_input(spec, max_frames), batch_size):
             frames = [f for _, f in batch]
             for (name, _), r in zip(batch, preprocessor(frames)):
                 if r.crop is not None:
