@@ -116,13 +116,26 @@ def load_models(paths: dict[str, str], tiny: bool = False, seed: int = 0, datase
         a = directions.DirectionMatrix(layout.num_directions, 8, nets.g.style_dim)
         a_params = a.init(jax.random.key(seed + 7), jnp.zeros((1, a.input_dim), jnp.float32))
         return Models(nets, frozen, a, a_params, layout, units)
+    check_weight_paths(paths)
+    mods, frozen = load_converted(paths)
+    a, a_params = mods.pop("A"), frozen.pop("A")
+    if a.input_dim != layout.num_directions:
+        raise UserError(f"--A {paths['A']}: A has {a.input_dim} directions, the {dataset} layout needs "
+                        f"{layout.num_directions}")  # fmt: skip
+    nets = method.Networks(g=mods["g"], deca=mods.get("deca"), arcface=None, lpips=mods.get("lpips"),
+                           e4e=mods.get("e4e"))  # fmt: skip
+    return Models(nets, frozen, a, a_params, layout, units)
+
+
+def load_converted(paths: dict[str, str]) -> tuple[dict, dict]:
+    """({key: module}, {key: variables}) of the converted checkpoints in `paths` ({name: path}, names among
+    generator, e4e, deca, lpips, A; keys g, e4e, deca, lpips, A); a file holding another network is a `UserError`."""
     from jaxreenact import weights
     from jaxreenact.models import deca as deca_lib
     from jaxreenact.models import e4e as e4e_lib
     from jaxreenact.models import lpips as lpips_lib
     from jaxreenact.models import stylegan2
 
-    check_weight_paths(paths)
     kinds = {
         "generator": ("g", stylegan2.Generator),
         "e4e": ("e4e", e4e_lib.Encoder4Editing),
@@ -142,13 +155,7 @@ def load_models(paths: dict[str, str], tiny: bool = False, seed: int = 0, datase
                 f"(make it with `{CONVERT[name].format(dst=path)}`)"
             )
         mods[key], frozen[key] = m, v
-    a, a_params = mods.pop("A"), frozen.pop("A")
-    if a.input_dim != layout.num_directions:
-        raise UserError(f"--A {paths['A']}: A has {a.input_dim} directions, the {dataset} layout needs "
-                        f"{layout.num_directions}")  # fmt: skip
-    nets = method.Networks(g=mods["g"], deca=mods.get("deca"), arcface=None, lpips=mods.get("lpips"),
-                           e4e=mods.get("e4e"))  # fmt: skip
-    return Models(nets, frozen, a, a_params, layout, units)
+    return mods, frozen
 
 
 class FixedLocate:

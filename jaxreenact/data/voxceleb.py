@@ -115,7 +115,7 @@ def _visible_dirs(path: pathlib.Path) -> list[pathlib.Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _files_by_stem(folder: pathlib.Path, extensions: Sequence[str], skipped: list[Skip]) -> dict[str, pathlib.Path]:
+def files_by_stem(folder: pathlib.Path, extensions: Sequence[str], skipped: list[Skip]) -> dict[str, pathlib.Path]:
     """{stem: path} of the files in `folder` with one of `extensions`; a stem seen twice is reported and dropped."""
     found: dict[str, list[pathlib.Path]] = {}
     for p in sorted(folder.iterdir()):
@@ -163,7 +163,7 @@ def scan_tree(root: str | os.PathLike) -> TreeScan:
     skipped: list[Skip] = []
     videos = []
     for id_name, video_name, video_dir in find_video_dirs(root):
-        frames = _files_by_stem(video_dir / FRAMES_DIR, IMAGE_EXTENSIONS, skipped)
+        frames = files_by_stem(video_dir / FRAMES_DIR, IMAGE_EXTENSIONS, skipped)
         latent_dir = video_dir / LATENTS_DIR
         if not frames:
             skipped.append(Skip(str(video_dir / FRAMES_DIR), "no_frames", "no .png frames in this folder"))
@@ -177,7 +177,7 @@ def scan_tree(root: str | os.PathLike) -> TreeScan:
                 )
             )
             continue
-        latents = _files_by_stem(latent_dir, (".npy",), skipped)
+        latents = files_by_stem(latent_dir, (".npy",), skipped)
         records = []
         for stem in sorted(frames):
             if stem in latents:
@@ -243,7 +243,7 @@ def load_frame(record: FrameRecord, image_size: int):
     return image, latent
 
 
-def _ordered_map(fn, items, num_threads: int, window: int = 256):
+def ordered_map(fn, items, num_threads: int, window: int = 256):
     """`map(fn, items)` on a thread pool, in order, with at most `window` results waiting (bounded memory)."""
     if num_threads <= 1:
         yield from map(fn, items)
@@ -331,7 +331,7 @@ def _builder_class():
             scan = self._scan
             bar = tqdm(total=scan.num_frames, desc="frames", unit="frame", disable=not self._progress)
             items = [(vi, rec) for vi, video in enumerate(scan.videos) for rec in video.frames]
-            loaded_items = _ordered_map(lambda it: load_frame(it[1], self._image_size), items, self._num_threads)
+            loaded_items = ordered_map(lambda it: load_frame(it[1], self._image_size), items, self._num_threads)
             key = 0
             for (vi, rec), loaded in zip(items, loaded_items):
                 bar.update(1)

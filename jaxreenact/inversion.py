@@ -1,0 +1,186 @@
+"""e4e inversion of every frame of a VoxCeleb-style tree: the library behind `python -m jaxreenact.invert`.
+
+For every ``ROOT/<id>/<video>/frames_cropped/<name>.png`` it writes (METHOD.md 5, the authors' layout)::
+
+    ROOT/<id>/<video>/inversion/latent_codes/<name>.npy   e4e W+ float32 [14, 512] (no latent_avg, as the authors)
+    ROOT/<id>/<video>/inversion/frames/<name>.png         G(w) uint8 256x256 (with `save_images`)
+
+* Batched under jit, the batch sharded over the local devices on a 1-D 'data' mesh; the last batch is padded to the
+  fixed batch size (one compilation) and the padding dropped.
+* Resumable: a frame whose latent (and, with `save_images`, whose inverted frame) exists is skipped, so an
+  interrupted run continues where it stopped. Every file is written through a temporary file and a rename, so an
+  interrupt never leaves a half-written latent that a later run would take as done.
+* A frame that cannot be read is reported (file and reason) and skipped; the run goes on.
+* The inverted frames are rendered without truncation (ψ = 1), i.e. what the latent itself shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxreenact import method
+from jaxreenact.checkpointing import atomic_write_bytes
+from jaxreenact.data import voxceleb
+from jaxreenact.data.images import encode_png
+from jaxreenact.errors import UserError
+
+IMAGES_DIR = os.path.join("inversion", "frames")
+SIZE = 256
+
+
+@dataclasses.dataclass
+class Report:
+    """What a run did: counts and every frame it could not use, with the reason."""
+
+    videos: int = 0
+    frames: int = 0
+    inverted: int = 0
+    done_before: int = 0
+    failed: list[voxceleb.Skip] = dataclasses.field(default_factory=list)
+
+    def format(self, root) -> str:
+        lines = [
+            f"inversion of {root}: {self.videos} videos, {self.frames} frames: {self.inverted} inverted, "
+            f"{self.done_before} already done (skipped), {len(self.failed)} failed"
+        ]
+        lines += [f"  skipped {s.path}: {s.reason}" for s in self.failed]
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    frame: pathlib.Path
+    latent: pathlib.Path
+    image: pathlib.Path | None
+
+
+def plan(root, save_images: bool = False, overwrite: bool = False) -> tuple[list[Job], Report]:
+    """The frames still to invert (tree order) and a report counting the videos, frames and those already done."""
+    report = Report()
+    jobs = []
+    for _, _, video_dir in voxceleb.find_video_dirs(root):
+        report.videos += 1
+        frames = voxceleb.files_by_stem(video_dir / voxceleb.FRAMES_DIR, voxceleb.IMAGE_EXTENSIONS, report.failed)
+        for stem in sorted(frames):
+            report.frames += 1
+            job = Job(
+                frames[stem],
+                video_dir / voxceleb.LATENTS_DIR / f"{stem}.npy",
+                video_dir / IMAGES_DIR / f"{stem}.png" if save_images else None,
+            )
+            if not overwrite and job.latent.exists() and (job.image is None or job.image.exists()):
+                report.done_before += 1
+            else:
+                jobs.append(job)
+    if report.frames == 0:
+        raise UserError(
+            f"dataset root {root} has no frames: expected {root}/<id>/<video>/{voxceleb.FRAMES_DIR}/*.png "
+            "(make them with `python -m jaxreenact.preprocess`)"
+        )
+    return jobs, report
+
+
+def read_frame(path: pathlib.Path) -> np.ndarray:
+    """A frame as uint8 [256, 256, 3] (resized with PIL bilinear if needed, as the dataset reader); `UserError`."""
+    import PIL.Image
+
+    im = voxceleb.load_image(path, SIZE)
+    if isinstance(im, bytes):
+        with PIL.Image.open(io.BytesIO(im)) as f:
+            return np.asarray(f.convert("RGB"))
+    return np.asarray(im)
+
+
+def data_sharding(devices=None) -> NamedSharding:
+    devices = np.asarray(devices if devices is not None else jax.local_devices())
+    return NamedSharding(jax.sharding.Mesh(devices, ("data",)), P("data"))
+
+
+@functools.partial(jax.jit, static_argnames=("nets", "render"))
+def _invert(nets: method.Networks, e4e_vars, g_vars, images_u8, render: bool):
+    x = images_u8.astype(jnp.float32) / 127.5 - 1.0
+    w = nets.e4e.apply(e4e_vars, x)
+    if not render:
+        return w, None
+    img = method.render(nets, {"g": g_vars}, w, 1.0)
+    return w, jnp.clip(jnp.rint((img + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+
+
+def invert_batch(nets, frozen, images_u8: np.ndarray, sharding=None, render: bool = False):
+    """(W+ float32 [B, 14, 512], G(w) uint8 [B, 256, 256, 3] or None) of uint8 frames [B, 256, 256, 3]."""
+    x = jnp.asarray(images_u8) if sharding is None else jax.device_put(images_u8, sharding)
+    w, img = _invert(nets, frozen["e4e"], frozen["g"] if render else None, x, render)
+    return np.asarray(w, np.float32), None if img is None else np.asarray(img)
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _load(job: Job):
+    try:
+        return read_frame(job.frame)
+    except UserError as e:
+        return voxceleb.Skip(str(job.frame), "unreadable_frame", str(e))
+
+
+def invert_tree(
+    root,
+    nets: method.Networks,
+    frozen: dict,
+    batch_size: int = 32,
+    save_images: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    num_threads: int = 8,
+) -> Report:
+    """Invert every frame of the tree at `root` that is not done yet (see the module docstring). `frozen` holds
+    the "e4e" variables (and "g" with `save_images`). Returns the report."""
+    jobs, report = plan(root, save_images, overwrite)
+    sharding = data_sharding()
+    n_dev = sharding.mesh.size
+    batch = -(-max(batch_size, 1) // n_dev) * n_dev  # a multiple of the device count
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="invert", unit="frame", disable=not progress)
+    pending: list[tuple[Job, np.ndarray]] = []
+
+    def flush():
+        if not pending:
+            return
+        x = np.stack([img for _, img in pending])
+        k = len(x)
+        if k < batch:
+            x = np.concatenate([x, np.repeat(x[-1:], batch - k, 0)])
+        w, img = invert_batch(nets, frozen, x, sharding, render=save_images)
+        for i, (job, _) in enumerate(pending):
+            atomic_write_bytes(job.latent, _npy_bytes(w[i]))
+            if job.image is not None:
+                atomic_write_bytes(job.image, encode_png(img[i]))
+        report.inverted += k
+        bar.update(k)
+        pending.clear()
+
+    for job, loaded in zip(jobs, voxceleb.ordered_map(_load, jobs, num_threads)):
+        if isinstance(loaded, voxceleb.Skip):
+            report.failed.append(loaded)
+            bar.update(1)
+            continue
+        pending.append((job, loaded))
+        if len(pending) == batch:
+            flush()
+    flush()
+    bar.close()
+    return report
