@@ -14,16 +14,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import pathlib
-import platform
-import statistics
-import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))
+import common
+
+common.setup_paths()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -34,32 +29,6 @@ from torch_face_ref import ArcFaceRef, E4ERef, LPIPSRef, load  # noqa: E402
 import goldens as G  # noqa: E402
 from converters import arcface, e4e, lpips  # noqa: E402
 from converters.common import to_numpy  # noqa: E402
-
-
-def _median_time(fn, iters: int) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    dev = jax.devices()[0]
-    return (
-        f"{cpu}, {os.cpu_count()} cores visible; JAX {jax.__version__} on {dev.platform} ({dev.device_kind}); "
-        f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads); Python {platform.python_version()}"
-    )
 
 
 def _nets():
@@ -89,9 +58,11 @@ def run(batch: int, iters: int) -> list[dict]:
         t0 = time.perf_counter()
         jfn(variables, *jx).block_until_ready()
         compile_s = time.perf_counter() - t0
-        tj = _median_time(lambda jfn=jfn, variables=variables, jx=jx: jfn(variables, *jx).block_until_ready(), iters)
+        (tj,) = common.median_times(
+            [lambda jfn=jfn, variables=variables, jx=jx: jfn(variables, *jx).block_until_ready()], iters
+        )
         with torch.inference_mode():
-            tt = _median_time(lambda tmod=tmod, tx=tx: tmod(*tx), iters)
+            (tt,) = common.median_times([lambda tmod=tmod, tx=tx: tmod(*tx)], iters)
         rows.append({"name": name, "jax": batch / tj, "torch": batch / tt, "compile": compile_s})
         print(
             f"{name}: JAX {batch / tj:.2f} img/s, PyTorch {batch / tt:.2f} img/s, compile {compile_s:.1f}s", flush=True
@@ -104,7 +75,7 @@ def section(rows, batch: int, iters: int) -> str:
         "## Face networks (issue 3)",
         "",
         f"`python bench/face_networks.py --batch {batch} --iters {iters}` on "
-        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. Machine: {common.machine()}.",
         "Forward pass only, fp32, batch "
         f"{batch}, median of {iters} calls after a warm-up; same random weights and inputs on both sides (PyTorch: "
         "the tests' pure-torch reference, `inference_mode`). The 2 CPU cores were shared with other jobs: expect "
@@ -131,8 +102,7 @@ def main():
     text = section(rows, args.batch, args.iters)
     print(text)
     if args.write:
-        with open(ROOT / "bench" / "RESULTS.md", "a") as fh:
-            fh.write("\n" + text)
+        common.write_section(text)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import pathlib
-import platform
-import statistics
-import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+import common
+
+common.setup_paths()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -33,38 +29,8 @@ from torch_reference.stylegan2 import random_generator  # noqa: E402
 from converters.stylegan2 import convert_state_dict  # noqa: E402
 
 
-def _median_times(fns, iters: int) -> list[float]:
-    """Median seconds per call of each fn, calls interleaved (fn0, fn1, ... per round) so that load from other
-    processes on shared cores hits every contender alike; one warm-up round first."""
-    for fn in fns:
-        fn()
-    ts = [[] for _ in fns]
-    for _ in range(iters):
-        for fn, t_list in zip(fns, ts):
-            t = time.perf_counter()
-            fn()
-            t_list.append(time.perf_counter() - t)
-    return [statistics.median(t) for t in ts]
-
-
 def _set_fused(flag: bool) -> None:
     ref_mod.ModulatedConv2d.fused = flag
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    dev = jax.devices()[0]
-    return (
-        f"{cpu}, {os.cpu_count()} cores visible; JAX {jax.__version__} on {dev.platform} ({dev.device_kind}); "
-        f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads); Python {platform.python_version()}"
-    )
 
 
 def run(size: int, cm: int, batches, iters: int, dtypes=("float32",)) -> list[dict]:
@@ -87,7 +53,7 @@ def run(size: int, cm: int, batches, iters: int, dtypes=("float32",)) -> list[di
                 return c(v, x).block_until_ready()
 
             if dtype != "float32":
-                (jax_s,) = _median_times([jax_call], iters)
+                (jax_s,) = common.median_times([jax_call], iters)
                 row.update(jax_ips=b / jax_s)
             else:
                 wt = torch.from_numpy(w)
@@ -97,7 +63,7 @@ def run(size: int, cm: int, batches, iters: int, dtypes=("float32",)) -> list[di
                     with torch.inference_mode():
                         return tg(x, input_is_latent=True)
 
-                jax_s, torch_s, torch_nf_s = _median_times(
+                jax_s, torch_s, torch_nf_s = common.median_times(
                     [jax_call, lambda: torch_call(True), lambda: torch_call(False)], iters
                 )
                 want = torch_call(True).permute(0, 2, 3, 1).numpy()
@@ -120,7 +86,7 @@ def to_markdown(rows, iters) -> str:
     out = [
         "## StyleGAN2 generator (issue 2)",
         "",
-        f"`python bench/generator.py` — {now}. Machine: {machine()}.",
+        f"`python bench/generator.py` — {now}. Machine: {common.machine()}.",
         f"Synthesis only (W+ -> image, stored noise), median of {iters} calls after a warm-up, JAX and PyTorch calls interleaved; compile = first",
         "`jit(...).lower().compile()`. PyTorch: the upstream grouped (fused) modulated conv and, in brackets, the",
         "non-fused form; ratio = JAX images/s ÷ the faster PyTorch form's images/s (> 1: JAX faster).",
@@ -155,12 +121,7 @@ def main(argv=None):
     md = to_markdown(rows, a.iters)
     print(md)
     if a.write:
-        res = ROOT / "bench" / "RESULTS.md"
-        head = (
-            "" if res.exists() else "# Benchmarks\n\nJAX against PyTorch in the same process; see each bench/*.py.\n\n"
-        )
-        with open(res, "a") as fh:
-            fh.write(head + md + "\n")
+        common.write_section(md)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+"""`python -m jaxreenact.edit --source IMG_OR_NPY --directions 0 1 3 --out DIR`: move a face along one learned
+direction at a time across its range (the authors' editing script, METHOD.md 7.3); a GIF and an MP4 per direction
+and a contact sheet. See `jaxreenact.editing`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from jaxreenact.errors import cli_main
+from jaxreenact.reenact import add_tiny_arg, add_weight_args
+from jaxreenact.reenact_core import direction_names
+
+
+def parse_args(argv=None):
+    names = ", ".join(f"{i} {n}" for i, n in enumerate(direction_names()))
+    p = argparse.ArgumentParser(prog="python -m jaxreenact.edit", description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", required=True, help="a face photo, or a .npy W [512] / W+ [14, 512] latent")
+    p.add_argument("--directions", type=int, nargs="+", required=True, metavar="D", help=f"direction indices: {names}")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-tune", action="store_true", help="skip generator tuning of a photo source (on by default)")
+    p.add_argument("--tune-steps", type=int, default=200, help="generator tuning steps (default 200, the authors')")
+    p.add_argument("--save-images", action="store_true", help="also write every edited frame as PNG under images/")
+    p.add_argument("--batch-size", type=int, default=16, help="frames per jitted batch (default 16)")
+    add_weight_args(p, ("generator", "e4e", "deca", "A", "lpips", "sfd", "fan"))
+    p.add_argument("--seed", type=int, default=0, help="seed of the --tiny networks")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_tiny_arg(p)
+    return p.parse_args(argv)
+
+
+@cli_main
+def main(argv=None, locate=None):
+    from jaxreenact import editing
+    from jaxreenact.reenact_core import DEFAULT_WEIGHTS
+
+    a = parse_args(argv)
+    opts = editing.Options(
+        source=a.source,
+        out=a.out,
+        directions=a.directions,
+        tune=not a.no_tune,
+        tune_steps=a.tune_steps,
+        save_images=a.save_images,
+        batch_size=a.batch_size,
+        weights={n: getattr(a, n) for n in DEFAULT_WEIGHTS},
+        tiny=a.tiny,
+        seed=a.seed,
+        progress=not a.no_progress,
+    )
+    summary = editing.run(opts, locate=locate)
+    print(editing.format_summary(summary, a.out))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
