@@ -129,3 +129,13 @@ def networks(seed: int = 0, with_e4e: bool = False):
         frozen["e4e"] = jax.jit(e.init)(keys[4], jnp.zeros((1, 256, 256, 3)))
         mods["e4e"] = e
     return Networks(**mods), frozen
+
+
+@functools.lru_cache(maxsize=2)
+def inception(seed: int = 0):
+    """(FIDInceptionV3, random variables) for the tiny evaluation: the real architecture (it has no width knob),
+    random weights, so FID runs end to end; its values mean nothing."""
+    from jaxreenact.models.inception import FIDInceptionV3
+
+    m = FIDInceptionV3()
+    return m, jax.jit(m.init)(jax.random.key(seed + 11), jnp.zeros((1, 75, 75, 3)))

@@ -7,6 +7,7 @@ import pytest
 
 from jaxreenact.errors import UserError
 from jaxreenact.evaluation import metrics as M
+from jaxreenact.face import pose
 
 # ranges_voxceleb.npy rows 3 (jaw) and 4 (exp00), as printed in METHOD.md 2.5
 JAW_MIN, JAW_MAX = -0.11169847846031189, 0.19479338824748993
@@ -82,7 +83,7 @@ def test_expression_params_layout():
 
 
 def test_expression_errors_raw_and_range_normalised():
-    ranges = M.load_ranges("voxceleb")
+    ranges = pose.load_ranges(pose.default_ranges_path("voxceleb"))
     exp_a, exp_b = np.zeros((1, 50)), np.zeros((1, 50))
     exp_b[0, 0], exp_b[0, 10], exp_b[0, 11] = 1.0, -0.5, 9.0  # exp_11 is outside p_e: ignored
     jaw_a, jaw_b = np.array([0.0]), np.array([0.1])
@@ -97,21 +98,6 @@ def test_expression_errors_raw_and_range_normalised():
     # The authors' form normalises each side before the difference; an offset common to both cancels.
     np.testing.assert_allclose(M.expression_error_normalized(pe_a + 0.3, pe_b + 0.3, ranges), [norm], rtol=1e-5)
     np.testing.assert_allclose(M.expression_error(pe_a, pe_a), [0.0], atol=0)
-
-
-def test_load_ranges(tmp_path):
-    r = M.load_ranges("voxceleb")
-    assert r.shape == (54, 2) and r.dtype == np.float64
-    np.testing.assert_allclose(r[3], [JAW_MIN, JAW_MAX], rtol=1e-7)
-    np.testing.assert_allclose(r[4], [EXP0_MIN, EXP0_MAX], rtol=1e-7)
-    assert M.load_ranges("ffhq").shape == (54, 2)
-    np.save(tmp_path / "r.npy", r)
-    np.testing.assert_array_equal(M.load_ranges(tmp_path / "r.npy"), r)
-    with pytest.raises(UserError, match="not found"):
-        M.load_ranges(tmp_path / "missing.npy")
-    np.save(tmp_path / "bad.npy", r[:10])
-    with pytest.raises(UserError, match=r"\[54, 2\]"):
-        M.load_ranges(tmp_path / "bad.npy")
 
 
 # ------------------------------------------------------------------ masked aggregation

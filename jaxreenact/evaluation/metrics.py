@@ -15,7 +15,7 @@ Per-sample metrics (jnp, jit-able; leading batch axes are kept, the last axis is
       - `expression_error(pe_a, pe_b)` ("exp_raw"): the paper's form, mean |delta| of the p_e entries, unnormalised;
       - `expression_error_normalized(pe_a, pe_b, ranges)` ("exp_norm"): the authors' validation form, mean over the
         same 12 entries of |norm(a) - norm(b)|, norm(x) = (x - min) / (max - min) from the ranges file (row 3 jaw,
-        rows 4.. exp_0..; `load_ranges`).
+        rows 4.. exp_0..; `jaxreenact.face.pose.load_ranges`).
     `num_exp=50` in `expression_params` (and `expression_error_normalized`) gives the all-coefficients variant.
 
 Aggregation (numpy): `summarize(values, valid)` averages per-frame values over the frames where a face was found
@@ -32,7 +32,6 @@ LPIPS distances per pair come from `jaxreenact.models.lpips`; aggregate them wit
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import logging
 import os
 import pathlib
@@ -202,23 +201,6 @@ def expression_error_normalized(pe_a, pe_b, ranges):
 def expression_errors(pe_a, pe_b, ranges) -> dict:
     """Both labelled forms: {"exp_raw": paper's raw mean |delta|, "exp_norm": authors' range-normalised}."""
     return {EXP_RAW: expression_error(pe_a, pe_b), EXP_NORM: expression_error_normalized(pe_a, pe_b, ranges)}
-
-
-def load_ranges(source: str | os.PathLike = "voxceleb") -> np.ndarray:
-    """The authors' ranges file as float64 [54, 2]: "voxceleb" / "ffhq" (shipped) or a path to a .npy."""
-    name = str(source).lower()
-    if name in ("voxceleb", "ffhq"):
-        ref = importlib.resources.files("jaxreenact") / "resources" / f"ranges_{name}.npy"
-        with importlib.resources.as_file(ref) as p:
-            r = np.load(p)
-    else:
-        path = pathlib.Path(source)
-        if not path.is_file():
-            raise UserError(f"{path}: ranges file not found (use 'voxceleb', 'ffhq' or a .npy of shape [54, 2])")
-        r = np.load(path, allow_pickle=False)
-    if r.shape != (54, 2):
-        raise UserError(f"{source}: a ranges file holds [54, 2] (min, max) rows, this one is {r.shape}")
-    return r.astype(np.float64)
 
 
 # ------------------------------------------------------------------------------------------ FID

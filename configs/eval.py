@@ -1,0 +1,60 @@
+"""The Table 1 evaluation (METHOD.md 8; paper Sec. 4.1): self and cross reenactment on a test tree.
+
+    python -m jaxreenact.evaluate --config=configs/eval.py --workdir=runs/eval \\
+        --config.root=VOX1_TEST_ROOT --config.cross_pairs=cross_pairs.txt --config.weights.A=runs/paired
+    python -m jaxreenact.evaluate --config=configs/eval.py:tiny --workdir=runs/eval-tiny   # CPU, made-up tree
+
+The test tree is `ROOT/<id>/<video>/frames_cropped/*.png` (256² crops from `python -m jaxreenact.preprocess`).
+Freeze the cross pairs once: `python -m jaxreenact.evaluation.pairs --root ROOT --n 200 --seed 0 --out FILE`.
+"""
+
+import pathlib
+
+import ml_collections
+
+import jaxreenact
+
+TINY_PAIRS = pathlib.Path(jaxreenact.__file__).parent / "resources" / "eval" / "tiny_cross_pairs.txt"
+
+
+def get_config(arg=None):
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.tiny = False  # True: random tiny networks and a fake face locator (CI); the numbers mean nothing
+    c.root = ""  # the test tree; "" with tiny: a made-up tree is written into the workdir
+    c.self_list = ""  # file of <id>/<video> lines; "" = every video of the root
+    c.cross_pairs = ""  # file of "<id>/<video> <id>/<video>" lines (python -m jaxreenact.evaluation.pairs)
+
+    c.weights = ml_collections.ConfigDict()
+    c.weights.generator = "weights/stylegan2-voxceleb"  # python -m converters.stylegan2
+    c.weights.e4e = "weights/e4e-voxceleb"  # python -m converters.e4e
+    c.weights.deca = "weights/deca"  # python -m converters.deca
+    c.weights.A = "weights/A"  # python -m converters.direction_matrix, or a training workdir (latest checkpoint)
+    c.weights.lpips = "weights/lpips"  # python -m converters.lpips (tuning and the LPIPS metric)
+    c.weights.arcface = "weights/arcface"  # python -m converters.arcface (CSIM)
+    c.weights.inception = "weights/inception"  # python -m converters.inception (FID)
+    c.weights.sfd = "weights/sfd"  # python -m converters.sfd (face boxes)
+    c.weights.fan = "weights/fan"  # python -m converters.fan (landmarks: NME and DECA's crop)
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.self = True
+    c.eval.cross = True
+    c.eval.batch_size = 16
+    c.eval.frame_stride = 1  # use every k-th frame of each video
+    c.eval.max_frames = 0  # per video; 0 = all
+    c.eval.tune_steps = 200  # generator tuning of each source, as the authors' inference (0 = off)
+    c.eval.grid_frames = 4  # frames shown per video in grids/
+
+    c.tiny_tree = ml_collections.ConfigDict()  # the made-up tree of the tiny variant
+    c.tiny_tree.n_ids = 2
+    c.tiny_tree.n_videos = 1
+    c.tiny_tree.n_frames = 3
+    if arg == "tiny":
+        c.tiny = True
+        c.cross_pairs = str(TINY_PAIRS)
+        c.eval.batch_size = 4
+        c.eval.tune_steps = 2
+        c.eval.grid_frames = 2
+    elif arg:
+        raise ValueError(f"unknown variant {arg!r} (use ':tiny' or nothing)")
+    return c.lock()

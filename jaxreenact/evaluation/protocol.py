@@ -1,0 +1,344 @@
+"""The paper's Table 1 protocol: self and cross reenactment over a VoxCeleb-style test tree, scored with
+`jaxreenact.evaluation.metrics` (the functions the trainer's validation uses). Library of
+`python -m jaxreenact.evaluate`.
+
+Reenactment is the method's (and `python -m jaxreenact.reenact`'s) absolute mode: the source frame is inverted with
+e4e (+ generator tuning when `eval.tune_steps` > 0), Δp = units(p_driving) − units(p_source), then
+G(trunc(w + A·Δp)). Every image a metric reads (driving frame, reenacted frame) goes through S3FD + 2D-FAN on its
+256² crop; its 68 landmarks give NME and DECA's crop box (as the authors' DECA `TestData`).
+
+* Self: each test video's first (kept) frame is the source, its frames drive it; every metric compares the
+  reenacted frame with the driving frame: CSIM, LPIPS, FID (reenacted vs driving sets), NME, pose error,
+  expression error (raw and range-normalised).
+* Cross: each listed (source video, driving video) pair; the source is the first frame of the source video; CSIM is
+  against that source frame, pose and expression errors against the driving frame.
+* A frame is scored only when a face is found in both its driving and its reenacted image; the others are counted
+  (`no_face_driving`, `no_face_reenacted`) and excluded from every metric (FID included), never scored as zeros.
+  A video whose source frame has no face is skipped and listed.
+* Means are over frames (all frames of all videos pooled), as FID is; per-video means are in the per-video CSVs.
+
+Each video (pair) is cached in `workdir/cache/` when done, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxreenact import method
+from jaxreenact import reenact_core as core
+from jaxreenact.checkpointing import atomic_write_bytes
+from jaxreenact.errors import UserError
+from jaxreenact.evaluation import metrics, pairs
+from jaxreenact.face import deca_crop, pose
+
+SELF_METRICS = ("csim", "lpips", "nme", "nme_interocular", "pose", metrics.EXP_RAW, metrics.EXP_NORM)
+CROSS_METRICS = ("csim", "pose", metrics.EXP_RAW, metrics.EXP_NORM)
+WEIGHT_NAMES = ("generator", "e4e", "deca", "A", "lpips", "arcface", "inception", "sfd", "fan")
+
+
+# ----------------------------------------------------------------------------------------------- networks
+@dataclasses.dataclass
+class Nets:
+    models: core.Models  # G, e4e, DECA, A (+ LPIPS for tuning and scoring)
+    arcface: tuple  # (module, variables)
+    inception: tuple  # (module, variables)
+    locate: object  # images uint8 [N, 256, 256, 3] -> list[Located]
+    ranges: np.ndarray
+
+
+def needed_weights(config) -> dict[str, str]:
+    return {n: getattr(config.weights, n) for n in WEIGHT_NAMES}
+
+
+def load(config, locate=None) -> Nets:
+    """The evaluation's networks: converted checkpoints, or random tiny ones with `config.tiny`."""
+    ranges = pose.load_ranges(pose.default_ranges_path("voxceleb"))
+    if config.tiny:
+        from jaxreenact import tiny
+
+        models = core.load_models({}, tiny=True, seed=config.seed)
+        frozen = tiny.networks(config.seed, with_e4e=True)[1]
+        return Nets(models, (models.nets.arcface, frozen["arcface"]), tiny.inception(config.seed),
+                    locate or core.FixedLocate(), ranges)  # fmt: skip
+    from jaxreenact import directions, weights
+    from jaxreenact.face.pipeline import FaceLocator
+    from jaxreenact.models import arcface as arcface_lib
+    from jaxreenact.models import fan as fan_lib
+    from jaxreenact.models import inception as inception_lib
+    from jaxreenact.models import sfd as sfd_lib
+
+    paths = needed_weights(config)
+    missing = [f"  config.weights.{n} = {p}: make it with `{CONVERT[n].format(dst=p)}`"
+               for n, p in paths.items() if not p or not pathlib.Path(p).exists()]  # fmt: skip
+    if missing:
+        raise UserError("missing converted weights (or use configs/eval.py:tiny, which needs none):\n"
+                        + "\n".join(missing))  # fmt: skip
+    mods, frozen = core.load_converted({n: paths[n] for n in ("generator", "e4e", "deca", "lpips")})
+    a_params = method.load_init_params(paths["A"])  # a converted A or a training workdir
+    layout = pose.LAYOUTS["voxceleb"]
+    a = directions.DirectionMatrix(layout.num_directions, 8, mods["g"].style_dim)
+    units = pose.shift_units(ranges, layout)
+    nets = method.Networks(g=mods["g"], deca=mods["deca"], arcface=None, lpips=mods["lpips"], e4e=mods["e4e"])
+    models = core.Models(nets, frozen, a, a_params, layout, units)
+    loaded = {}
+    for n, cls in (("arcface", arcface_lib.ArcFace), ("inception", inception_lib.FIDInceptionV3),
+                   ("sfd", sfd_lib.S3FD), ("fan", fan_lib.FAN)):  # fmt: skip
+        m, v = weights.load(paths[n])
+        if not isinstance(m, cls):
+            raise UserError(f"config.weights.{n} = {paths[n]}: holds a {type(m).__name__}, not a {cls.__name__}")
+        loaded[n] = (m, v)
+    return Nets(models, loaded["arcface"], loaded["inception"],
+                locate or FaceLocator(loaded["sfd"], loaded["fan"]), ranges)  # fmt: skip
+
+
+CONVERT = {
+    **core.CONVERT,
+    "arcface": "python -m converters.arcface model_ir_se50.pth {dst}",
+    "inception": "python -m converters.inception pt_inception-2015-12-05-6726825d.pth {dst}",
+}
+
+
+def weights_sha256(config) -> dict:
+    """{name: sha256 of the source checkpoint recorded at conversion} (or of the converted metadata file)."""
+    from jaxreenact import checkpointing
+
+    if config.tiny:
+        return {"tiny": f"random tiny networks, seed {config.seed}"}
+    out = {}
+    for n, p in needed_weights(config).items():
+        meta_file = pathlib.Path(p) / checkpointing.META_FILE
+        if meta_file.is_file():
+            meta = json.loads(meta_file.read_text())
+            src = {k: v.get("sha256") for k, v in meta.get("sources", {}).items()}
+            out[n] = src or hashlib.sha256(meta_file.read_bytes()).hexdigest()
+        else:
+            out[n] = "training workdir" if (pathlib.Path(p) / "checkpoints").is_dir() else None
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- per image
+@dataclasses.dataclass
+class Analysis:
+    """What the face networks read from a set of 256² images."""
+
+    valid: np.ndarray  # [N] a face was found
+    landmarks: np.ndarray  # [N, 68, 2] (NaN where no face)
+    p: np.ndarray  # [N, D] raw p (meaningless where no face)
+
+
+def analyze(nets: Nets, images_u8: np.ndarray, batch: int) -> Analysis:
+    n = len(images_u8)
+    lmk = np.full((n, 68, 2), np.nan, np.float32)
+    valid = np.zeros(n, bool)
+    for lo in range(0, n, batch):
+        for i, r in enumerate(nets.locate(images_u8[lo : lo + batch]), lo):
+            if r.landmarks is not None:
+                lmk[i], valid[i] = r.landmarks, True
+    theta = np.repeat(method.fixed_deca_theta(1), n, 0).astype(np.float32)
+    if valid.any():
+        theta[valid] = deca_crop.crop_matrix(lmk[valid].astype(np.float64))
+    p = core.p_of_crops(nets.models, images_u8, theta, batch)
+    return Analysis(valid, lmk, p)
+
+
+@functools.partial(jax.jit, static_argnames=("module",))
+def _id_csim(module, variables, a, b):
+    from jaxreenact.models import arcface
+
+    return arcface.csim(variables, a, b, module=module)
+
+
+@functools.partial(jax.jit, static_argnames=("module",))
+def _lpips(module, variables, a, b):
+    return module.apply(variables, a, b).reshape(a.shape[0])
+
+
+@functools.partial(jax.jit, static_argnames=("module",))
+def _inception(module, variables, images_u8):
+    return module.apply(variables, images_u8.astype(jnp.float32) / 255.0)
+
+
+def _batched(fn, batch: int, *arrays):
+    """fn over rows of equally long uint8 arrays in batches (the last padded: one compilation)."""
+    n = len(arrays[0])
+    out = []
+    for lo in range(0, n, batch):
+        parts = [a[lo : lo + batch] for a in arrays]
+        k = len(parts[0])
+        parts = [np.concatenate([x, np.repeat(x[-1:], batch - k, 0)]) if k < batch else x for x in parts]
+        out.append(np.asarray(fn(*[core.to_float(x) if x.dtype == np.uint8 else x for x in parts]))[:k])
+    return np.concatenate(out, 0)
+
+
+def inception_features(nets: Nets, images_u8: np.ndarray, batch: int) -> np.ndarray:
+    m, v = nets.inception
+    if len(images_u8) == 0:
+        return np.zeros((0, 2048), np.float64)
+    return _batched(lambda x: _inception(m, v, jnp.asarray(x)), batch, images_u8.astype(np.float32)).astype(np.float64)
+
+
+def score(nets: Nets, ref_u8, drv: Analysis, drv_u8, rec: Analysis, rec_u8, batch: int, cross: bool) -> dict:
+    """Per-frame metrics [N] of reenacted frames (`rec`) against the driving frames (and `ref_u8`, the CSIM
+    reference: the driving frames for self, the source frame for cross)."""
+    layout = nets.models.layout
+    ang = list(layout.angle_dirs)
+    out = {
+        "valid_driving": drv.valid,
+        "valid_reenacted": rec.valid,
+        "pose": np.asarray(metrics.pose_error(rec.p[:, ang], drv.p[:, ang])),
+    }
+    pe_r, pe_d = rec.p[:, layout.jaw :], drv.p[:, layout.jaw :]  # [jaw, exp0..exp10]: the paper's p_e
+    out.update({k: np.asarray(v) for k, v in metrics.expression_errors(pe_r, pe_d, nets.ranges).items()})
+    am, av = nets.arcface
+    out["csim"] = _batched(lambda a, b: _id_csim(am, av, a, b), batch, rec_u8, ref_u8)
+    if not cross:
+        lm, lv = nets.models.nets.lpips, nets.models.frozen["lpips"]
+        out["lpips"] = _batched(lambda a, b: _lpips(lm, lv, a, b), batch, rec_u8, drv_u8)
+        ok = drv.valid & rec.valid
+        nme = np.full(len(ok), np.nan, np.float32)
+        nme_io = nme.copy()
+        if ok.any():
+            nme[ok] = np.asarray(metrics.nme(rec.landmarks[ok], drv.landmarks[ok]))
+            nme_io[ok] = np.asarray(metrics.nme_interocular(rec.landmarks[ok], drv.landmarks[ok]))
+        out["nme"], out["nme_interocular"] = nme, nme_io
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------------------------- per video
+def read_frames(root: pathlib.Path, video: str, stride: int, max_frames: int) -> tuple[list[str], np.ndarray]:
+    """(names, uint8 [N, 256, 256, 3]) of a test video's kept frames; unreadable frames are skipped (reported)."""
+    from jaxreenact.data import voxceleb
+    from jaxreenact.inversion import read_frame
+
+    folder = root / video / voxceleb.FRAMES_DIR
+    skipped: list = []
+    files = voxceleb.files_by_stem(folder, voxceleb.IMAGE_EXTENSIONS, skipped)
+    names = sorted(files)[::stride]
+    if max_frames > 0:
+        names = names[:max_frames]
+    keep, images = [], []
+    for n in names:
+        try:
+            images.append(read_frame(files[n]))
+            keep.append(n)
+        except UserError as e:
+            print(f"skipped unreadable frame {files[n]}: {e}")
+    if not images:
+        return [], np.zeros((0, 256, 256, 3), np.uint8)
+    return keep, np.stack(images)
+
+
+@dataclasses.dataclass
+class Item:
+    kind: str  # "self" | "cross"
+    source: str  # <id>/<video>
+    driving: str  # <id>/<video> (= source for self)
+
+    @property
+    def key(self) -> str:
+        s = self.source.replace("/", "_")
+        return s if self.kind == "self" else f"{s}__{self.driving.replace('/', '_')}"
+
+
+def run_item(nets: Nets, config, item: Item) -> dict:
+    """Reenact one video (pair) and score every frame. Returns a dict of arrays + `status` and display frames."""
+    c = config.eval
+    root = pathlib.Path(config.root)
+    drv_names, drv_u8 = read_frames(root, item.driving, c.frame_stride, c.max_frames)
+    if item.kind == "self":
+        src_u8 = drv_u8[:1]
+    else:
+        src_u8 = read_frames(root, item.source, 1, 1)[1]
+    if len(drv_u8) == 0 or len(src_u8) == 0:
+        return {"status": "no readable frames"}
+    src = analyze(nets, src_u8, 1)
+    if not src.valid[0]:
+        return {"status": "no face in the source frame"}
+    drv = analyze(nets, drv_u8, c.batch_size)
+    w, g_vars, _ = core.invert_source(nets.models, src_u8[0], c.tune_steps > 0, c.tune_steps, progress=False)
+    opts = core.MotionOptions("absolute", smooth=0.0)
+    dp = core.motion_delta(src.p[0], drv.p, nets.models.units, nets.models.layout, opts)
+    rec_u8 = core.render_dp(nets.models, g_vars, w, dp, c.batch_size)
+    rec = analyze(nets, rec_u8, c.batch_size)
+    ref = drv_u8 if item.kind == "self" else np.repeat(src_u8, len(drv_u8), 0)
+    out = score(nets, ref, drv, drv_u8, rec, rec_u8, c.batch_size, cross=item.kind == "cross")
+    out["frames"] = np.asarray(drv_names)
+    if item.kind == "self":
+        ok = drv.valid & rec.valid
+        out["feats_reenacted"] = inception_features(nets, rec_u8[ok], c.batch_size)
+        out["feats_driving"] = inception_features(nets, drv_u8[ok], c.batch_size)
+    show = np.linspace(0, len(drv_u8) - 1, min(c.grid_frames, len(drv_u8))).round().astype(int)
+    out["grid"] = np.stack([np.concatenate([src_u8[0], drv_u8[i], rec_u8[i]], axis=1) for i in show])
+    out["status"] = "ok"
+    return out
+
+
+def _save_npz(path: pathlib.Path, d: dict) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in d.items()})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_npz(path: pathlib.Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        d = {k: z[k] for k in z.files}
+    d["status"] = str(d["status"])
+    return d
+
+
+def items_of(config) -> list[Item]:
+    """The self videos and cross pairs of the config, checked to exist under the test root."""
+    root = pathlib.Path(config.root)
+    if not config.root or not root.is_dir():
+        raise UserError(f"config.root = {config.root!r}: not a folder (the test tree <id>/<video>/frames_cropped)")
+    out = []
+    if config.eval.self:
+        videos = pairs.read_videos(config.self_list) if config.self_list else pairs.list_videos(root)
+        pairs.check_videos_exist(root, videos, f"self list {config.self_list or '(all videos of the root)'}")
+        out += [Item("self", v, v) for v in videos]
+    if config.eval.cross:
+        if not config.cross_pairs:
+            raise UserError("config.cross_pairs is empty: freeze a pair list once with `python -m "
+                            "jaxreenact.evaluation.pairs --root TEST_ROOT --n 200 --seed 0 --out cross_pairs.txt` "
+                            "and pass --config.cross_pairs=cross_pairs.txt (or --config.eval.cross=False)")  # fmt: skip
+        prs = pairs.read_pairs(config.cross_pairs)
+        pairs.check_videos_exist(root, sorted({v for p in prs for v in p}), f"cross pairs {config.cross_pairs}")
+        out += [Item("cross", a, b) for a, b in prs]
+    if not out:
+        raise UserError("nothing to evaluate: config.eval.self and config.eval.cross are both off")
+    return out
+
+
+def evaluate(config, workdir, progress: bool = True, locate=None) -> dict:
+    """Run the protocol (see the module doc); write the reports into `workdir`; return the results dict."""
+    from tqdm import tqdm
+
+    from jaxreenact.evaluation import report
+
+    workdir = pathlib.Path(workdir)
+    items = items_of(config)
+    nets = load(config, locate)
+    cache = workdir / "cache"
+    per_item: dict[str, tuple[Item, dict]] = {}
+    for item in tqdm(items, desc="evaluate", unit="video", disable=not progress):
+        path = cache / item.kind / f"{item.key}.npz"
+        if path.is_file():
+            res = _load_npz(path)
+        else:
+            res = run_item(nets, config, item)
+            _save_npz(path, res)
+            if res["status"] == "ok":
+                report.write_item(workdir, item, res)
+        per_item[f"{item.kind}/{item.key}"] = (item, res)
+    results = report.aggregate(config, per_item, weights_sha256(config))
+    report.write_all(workdir, results)
+    return results
