@@ -17,6 +17,16 @@ class ConversionError(UserError):
     """A checkpoint that cannot be converted: unknown, missing or mis-shaped keys, or not the expected network."""
 
 
+def program_name(fn) -> str:
+    """The dotted module of an entry point; under `python -m pkg.mod` its module is `__main__`, so the name comes
+    from the main module's spec."""
+    name = getattr(fn, "__module__", None) or "jaxreenact"
+    if name == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        name = spec.name if spec is not None else "jaxreenact"
+    return name
+
+
 def cli_main(fn):
     """Decorate an entry point `main(argv=None)` so a `UserError` ends the program with a one-line message."""
 
@@ -25,7 +35,7 @@ def cli_main(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            prog = getattr(fn, "__module__", "jaxreenact")
+            prog = program_name(fn)
             print(f"error ({prog}): {e}", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
