@@ -61,6 +61,14 @@ def machine() -> str:
     return text + f"; Python {platform.python_version()}"
 
 
+def section_head(title: str, command: str) -> list[str]:
+    """The first lines of a RESULTS.md section: heading, then the command, the UTC time and the machine."""
+    import datetime
+
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [f"## {title}", "", f"`{command}` — {now}. Machine: {machine()}."]
+
+
 def write_section(text: str, path: pathlib.Path = RESULTS) -> None:
     """Replace the `## ` section of RESULTS.md whose heading line equals `text`'s first line (or append it),
     atomically (a temporary file and a rename)."""

@@ -13,7 +13,6 @@ non-fused modulated conv for comparison), run under `torch.inference_mode()`. `-
 from __future__ import annotations
 
 import argparse
-import datetime
 import time
 
 import common
@@ -82,11 +81,8 @@ def run(size: int, cm: int, batches, iters: int, dtypes=("float32",)) -> list[di
 
 
 def to_markdown(rows, iters) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
-        "## StyleGAN2 generator (issue 2)",
-        "",
-        f"`python bench/generator.py` — {now}. Machine: {common.machine()}.",
+        *common.section_head("StyleGAN2 generator (issue 2)", "python bench/generator.py"),
         f"Synthesis only (W+ -> image, stored noise), median of {iters} calls after a warm-up, JAX and PyTorch calls interleaved; compile = first",
         "`jit(...).lower().compile()`. PyTorch: the upstream grouped (fused) modulated conv and, in brackets, the",
         "non-fused form; ratio = JAX images/s ÷ the faster PyTorch form's images/s (> 1: JAX faster).",

@@ -20,7 +20,6 @@ costs, the pictures mean nothing. fp32; `--bf16` adds JAX's bfloat16 generator (
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import tempfile
 import time
@@ -208,13 +207,10 @@ def run(batches, iters: int, bf16: bool, det_batch: int) -> dict:
 
 
 def to_markdown(r: dict) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     front_j = sum(v[0] for v in r["front"].values())
     front_t = sum(v[1] for v in r["front"].values())
     out = [
-        "## Reenactment (issue 8)",
-        "",
-        f"`python bench/reenact.py --iters {r['iters']}` — {now}. Machine: {common.machine()}.",
+        *common.section_head("Reenactment (issue 8)", f"python bench/reenact.py --iters {r['iters']}"),
         "Per-frame part = DECA (224² warp + ResNet-50) + p → Δp + A + G 256² (ψ 0.7) → uint8, random weights, "
         f"median of {r['iters']} calls after one untimed round (the JAX compile, a warm-up), calls interleaved. "
         "End to end adds decoding + resize to width 1000 "

@@ -17,7 +17,6 @@ specs (random), A random. Numbers are costs; the losses are not compared.
 from __future__ import annotations
 
 import argparse
-import datetime
 import tempfile
 import time
 
@@ -161,11 +160,8 @@ def run(batches, iters: int) -> list[dict]:
 
 
 def to_markdown(rows, iters) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
-        "## Training step (issue 6)",
-        "",
-        f"`python bench/train_step.py --iters {iters}` — {now}. Machine: {common.machine()}.",
+        *common.section_head("Training step (issue 6)", f"python bench/train_step.py --iters {iters}"),
         "One synthetic-stage step (2×G, 3×DECA, 2×FLAME, ArcFace, LPIPS, backward to A, Adam), full-size networks "
         f"with random weights, fp32, median of {iters} steps after one untimed round (JAX: after the compile), "
         "JAX and PyTorch interleaved. The 2 CPU cores are shared: expect ±30 %. No accelerator was lent to this "

@@ -24,6 +24,8 @@ def get_config(arg=None):
     c.weights.arcface = "weights/arcface"  # python -m converters.arcface
     c.weights.lpips = "weights/lpips"  # python -m converters.lpips
     c.weights.e4e = "weights/e4e-voxceleb"  # python -m converters.e4e (real-image stages)
+    c.weights.sfd = "weights/sfd"  # python -m converters.sfd (model.deca_box = "landmarks" only)
+    c.weights.fan = "weights/fan"  # python -m converters.fan (model.deca_box = "landmarks" only)
 
     c.model = ml_collections.ConfigDict()
     c.model.truncation = 0.7  # applied after the shift, to every latent (METHOD.md 1.4)
@@ -31,7 +33,8 @@ def get_config(arg=None):
     c.model.learned_directions = 15
     c.model.shift_scale = 6.0
     # How DECA's 224 crop box is found on 256x256 faces. "fixed": the box of a centred face of the authors'
-    # framing (fast, jit-friendly). The authors run face-alignment on every image; see README for the trade-off.
+    # framing (cheap). "landmarks": as the authors, S3FD + 2D-FAN on every image DECA reads (3 per sample), inside
+    # the jitted step (jaxreenact.face.deca_box); several times the cost of a step. See README for the trade-off.
     c.model.deca_box = "fixed"
     c.model.deca_box_size = method.DECA_BOX_SIZE  # "fixed": side (px) of the 68-landmark box
     c.model.deca_box_center = method.DECA_BOX_CENTER  # "fixed": its (x, y) centre in the 256x256 frame

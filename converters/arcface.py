@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from converters.common import KeyMap, as_jax, check_tree, describe, fill, run_cli, save_converted, to_numpy, torch_load
+from converters.common import KeyMap, as_jax, bare_state_dict, check_tree, describe, file_cli, fill
 from jaxreenact.errors import ConversionError
 from jaxreenact.models.arcface import ArcFace
 
@@ -59,27 +59,13 @@ def load_torch(path, **opts):
     """`model_ir_se50.pth` (bare TreB1eN state dict) -> (ArcFace module, variables)."""
     if opts:
         raise TypeError(f"converters.arcface.load_torch takes no options, got {sorted(opts)}")
-    obj = torch_load(path, WHAT)
-    if not isinstance(obj, Mapping) or not obj or not all(hasattr(v, "detach") for v in obj.values()):
-        raise ConversionError(f"{path}: not a bare ArcFace state dict; this looks like {describe(obj)}")
-    return convert_state_dict(to_numpy(obj, str(path)), str(path))
-
-
-def _add_args(p):
-    p.add_argument("src", help="TreB1eN model_ir_se50.pth (the identity-loss network)")
-    p.add_argument("dst", help="output directory of the converted checkpoint")
-
-
-def _convert(args):
-    module, variables = load_torch(args.src)
-    save_converted(args.dst, module, variables, converter="converters.arcface", sources={"model_ir_se50": args.src})
-    print(f"converted {args.src} -> {args.dst} (IR-SE{module.num_layers}, input {module.input_size})")
+    return convert_state_dict(bare_state_dict(path, WHAT), str(path))
 
 
 def main(argv=None):
-    run_cli(
-        "arcface", "Convert the ArcFace IR-SE50 identity network to a jaxreenact checkpoint.", _add_args, _convert, argv
-    )
+    file_cli("arcface", "Convert the ArcFace IR-SE50 identity network to a jaxreenact checkpoint.",
+             "TreB1eN model_ir_se50.pth (the identity-loss network)", load_torch, "model_ir_se50",
+             lambda m: f"IR-SE{m.num_layers}, input {m.input_size}", argv)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -172,6 +172,40 @@ def run_cli(
     main()
 
 
+def file_cli(name: str, description: str, src_help: str, load: Callable, source_key: str, summary: Callable, argv=None):
+    """`python -m converters.<name> SRC DST` for a converter that reads one file: `load(src) -> (module,
+    variables)`, saved to DST; `summary(module)` is the line printed after."""
+
+    def add(p: argparse.ArgumentParser):
+        p.add_argument("src", help=src_help)
+        p.add_argument("dst", help="output directory of the converted checkpoint (for jaxreenact.weights.load)")
+
+    def convert(a):
+        module, variables = load(a.src)
+        save_converted(a.dst, module, variables, converter=f"converters.{name}", sources={source_key: a.src})
+        print(f"converted {a.src} -> {a.dst} ({summary(module)})")
+
+    run_cli(name, description, add, convert, argv)
+
+
+def bare_state_dict(path, what: str) -> dict[str, np.ndarray]:
+    """A file that must hold a bare state dict (name → tensor), as numpy; `ConversionError` naming what it holds."""
+    obj = torch_load(path, what)
+    if not isinstance(obj, Mapping) or not obj or not all(hasattr(v, "detach") for v in obj.values()):
+        raise ConversionError(f"{path}: not a bare {what} state dict; this looks like {describe(obj)}")
+    return to_numpy(obj, str(path))
+
+
+def convert_by_template(module, sd: Mapping[str, np.ndarray], source: str, input_shape, key_of=None):
+    """Variables of `module` (initialised on zeros of `input_shape`) filled from `sd`, every key accounted for."""
+    template = jax.eval_shape(module.init, jax.random.key(0), np.zeros(input_shape, np.float32))
+    km = KeyMap(sd, source)
+    variables = fill(template, km, key_of=key_of)
+    km.finish()
+    check_tree(template, variables, source)
+    return variables
+
+
 # ------------------------------------------------------------------------------ key-map helpers by naming rule
 def torch_key(names) -> str:
     """Flax path names -> PyTorch key: `body_3`, `res_layer_5`, `fc1`, `weight` -> `body.3.res_layer.5.fc1.weight`."""

@@ -10,13 +10,9 @@ dropped. The number of stacks is read from the file (`l{i}.weight`). A `{'state_
 
 from __future__ import annotations
 
-import argparse
 import re
 
-import jax
-import numpy as np
-
-from converters.common import KeyMap, check_tree, fill, save_converted, to_numpy, torch_load, unwrap_state_dict
+from converters.common import convert_by_template, file_cli, to_numpy, torch_load, unwrap_state_dict
 from jaxreenact.errors import ConversionError
 from jaxreenact.models.fan import FAN
 
@@ -43,28 +39,13 @@ def load_torch(path):
             f"{path}: not a FAN checkpoint (no 'conv1.weight' / 'l0.weight'; first keys {list(sd_raw)[:5]})"
         )
     module = FAN(num_modules=stacks)
-    template = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, 256, 256, 3), np.float32))
-    sd = KeyMap(to_numpy(sd_raw, str(path)), str(path))
-    variables = fill(template, sd, key_of=torch_key)
-    sd.finish()
-    check_tree(template, variables, str(path))
-    return module, variables
+    return module, convert_by_template(module, to_numpy(sd_raw, str(path)), str(path), (1, 256, 256, 3), torch_key)
 
 
 def main(argv=None):
-    from converters.common import run_cli
-
-    def add(p: argparse.ArgumentParser):
-        p.add_argument("src", help="face-alignment's 2DFAN4-11f355bf06.pth.tar (a FAN state dict)")
-        p.add_argument("dst", help="output directory (a converted checkpoint for jaxreenact.weights.load)")
-
-    def convert(a):
-        module, variables = load_torch(a.src)
-        save_converted(a.dst, module, variables, converter="fan", sources={"fan": a.src})
-        print(f"converted 2D-FAN with {module.num_modules} stack(s)")
-        print(f"wrote {a.dst}")
-
-    run_cli("fan", "Convert face-alignment's 2D-FAN landmark network to a jaxreenact checkpoint.", add, convert, argv)
+    file_cli("fan", "Convert face-alignment's 2D-FAN landmark network to a jaxreenact checkpoint.",
+             "face-alignment's 2DFAN4-11f355bf06.pth.tar (a FAN state dict)", load_torch, "fan",
+             lambda m: f"2D-FAN with {m.num_modules} stack(s)", argv)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from converters.common import KeyMap, as_jax, check_tree, describe, fill, run_cli, save_converted, to_numpy, torch_load
+from converters.common import KeyMap, as_jax, bare_state_dict, check_tree, describe, file_cli, fill
 from jaxreenact.errors import ConversionError
 from jaxreenact.models.inception import FEATURE_DIM, FID_INPUT_SIZE, FIDInceptionV3
 
@@ -61,27 +61,13 @@ def load_torch(path, **opts):
     """`pt_inception-2015-12-05-6726825d.pth` (bare state dict) -> (FIDInceptionV3 module, variables)."""
     if opts:
         raise TypeError(f"converters.inception.load_torch takes no options, got {sorted(opts)}")
-    obj = torch_load(path, WHAT)
-    if not isinstance(obj, Mapping) or not obj or not all(hasattr(v, "detach") for v in obj.values()):
-        raise ConversionError(f"{path}: not a bare FID Inception state dict; this looks like {describe(obj)}")
-    return convert_state_dict(to_numpy(obj, str(path)), str(path))
-
-
-def _add_args(p):
-    p.add_argument("src", help=f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth (from {FID_WEIGHTS_URL})")
-    p.add_argument("dst", help="output directory of the converted checkpoint")
-
-
-def _convert(args):
-    module, variables = load_torch(args.src)
-    save_converted(args.dst, module, variables, converter="converters.inception", sources={"pt_inception": args.src})
-    print(f"converted {args.src} -> {args.dst} (FID Inception-v3, pool3 features {FEATURE_DIM})")
+    return convert_state_dict(bare_state_dict(path, WHAT), str(path))
 
 
 def main(argv=None):
-    run_cli(
-        "inception", "Convert pytorch-fid's FID Inception-v3 to a jaxreenact checkpoint.", _add_args, _convert, argv
-    )
+    file_cli("inception", "Convert pytorch-fid's FID Inception-v3 to a jaxreenact checkpoint.",
+             f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth (from {FID_WEIGHTS_URL})", load_torch,
+             "pt_inception", lambda m: f"FID Inception-v3, pool3 features {FEATURE_DIM}", argv)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,12 +8,7 @@ conv7_2}_mbox_{conf,loc}`. Conv kernels OIHW -> HWIO. Every key must be used, no
 
 from __future__ import annotations
 
-import argparse
-
-import jax
-import numpy as np
-
-from converters.common import KeyMap, check_tree, fill, save_converted, to_numpy, torch_load, unwrap_state_dict
+from converters.common import convert_by_template, file_cli, to_numpy, torch_load, unwrap_state_dict
 from jaxreenact.errors import ConversionError
 from jaxreenact.models.sfd import S3FD
 
@@ -24,28 +19,14 @@ def load_torch(path):
     if "conv3_3_norm_mbox_conf.weight" not in sd_raw:
         raise ConversionError(f"{path}: not an S3FD checkpoint (no 'conv3_3_norm_mbox_conf.weight')")
     module = S3FD()
-    template = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, 128, 128, 3), np.float32))
-    sd = KeyMap(to_numpy(sd_raw, str(path)), str(path))
-    variables = fill(template, sd, key_of=".".join)  # S3FD keys have no numbered submodules
-    sd.finish()
-    check_tree(template, variables, str(path))
-    return module, variables
+    # S3FD keys have no numbered submodules: the Flax path joined with dots is the PyTorch key.
+    return module, convert_by_template(module, to_numpy(sd_raw, str(path)), str(path), (1, 128, 128, 3), ".".join)
 
 
 def main(argv=None):
-    from converters.common import run_cli
-
-    def add(p: argparse.ArgumentParser):
-        p.add_argument("src", help="face-alignment's s3fd-619a316812.pth (an S3FD state dict)")
-        p.add_argument("dst", help="output directory (a converted checkpoint for jaxreenact.weights.load)")
-
-    def convert(a):
-        module, variables = load_torch(a.src)
-        save_converted(a.dst, module, variables, converter="sfd", sources={"s3fd": a.src})
-        print("converted S3FD face detector")
-        print(f"wrote {a.dst}")
-
-    run_cli("sfd", "Convert face-alignment's S3FD face detector to a jaxreenact checkpoint.", add, convert, argv)
+    file_cli("sfd", "Convert face-alignment's S3FD face detector to a jaxreenact checkpoint.",
+             "face-alignment's s3fd-619a316812.pth (an S3FD state dict)", load_torch, "s3fd",
+             lambda m: "S3FD face detector", argv)  # fmt: skip
 
 
 if __name__ == "__main__":

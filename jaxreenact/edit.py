@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from jaxreenact.errors import cli_main
-from jaxreenact.reenact import add_tiny_arg, add_weight_args
+from jaxreenact.reenact import add_run_args, add_tune_args
 from jaxreenact.reenact_core import direction_names
 
 
@@ -18,14 +18,10 @@ def parse_args(argv=None):
     p.add_argument("--source", required=True, help="a face photo, or a .npy W [512] / W+ [14, 512] latent")
     p.add_argument("--directions", type=int, nargs="+", required=True, metavar="D", help=f"direction indices: {names}")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--no-tune", action="store_true", help="skip generator tuning of a photo source (on by default)")
-    p.add_argument("--tune-steps", type=int, default=200, help="generator tuning steps (default 200, the authors')")
+    add_tune_args(p, "a photo source")
     p.add_argument("--save-images", action="store_true", help="also write every edited frame as PNG under images/")
     p.add_argument("--batch-size", type=int, default=16, help="frames per jitted batch (default 16)")
-    add_weight_args(p, ("generator", "e4e", "deca", "A", "lpips", "sfd", "fan"))
-    p.add_argument("--seed", type=int, default=0, help="seed of the --tiny networks")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_tiny_arg(p)
+    add_run_args(p, ("generator", "e4e", "deca", "A", "lpips", "sfd", "fan"))
     return p.parse_args(argv)
 
 

@@ -43,3 +43,13 @@ def cli_main(fn):
             raise SystemExit(130) from None
 
     return wrapper
+
+
+def report_user_errors(prog: str, fn, *args, **kwargs) -> int:
+    """Run `fn`; a `UserError` is printed as one line naming `prog` (exit status 2), else 0. For absl mains."""
+    try:
+        fn(*args, **kwargs)
+    except UserError as e:
+        print(f"error ({prog}): {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -15,7 +15,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxreenact.errors import UserError
+from jaxreenact.errors import report_user_errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Evaluation config, e.g. configs/eval.py or configs/eval.py:tiny."
@@ -49,12 +49,8 @@ def main(argv):
     if _CONFIG.value is None or _WORKDIR.value is None:
         print("usage: python -m jaxreenact.evaluate --config=configs/eval.py[:tiny] --workdir=DIR", file=sys.stderr)
         return 2
-    try:
-        run(_CONFIG.value, _WORKDIR.value, progress=not _NO_PROGRESS.value)
-    except UserError as e:
-        print(f"error (jaxreenact.evaluate): {e}", file=sys.stderr)
-        return 2
-    return 0
+    return report_user_errors("jaxreenact.evaluate", run, _CONFIG.value, _WORKDIR.value,
+                              progress=not _NO_PROGRESS.value)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from jaxreenact.errors import cli_main
-from jaxreenact.reenact import add_tiny_arg, add_weight_args
+from jaxreenact.reenact import add_run_args
 
 
 def parse_args(argv=None):
@@ -19,10 +19,7 @@ def parse_args(argv=None):
     p.add_argument("--save-images", action="store_true",
                    help="also write G(w) of every latent to <id>/<video>/inversion/frames/<name>.png")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="invert every frame again (default: skip frames done)")
-    add_weight_args(p, ("e4e", "generator"))
-    p.add_argument("--seed", type=int, default=0, help="seed of the --tiny networks")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_tiny_arg(p)
+    add_run_args(p, ("e4e", "generator"))
     return p.parse_args(argv)
 
 

@@ -36,7 +36,10 @@ CONVERT = {
     "arcface": "python -m converters.arcface model_ir_se50.pth {dst}",
     "lpips": "python -m converters.lpips alexnet-owt-7be5be79.pth alex.pth {dst}",
     "e4e": "python -m converters.e4e e4e-voxceleb.pt {dst}",
+    "sfd": "python -m converters.sfd s3fd-619a316812.pth {dst}",
+    "fan": "python -m converters.fan 2DFAN4-11f355bf06.pth.tar {dst}",
 }
+DECA_BOXES = ("fixed", "landmarks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,8 @@ class Networks:
     arcface: Any
     lpips: Any
     e4e: Any = None
+    sfd: Any = None  # S3FD and 2D-FAN: only for config.model.deca_box = "landmarks"
+    fan: Any = None
 
 
 def check_weights(config, names) -> None:
@@ -62,16 +67,26 @@ def check_weights(config, names) -> None:
 
 
 def load_networks(config, names=("generator", "deca", "arcface", "lpips")) -> tuple[Networks, dict]:
-    """The frozen networks of `config`: converted checkpoints, or small random ones when `config.tiny`."""
+    """The frozen networks of `config`: converted checkpoints, or small random ones when `config.tiny`. With
+    `config.model.deca_box = "landmarks"`, S3FD and 2D-FAN too."""
+    landmarks = config.model.deca_box == "landmarks"
     if config.tiny:
         from jaxreenact import tiny
 
-        return tiny.networks(config.seed, with_e4e="e4e" in names)
+        nets, frozen = tiny.networks(config.seed, with_e4e="e4e" in names)
+        if landmarks:
+            (sfd, sfd_vars), (fan, fan_vars) = tiny.face_locator_networks(config.seed)
+            nets = dataclasses.replace(nets, sfd=sfd, fan=fan)
+            frozen = {**frozen, "sfd": sfd_vars, "fan": fan_vars}
+        return nets, frozen
+    if landmarks:
+        names = (*names, "sfd", "fan")
     from jaxreenact import weights
 
     check_weights(config, names)
     mods, frozen = {}, {}
-    key = {"generator": "g", "deca": "deca", "arcface": "arcface", "lpips": "lpips", "e4e": "e4e"}
+    key = {"generator": "g", "deca": "deca", "arcface": "arcface", "lpips": "lpips", "e4e": "e4e", "sfd": "sfd",
+           "fan": "fan"}  # fmt: skip
     for name in names:
         m, v = weights.load(getattr(config.weights, name))
         mods[key[name]], frozen[key[name]] = m, v
@@ -142,8 +157,9 @@ class Setup:
     truncation: float
     lam: dict
     disentanglement_50: bool
-    theta: np.ndarray  # [1, 3, 3] fixed DECA crop (broadcast over the batch)
+    theta: np.ndarray  # [1, 3, 3] fixed DECA crop (broadcast over the batch; the fallback of "landmarks")
     a: directions.DirectionMatrix = directions.DirectionMatrix()
+    deca_box: str = "fixed"  # "fixed" | "landmarks" (S3FD + FAN on every image, jaxreenact.face.deca_box)
 
     def __hash__(self):
         return id(self)
@@ -153,8 +169,10 @@ def make_setup(config, nets: Networks) -> Setup:
     ranges_path = config.ranges_file or pose.default_ranges_path(config.dataset_type)
     ranges = pose.load_ranges(ranges_path)
     layout = pose.LAYOUTS[config.dataset_type]
-    if config.model.deca_box != "fixed":
-        raise UserError(f"config.model.deca_box={config.model.deca_box!r}: only 'fixed' is implemented so far")
+    if config.model.deca_box not in DECA_BOXES:
+        raise UserError(f"config.model.deca_box={config.model.deca_box!r}: use one of {', '.join(DECA_BOXES)}")
+    if config.model.deca_box == "landmarks" and (nets.sfd is None or nets.fan is None):
+        raise UserError('config.model.deca_box="landmarks" needs the S3FD and FAN networks (config.weights.sfd/fan)')
     lam = {k: float(getattr(config.loss, k)) for k in ("identity", "perceptual", "shape", "eye", "mouth", "pixel")}
     return Setup(
         nets=nets,
@@ -166,6 +184,7 @@ def make_setup(config, nets: Networks) -> Setup:
         disentanglement_50=bool(config.loss.disentanglement_50),
         theta=fixed_deca_theta(1, config.model.deca_box_size, tuple(config.model.deca_box_center)),
         a=a_module(config),
+        deca_box=config.model.deca_box,
     )
 
 
@@ -175,6 +194,10 @@ def a_module(config) -> directions.DirectionMatrix:
 
 def _deca(s: Setup, frozen, images):
     theta = jnp.broadcast_to(jnp.asarray(s.theta), (images.shape[0], 3, 3))
+    if s.deca_box == "landmarks":
+        from jaxreenact.face import deca_box
+
+        theta, _, _ = deca_box.landmark_theta((s.nets.sfd, frozen["sfd"]), (s.nets.fan, frozen["fan"]), images, theta)
     return deca_encode(s.nets, frozen, images, theta)
 
 

@@ -34,6 +34,19 @@ def add_tiny_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_tune_args(p: argparse.ArgumentParser, what: str = "the source") -> None:
+    p.add_argument("--no-tune", action="store_true", help=f"skip generator tuning of {what} (on by default)")
+    p.add_argument("--tune-steps", type=int, default=200, help="generator tuning steps (default 200, the authors')")
+
+
+def add_run_args(p: argparse.ArgumentParser, weight_names) -> None:
+    """Weight paths, --seed, --no-progress and --tiny: what every program on the networks takes."""
+    add_weight_args(p, weight_names)
+    p.add_argument("--seed", type=int, default=0, help="seed of the --tiny networks")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_tiny_arg(p)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m jaxreenact.reenact", description=__doc__.split("\n\n")[0])
     p.add_argument("--source", required=True, help="source face: a photo, or a video (its first frame is used)")
@@ -54,16 +67,12 @@ def parse_args(argv=None):
     p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
                    help="Gaussian smoothing of p(t) over time, σ in frames; 0 = off; default off in absolute mode, "
                         "1 in relative mode")  # fmt: skip
-    p.add_argument("--no-tune", action="store_true", help="skip generator tuning of the source (on by default)")
-    p.add_argument("--tune-steps", type=int, default=200, help="generator tuning steps (default 200, the authors')")
+    add_tune_args(p)
     p.add_argument("--save-frames", action="store_true", help="also write every reenacted frame as frames/NNNNNN.png")
     p.add_argument("--batch-size", type=int, default=32, help="frames per jitted batch (default 32)")
     p.add_argument("--max-frames", type=int, default=None, help="use only the first N driving frames")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate for a folder of driving frames (default 25)")
-    add_weight_args(p, ("generator", "e4e", "deca", "A", "lpips", "sfd", "fan"))
-    p.add_argument("--seed", type=int, default=0, help="seed of the --tiny networks")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_tiny_arg(p)
+    add_run_args(p, ("generator", "e4e", "deca", "A", "lpips", "sfd", "fan"))
     return p.parse_args(argv)
 
 

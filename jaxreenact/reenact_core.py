@@ -67,8 +67,6 @@ DEFAULT_WEIGHTS = {
 CONVERT = {
     **method.CONVERT,
     "A": "python -m converters.direction_matrix A_matrix.pt {dst}",
-    "sfd": "python -m converters.sfd s3fd-619a316812.pth {dst}",
-    "fan": "python -m converters.fan 2DFAN4-11f355bf06.pth.tar {dst}",
 }
 FLAGS = {"generator": "--generator", "e4e": "--e4e", "deca": "--deca", "A": "--A", "lpips": "--lpips", "sfd": "--sfd",
          "fan": "--fan"}  # fmt: skip

@@ -139,3 +139,16 @@ def inception(seed: int = 0):
 
     m = FIDInceptionV3()
     return m, jax.jit(m.init)(jax.random.key(seed + 11), jnp.zeros((1, 75, 75, 3)))
+
+
+@functools.lru_cache(maxsize=2)
+def face_locator_networks(seed: int = 0):
+    """((S3FD, variables), (FAN, variables)) with random weights for `deca_box="landmarks"` in tiny runs: S3FD is
+    the real architecture (no width knob), FAN has one hourglass stack."""
+    from jaxreenact.models.fan import FAN
+    from jaxreenact.models.sfd import S3FD
+
+    s, f = S3FD(), FAN(num_modules=1)
+    sv = jax.jit(s.init)(jax.random.key(seed + 21), jnp.zeros((1, 64, 64, 3)))
+    fv = jax.jit(f.init)(jax.random.key(seed + 22), jnp.zeros((1, 256, 256, 3)))
+    return (s, sv), (f, fv)

@@ -16,7 +16,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxreenact.errors import UserError
+from jaxreenact.errors import report_user_errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file, e.g. configs/synthetic.py:tiny.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and images (resumes if present).")
@@ -42,12 +42,8 @@ def main(argv):
     _maybe_distributed()
     from jaxreenact import trainer
 
-    try:
-        trainer.train(_CONFIG.value, _WORKDIR.value, progress=not _NO_PROGRESS.value)
-    except UserError as e:
-        print(f"error (jaxreenact.train): {e}", file=sys.stderr)
-        return 2
-    return 0
+    return report_user_errors("jaxreenact.train", trainer.train, _CONFIG.value, _WORKDIR.value,
+                              progress=not _NO_PROGRESS.value)  # fmt: skip
 
 
 if __name__ == "__main__":

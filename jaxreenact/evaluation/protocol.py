@@ -102,7 +102,6 @@ def load(config, locate=None) -> Nets:
 
 CONVERT = {
     **core.CONVERT,
-    "arcface": "python -m converters.arcface model_ir_se50.pth {dst}",
     "inception": "python -m converters.inception pt_inception-2015-12-05-6726825d.pth {dst}",
 }
 

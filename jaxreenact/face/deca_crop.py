@@ -9,6 +9,7 @@ differentiable in the image.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -18,38 +19,47 @@ CROP_SIZE = 224
 SCALE = 1.25
 
 
-def bbox_from_landmarks(lmk68) -> np.ndarray:
+def _xp(a):
+    """NumPy for host arrays (float64, the authors' numerics), jax.numpy for traced/device arrays (under jit)."""
+    return jnp if isinstance(a, jax.Array) else np
+
+
+def bbox_from_landmarks(lmk68):
     """[..., 68, 2] (x, y) → [..., 4] = (left, top, right, bottom), FAN's `kpt68` box."""
-    lmk = np.asarray(lmk68, np.float64)
-    return np.concatenate([lmk.min(axis=-2), lmk.max(axis=-2)], axis=-1)
+    xp = _xp(lmk68)
+    lmk = xp.asarray(lmk68, np.float64 if xp is np else jnp.float32)
+    return xp.concatenate([lmk.min(axis=-2), lmk.max(axis=-2)], axis=-1)
 
 
 def bbox2point(left, right, top, bottom, kind: str = "kpt68"):
     """DECA `bbox2point`: (old_size, centre [.., 2])."""
+    xp = _xp(left)
     if kind == "kpt68":
         old = (right - left + bottom - top) / 2 * 1.1
-        centre = np.stack([right - (right - left) / 2.0, bottom - (bottom - top) / 2.0], axis=-1)
+        centre = xp.stack([right - (right - left) / 2.0, bottom - (bottom - top) / 2.0], axis=-1)
     elif kind == "bbox":
         old = (right - left + bottom - top) / 2
-        centre = np.stack([right - (right - left) / 2.0, bottom - (bottom - top) / 2.0 + old * 0.12], axis=-1)
+        centre = xp.stack([right - (right - left) / 2.0, bottom - (bottom - top) / 2.0 + old * 0.12], axis=-1)
     else:
         raise ValueError(f"unknown box type {kind!r}")
     return old, centre
 
 
-def crop_matrix(lmk68, scale: float = SCALE, crop_size: int = CROP_SIZE) -> np.ndarray:
-    """Landmarks [B, 68, 2] (or [68, 2]) → float32 [B, 3, 3] (or [3, 3]) pixel similarity `theta` (source → crop)."""
+def crop_matrix(lmk68, scale: float = SCALE, crop_size: int = CROP_SIZE):
+    """Landmarks [B, 68, 2] (or [68, 2]) → float32 [B, 3, 3] (or [3, 3]) pixel similarity `theta` (source → crop).
+    NumPy (float64 arithmetic) for host arrays; jax.numpy for jax arrays, so it also runs under jit."""
+    xp = _xp(lmk68)
     box = bbox_from_landmarks(lmk68)
     old, c = bbox2point(box[..., 0], box[..., 2], box[..., 1], box[..., 3])
-    size = np.floor(np.asarray(old) * scale)  # int(): old_size is positive
+    size = xp.floor(xp.asarray(old) * scale)  # int(): old_size is positive
     s = (crop_size - 1) / size
-    theta = np.zeros((*np.shape(size), 3, 3))
-    theta[..., 0, 0] = s
-    theta[..., 1, 1] = s
-    theta[..., 0, 2] = -s * (c[..., 0] - size / 2)
-    theta[..., 1, 2] = -s * (c[..., 1] - size / 2)
-    theta[..., 2, 2] = 1.0
-    return theta.astype(np.float32)
+    zero, one = xp.zeros_like(s), xp.ones_like(s)
+    rows = [
+        xp.stack([s, zero, -s * (c[..., 0] - size / 2)], axis=-1),
+        xp.stack([zero, s, -s * (c[..., 1] - size / 2)], axis=-1),
+        xp.stack([zero, zero, one], axis=-1),
+    ]
+    return xp.stack(rows, axis=-2).astype(np.float32)
 
 
 def deca_crop(images, theta, crop_size: int = CROP_SIZE):

@@ -100,19 +100,28 @@ class FAN(nn.Module):
         return outputs
 
 
-def center_scale(boxes) -> tuple[np.ndarray, np.ndarray]:
-    """Face boxes [K, >=4] (x1, y1, x2, y2, ...) -> FAN centres [K, 2] and scales [K] (float32, as upstream)."""
-    b = np.asarray(boxes, np.float32)[:, :4]
-    center = np.stack([(b[:, 2] + b[:, 0]) / 2.0, (b[:, 3] + b[:, 1]) / 2.0], axis=1).astype(np.float32)
-    center[:, 1] = center[:, 1] - (b[:, 3] - b[:, 1]) * np.float32(0.12)
+def _xp(a):
+    return jnp if isinstance(a, jax.Array) else np
+
+
+def center_scale(boxes):
+    """Face boxes [K, >=4] (x1, y1, x2, y2, ...) -> FAN centres [K, 2] and scales [K] (float32, as upstream).
+    NumPy for host arrays, jax.numpy (jit-able) for jax arrays."""
+    xp = _xp(boxes)
+    b = xp.asarray(boxes, np.float32)[:, :4]
+    cy = (b[:, 3] + b[:, 1]) / 2.0 - (b[:, 3] - b[:, 1]) * np.float32(0.12)
+    center = xp.stack([(b[:, 2] + b[:, 0]) / 2.0, cy], axis=1).astype(np.float32)
     scale = ((b[:, 2] - b[:, 0] + b[:, 3] - b[:, 1]) / np.float32(REFERENCE_SCALE)).astype(np.float32)
     return center, scale
 
 
 def _inverse(points, center, scale, resolution):
-    """`transform(point, center, scale, resolution, invert=True)` before the integer cast (float64)."""
-    h = 200.0 * np.asarray(scale, np.float64)[..., None]
-    return np.asarray(points, np.float64) * h / resolution + np.asarray(center, np.float64) - h / 2.0
+    """`transform(point, center, scale, resolution, invert=True)` before the integer cast (float64 on the host;
+    float32 under jit)."""
+    xp = _xp(center)
+    dt = np.float64 if xp is np else jnp.float32
+    h = 200.0 * xp.asarray(scale, dt)[..., None]
+    return xp.asarray(points, dt) * h / resolution + xp.asarray(center, dt) - h / 2.0
 
 
 def crop_corners(center, scale, resolution: int = INPUT_SIZE) -> tuple[np.ndarray, np.ndarray]:
