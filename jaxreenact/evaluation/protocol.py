@@ -248,22 +248,38 @@ class Item:
         return s if self.kind == "self" else f"{s}__{self.driving.replace('/', '_')}"
 
 
-def run_item(nets: Nets, config, item: Item) -> dict:
+def prepare_source(nets: Nets, config, video: str, last: dict):
+    """(first frame uint8 [1, 256, 256, 3], its Analysis, W+, tuned generator variables) of a source video, or a
+    status string. The last one is kept in `last`, so a video's self item and its cross pairs (run one after the
+    other, `evaluate` orders them so) invert and tune it once."""
+    if last.get("video") == video:
+        return last["source"]
+    src_u8 = read_frames(pathlib.Path(config.root), video, 1, 1)[1]
+    if len(src_u8) == 0:
+        out = "no readable frames"
+    else:
+        src = analyze(nets, src_u8, 1)
+        if not src.valid[0]:
+            out = "no face in the source frame"
+        else:
+            c = config.eval
+            w, g_vars, _ = core.invert_source(nets.models, src_u8[0], c.tune_steps > 0, c.tune_steps, progress=False)
+            out = (src_u8, src, w, g_vars)
+    last.update(video=video, source=out)
+    return out
+
+
+def run_item(nets: Nets, config, item: Item, last: dict | None = None) -> dict:
     """Reenact one video (pair) and score every frame. Returns a dict of arrays + `status` and display frames."""
     c = config.eval
-    root = pathlib.Path(config.root)
-    drv_names, drv_u8 = read_frames(root, item.driving, c.frame_stride, c.max_frames)
-    if item.kind == "self":
-        src_u8 = drv_u8[:1]
-    else:
-        src_u8 = read_frames(root, item.source, 1, 1)[1]
-    if len(drv_u8) == 0 or len(src_u8) == 0:
+    drv_names, drv_u8 = read_frames(pathlib.Path(config.root), item.driving, c.frame_stride, c.max_frames)
+    if len(drv_u8) == 0:
         return {"status": "no readable frames"}
-    src = analyze(nets, src_u8, 1)
-    if not src.valid[0]:
-        return {"status": "no face in the source frame"}
+    prepared = prepare_source(nets, config, item.source, {} if last is None else last)
+    if isinstance(prepared, str):
+        return {"status": prepared}
+    src_u8, src, w, g_vars = prepared
     drv = analyze(nets, drv_u8, c.batch_size)
-    w, g_vars, _ = core.invert_source(nets.models, src_u8[0], c.tune_steps > 0, c.tune_steps, progress=False)
     opts = core.MotionOptions("absolute", smooth=0.0)
     dp = core.motion_delta(src.p[0], drv.p, nets.models.units, nets.models.layout, opts)
     rec_u8 = core.render_dp(nets.models, g_vars, w, dp, c.batch_size)
@@ -328,12 +344,14 @@ def evaluate(config, workdir, progress: bool = True, locate=None) -> dict:
     nets = load(config, locate)
     cache = workdir / "cache"
     per_item: dict[str, tuple[Item, dict]] = {}
+    last: dict = {}  # the last inverted source: a video's self item and its cross pairs run back to back
+    items = sorted(items, key=lambda it: (it.source, it.kind != "self", it.driving))
     for item in tqdm(items, desc="evaluate", unit="video", disable=not progress):
         path = cache / item.kind / f"{item.key}.npz"
         if path.is_file():
             res = _load_npz(path)
         else:
-            res = run_item(nets, config, item)
+            res = run_item(nets, config, item, last)
             _save_npz(path, res)
             if res["status"] == "ok":
                 report.write_item(workdir, item, res)
