@@ -90,10 +90,24 @@ def jax_per_frame(nets: dict, dtype: str):
     return functools.partial(fn, nets["deca_vars"], nets["a_params"], g_vars)
 
 
+def torch_euler_deg(aa: torch.Tensor) -> torch.Tensor:
+    """[B, 3] global axis-angle → (yaw, pitch, roll) degrees in torch: DECA's quaternion route to R, then
+    asin(R20), atan2(R21, R22), atan2(R10, R00) (the regular branch of `jaxreenact.face.rotations`)."""
+    theta = aa.norm(dim=1, keepdim=True)
+    half = 0.5 * theta
+    k = torch.where(theta > 0, torch.sin(half) / theta.clamp_min(1e-30), torch.full_like(theta, 0.5))
+    q = torch.cat([torch.where(theta > 0, torch.cos(half), torch.ones_like(theta)), aa * k], 1)
+    w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(1)
+    r00, r10 = w * w + x * x - y * y - z * z, 2 * (w * z + x * y)
+    r20, r21, r22 = 2 * (x * z - w * y), 2 * (w * x + y * z), w * w - x * x - y * y + z * z
+    yaw = torch.asin(r20)
+    c = torch.cos(yaw)
+    ang = torch.stack([yaw, torch.atan2(r21 / c, r22 / c), torch.atan2(r10 / c, r00 / c)], 1)
+    return ang * (180.0 / np.float32(np.pi))
+
+
 def torch_per_frame(nets: dict):
     """The same steps in PyTorch, NCHW: fn(crops uint8 [B,3,256,256], theta [B,3,3], w_src, u_src)."""
-    from jaxreenact.face import pose
-
     layout, units = nets["layout"], nets["units"]
     scales = np.ones(layout.num_directions, np.float32)
     for k, idx in enumerate((layout.yaw, layout.pitch, layout.roll)):
@@ -101,9 +115,6 @@ def torch_per_frame(nets: dict):
     is_angle = torch.from_numpy(np.asarray(units.is_angle))
     ua, ub = (torch.from_numpy(np.asarray(v, np.float32)) for v in (units.a, units.b))
     scales = torch.from_numpy(scales)
-
-    def euler_deg(aa):  # the same conversion as pose.params_to_p, via the JAX helper's formula on torch tensors
-        return torch.from_numpy(np.asarray(pose.axis_to_euler_deg(jnp.asarray(aa.numpy()))))
 
     @torch.inference_mode()
     def fn(crops, theta, w_src, u_src):
@@ -115,7 +126,7 @@ def torch_per_frame(nets: dict):
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         code = nets["e_flame"](nets["e_sd"], x)
         exp, pose_ = code[:, 150:200], code[:, 200:206]
-        p = torch.cat([euler_deg(pose_[:, :3]), pose_[:, 3:4], exp[:, : layout.num_expressions]], 1)
+        p = torch.cat([torch_euler_deg(pose_[:, :3]), pose_[:, 3:4], exp[:, : layout.num_expressions]], 1)
         u = torch.where(is_angle, p * layout.shift_scale / scales, ua * p + ub)
         shift = nets["ta"](u - u_src).view(b, 8, 512)
         w = w_src.expand(b, -1, -1).clone()

@@ -5,7 +5,8 @@
     python -m jaxreenact.evaluate --config=configs/eval.py:tiny --workdir=runs/eval-tiny   # CPU, made-up tree
 
 The test tree is `ROOT/<id>/<video>/frames_cropped/*.png` (256² crops from `python -m jaxreenact.preprocess`).
-Freeze the cross pairs once: `python -m jaxreenact.evaluation.pairs --root ROOT --n 200 --seed 0 --out FILE`.
+Freeze the cross pairs once: `python -m jaxreenact.evaluation.pairs --root ROOT --n 200 --seed 0 --out FILE`
+(`--self-out SELF_FILE` also freezes the self list for `--config.self_list`).
 """
 
 import pathlib

@@ -9,7 +9,9 @@
 * Steps (`shift_sequence`, the authors' `interpolate`): step = 6/10 = 0.6 shift units,
   ``concat(arange(-6 - start, start, 0.6), arange(start, 6 - start + 1e-5, 0.6))``. The authors split the sweep at
   `start`, not at 0, so the second half starts at Δ = start (and the first half stops one step short of it); we keep
-  that quirk for parity: with start = 0 it is the plain sweep -6, -5.4, ..., 6 (21 frames). Each step renders
+  that quirk for parity: with start = 0 it is the plain sweep -6, -5.4, ..., 6 (21 frames). The frame at the step
+  Δ = start is therefore not the source as inverted: it is the source moved by its own value once more (about
+  2·start in absolute terms), and Δ = 0 is among the steps only when 6 + start is a multiple of 0.6. Each step renders
   G(trunc(w + A·(shift·e_d))) with ψ = 0.7, as the reenactment does; Δ = 0 is G(trunc(w + A(0))) (A's bias).
 * Outputs per direction d: ``<d>_<name>.gif`` and ``.mp4`` of 256×512 frames [source | edited] at 15 fps, PNG frames
   under ``images/<d>_<name>/`` on request, and ``contact_sheet.png`` (a row per direction, 7 evenly spaced steps).
@@ -116,6 +118,8 @@ def run(opts: Options, locate=None) -> dict:
         raise UserError(f"--source {src_path}: no such file")
     latent_source = src_path.suffix.lower() == ".npy"
     dirs = check_directions(opts.directions)
+    if not latent_source:
+        core.read_source_frame(src_path)  # an unreadable photo fails before the networks load
     if opts.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {opts.batch_size}")
     paths = needed_weights(opts, latent_source, locate)

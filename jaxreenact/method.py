@@ -269,7 +269,7 @@ def validation_metrics(s: Setup, params, frozen, w_s, img_s, img_t, csim_ref):
     pe_r = metrics.expression_params(codes_r["exp"], codes_r["pose"][:, 3], n_exp)
     pe_t = metrics.expression_params(codes_t["exp"], codes_t["pose"][:, 3], n_exp)
     per_sample = {
-        "csim": arcface_lib.csim(frozen["arcface"], img_r, csim_ref, module=s.nets.arcface),
+        "csim": metrics.csim_images(frozen["arcface"], img_r, csim_ref, module=s.nets.arcface),
         "pose_error_deg": metrics.pose_error(angles_of(codes_r), angles_of(codes_t)),
         "exp_error_norm": metrics.expression_error_normalized(pe_r, pe_t, s.ranges),
     }

@@ -7,8 +7,11 @@ import pytest
 from PIL import Image
 
 from jaxreenact import edit, editing
+from jaxreenact import reenact_core as core
+from jaxreenact.data import images as images_lib
 from jaxreenact.data import video as video_lib
 from jaxreenact.errors import UserError
+from jaxreenact.reenact_core import FixedLocate
 
 DATA = pathlib.Path(__file__).parent / "data"
 PHOTO = DATA / "source_0002775.png"
@@ -24,6 +27,10 @@ def test_shift_sequence_is_the_authors_sweep():
     np.testing.assert_allclose(first, -7.5 + 0.6 * np.arange(15), atol=1e-5)
     np.testing.assert_allclose(second, 1.5 + 0.6 * np.arange(6), atol=1e-5)
     assert len(s) == 21 and np.all(np.diff(first) > 0) and np.all(np.diff(second) > 0)
+    assert not np.any(np.isclose(s, 0.0, atol=1e-4))  # Δ = 0 (the source as inverted) is not among the steps
+    # start = 0.3: -6.3, ..., -0.3 (11 steps), then 0.3, ..., 5.7 (10 steps)
+    np.testing.assert_allclose(editing.shift_sequence(0.3), np.r_[-6.3 + 0.6 * np.arange(11), 0.3 + 0.6 * np.arange(10)],
+                               atol=1e-5)  # fmt: skip
     assert len(editing.shift_sequence(-2.0)) == len(np.arange(-4, -2, 0.6)) + len(np.arange(-2, 8 + 1e-5, 0.6))
 
 
@@ -48,12 +55,27 @@ def test_edit_photo_writes_gif_mp4_and_sheet(tmp_path):
     assert np.abs(a - b).max() > 0
 
 
-def test_latent_source_needs_no_face(tmp_path):
+def test_latent_source_needs_no_face_and_the_start_step_is_shifted_by_start(tmp_path):
     w = np.random.default_rng(0).standard_normal(512).astype(np.float32)
     np.save(tmp_path / "w.npy", w)
     out = tmp_path / "lat"
-    s = edit.main(["--source", str(tmp_path / "w.npy"), "--directions", "1", "--out", str(out)] + COMMON)
-    assert s["latent_source"] and (out / "1_pitch.gif").exists() and (out / "source.png").exists()
+    s = edit.main(["--source", str(tmp_path / "w.npy"), "--directions", "4", "--out", str(out), "--save-images"]
+                  + COMMON)  # fmt: skip
+    assert s["latent_source"] and (out / "4_exp0.gif").exists() and (out / "source.png").exists()
+    # The authors' split at `start`: the first step of the second half feeds Δp = start·e_d, not 0, so its frame is
+    # the source pushed by its own value once more (≈ 2·start in absolute terms), not the source as inverted.
+    d = s["directions"]["4_exp0"]
+    start, shifts = d["start"], np.array(d["shifts"])
+    k = int(np.sum(shifts < start - 1e-4))
+    assert shifts[k] == pytest.approx(start, abs=1e-4) and abs(start) > 0.5  # tiny nets, seed 0: start ≈ -2.45
+    models = core.load_models({}, tiny=True, seed=0)
+    dp = np.zeros((2, models.layout.num_directions), np.float32)
+    dp[0, 4] = start
+    at_start, at_zero = core.render_dp(models, models.frozen["g"], editing.load_latent_source(tmp_path / "w.npy", 14),
+                                       dp, 8).astype(int)  # fmt: skip
+    frame = images_lib.read_image(out / "images" / "4_exp0" / f"{k:03d}.png").astype(int)
+    assert np.abs(frame - at_start).max() <= 1  # the same render (batch padding may move a value by one level)
+    assert np.abs(frame - at_zero).max() > 8
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, capsys):
@@ -68,3 +90,14 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
                    "--A", str(tmp_path / "noA"), "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err
     assert "python -m converters.direction_matrix" in err and str(tmp_path / "noA") in err
+    with pytest.raises(SystemExit):
+        edit.main(["--source", str(PHOTO), "--directions", "0", "--out", str(tmp_path / "o")] + COMMON,
+                  locate=FixedLocate(missing={0}))  # fmt: skip
+    assert "no face found in the source" in capsys.readouterr().err
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(SystemExit):
+        edit.main(
+            ["--source", str(tmp_path / "broken.png"), "--directions", "0", "--out", str(tmp_path / "o")] + COMMON
+        )
+    assert "broken.png: not an image file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing written on a failed run

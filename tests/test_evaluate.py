@@ -3,6 +3,7 @@ lists, and the metric identities the protocol relies on."""
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -12,14 +13,20 @@ from jaxreenact import evaluate
 from jaxreenact import reenact_core as core
 from jaxreenact.data import fake
 from jaxreenact.errors import UserError
-from jaxreenact.evaluation import pairs, protocol
+from jaxreenact.evaluation import pairs, protocol, report
 
 
 def test_cross_pairs_frozen_deterministic_and_cross_subject(tmp_path):
     root = fake.make_fake_tree(tmp_path / "tiny_tree", n_ids=2, n_videos=1, n_frames=1, image_size=16)
     # The shipped tiny list is what the documented command writes for the tiny tree.
-    got = pairs.main(["--root", str(root), "--n", "200", "--seed", "0", "--out", str(tmp_path / "p.txt")])
+    argv = ["--root", str(root), "--n", "200", "--seed", "0", "--out", str(tmp_path / "p.txt")]
+    got = pairs.main([*argv, "--self-out", str(tmp_path / "self_videos.txt")])
     assert got == pairs.read_pairs(eval_config.TINY_PAIRS) == pairs.read_pairs(tmp_path / "p.txt")
+    assert (
+        pairs.read_videos(tmp_path / "self_videos.txt")
+        == pairs.list_videos(root)
+        == ["id00000/vid_0000", "id00001/vid_0000"]
+    )
     videos = [f"id{i:05d}/vid_{v:04d}" for i in range(5) for v in range(3)]
     a, b = pairs.make_cross_pairs(videos, 40, seed=3), pairs.make_cross_pairs(videos, 40, seed=3)
     assert a == b and len(set(a)) == 40 and a != pairs.make_cross_pairs(videos, 40, seed=4)
@@ -71,13 +78,21 @@ def test_evaluate_tiny_tree_end_to_end_excludes_faceless_frames_and_resumes(tmp_
     csv = (work / "self" / "id00000_vid_0000.csv").read_text().splitlines()
     assert csv[0].startswith("frame,valid_driving,valid_reenacted,csim,lpips,nme") and len(csv) == 4
     assert csv[2].startswith("000001,0,1,") and csv[3].startswith("000002,1,0,")
+    assert csv[2].split(",")[3:] == [""] * 7 == csv[3].split(",")[3:]  # excluded: not scored (not zeros)
+    assert all(v for v in csv[1].split(",")[3:])
     for kind, key in (("self", "id00001_vid_0000"), ("cross", "id00000_vid_0000__id00001_vid_0000")):
         assert (work / "plots" / f"{kind}_{key}.svg").read_text().startswith("<svg")
         assert (work / "grids" / f"{kind}_{key}.png").stat().st_size > 0
-    # Interrupted and rerun: every video comes from the cache; the same numbers.
+    # Interrupted and rerun: every video comes from the cache (no networks loaded); the same numbers; a lost
+    # per-video report is rewritten from the cache.
     (work / "results.json").unlink()
+    (work / "self" / "id00000_vid_0000.csv").unlink()
     again = evaluate.run(_tiny(tmp_path), work, progress=False, locate=NoCalls())
-    assert again["self"]["metrics"] == results["self"]["metrics"]
+    assert again["self"]["metrics"] == results["self"]["metrics"] and again["cache"] == results["cache"]
+    assert (work / "self" / "id00000_vid_0000.csv").read_text().splitlines() == csv
+    # A changed frame selection is another cache: recomputed, never mixed with the old videos.
+    fewer = evaluate.run(_tiny(tmp_path, max_frames=2), work, progress=False, locate=core.FixedLocate())
+    assert fewer["cache"] != results["cache"] and (fewer["self"]["frames"], fewer["self"]["frames_scored"]) == (4, 4)
 
 
 def test_missing_videos_and_weights_are_clear_errors(tmp_path):
@@ -104,3 +119,18 @@ def test_identical_images_give_lpips_zero_and_csim_one():
     am, av = nets.arcface
     np.testing.assert_allclose(np.asarray(protocol._id_csim(am, av, x, x)), 1.0, atol=1e-5)
     assert float(protocol._id_csim(am, av, x, x[::-1])[0]) < 0.9999
+    # One CSIM: the evaluation's (= the trainer validation's metrics.csim_images) is 1 - the identity loss.
+    from jaxreenact.models import arcface
+
+    got = np.asarray(protocol._id_csim(am, av, x, x[::-1]))
+    loss = jax.jit(lambda v, a, b: arcface.identity_loss(v, a, b, module=am))(av, x, x[::-1])
+    np.testing.assert_allclose(1.0 - got.mean(), float(loss), atol=1e-6)
+
+
+def test_line_plot_svg_gaps_and_escaping():
+    svg = report.line_plot_svg({"pose <deg>": np.array([1.0, np.nan, 2.0, 3.0]), "CSIM": np.zeros(3)}, "a & b")
+    assert svg.startswith("<svg") and svg.count("<polyline") == 3  # the NaN frame splits the first series
+    assert "a &amp; b" in svg and "pose &lt;deg&gt;" in svg
+    import xml.dom.minidom
+
+    xml.dom.minidom.parseString(svg)  # well-formed

@@ -4,6 +4,7 @@ the trainer's validation.
 Per-sample metrics (jnp, jit-able; leading batch axes are kept, the last axis is the feature axis):
   * `csim(emb_a, emb_b)`: cosine similarity of ArcFace embeddings (CSIM; the embeddings come from
     `jaxreenact.models.arcface`). The authors' validation CSIM is `1 - IDLoss` = this cosine.
+    `csim_images(variables, a, b, module=...)` embeds two image batches and applies it (evaluation and validation).
   * `nme(pred, gt)`: mean point-to-point landmark error / sqrt(w * h) of the ground-truth landmarks' min/max box,
     x 10^3 (the paper's NME). `nme_interocular(pred, gt)`: the same error / the distance between the outer eye
     corners (68-point indices 36 and 45), also x 10^3 (a second, conventional column; not in the paper).
@@ -25,7 +26,8 @@ counterpart for validation inside a jitted step.
 FID (numpy float64, pytorch-fid's numerics): `ActivationStatistics` accumulates mean / covariance of Inception pool3
 features batch by batch (Chan's parallel update, so a large evaluation never holds all features);
 `frechet_distance(mu1, sigma1, mu2, sigma2)` is pytorch-fid's `calculate_frechet_distance` (scipy `sqrtm`, eps
-offset if the product is singular, imaginary-part check); `fid_from_features(feats_a, feats_b)` combines them.
+offset if the product is singular, imaginary-part check); `fid_from_features(feats_a, feats_b)` combines them
+(exactly, through the features' cross Gram matrix, when there are fewer samples than dimensions).
 LPIPS distances per pair come from `jaxreenact.models.lpips`; aggregate them with `summarize`.
 """
 
@@ -51,6 +53,7 @@ LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45  # 68-point (iBUG) outer eye corners
 NUM_EXP = 11  # exp_0..exp_10: the VoxCeleb layout's expression directions (with jaw, 12 = the authors' p_e)
 RANGES_JAW_ROW, RANGES_EXP_ROW = 3, 4  # ranges file rows: 0 yaw, 1 pitch, 2 roll, 3 jaw, 4.. exp_0..exp_49
 EXP_RAW, EXP_NORM = "exp_raw", "exp_norm"  # labels of the two expression-error forms
+CSIM_EPS = 1e-6  # the eps of the authors' IDLoss cosine (= models.arcface.COS_EPS)
 
 
 # ------------------------------------------------------------------------------------------ masked aggregation
@@ -115,8 +118,22 @@ def summarize(values, valid=None) -> Summary:
 
 # ------------------------------------------------------------------------------------------ CSIM
 def csim(emb_a, emb_b):
-    """Cosine similarity of identity embeddings [..., D] -> [...] (1 for identical identities)."""
-    return cosine_similarity(jnp.asarray(emb_a), jnp.asarray(emb_b))
+    """Cosine similarity of identity embeddings [..., D] -> [...] (1 for identical identities), with the eps of the
+    authors' `IDLoss` cosine (`torch.nn.CosineSimilarity(eps=1e-6)`)."""
+    return cosine_similarity(jnp.asarray(emb_a), jnp.asarray(emb_b), eps=CSIM_EPS)
+
+
+def csim_images(arcface_variables, images_a, images_b, *, module=None, crop: bool = True):
+    """CSIM [B] of two batches of 256² images in [-1, 1]: ArcFace embeddings of both (`IDLoss.extract_feats`: the
+    identity crop, pooled to 112) in one batch, then `csim`. The CSIM of the evaluation and of the trainer's
+    validation (the authors' `1 - IDLoss`)."""
+    from jaxreenact.models import arcface
+
+    module = module or arcface.ArcFace()
+    b = images_a.shape[0]
+    both = jnp.concatenate([images_a, images_b], axis=0)
+    emb = module.apply(arcface_variables, both, crop, method=arcface.ArcFace.extract_feats)
+    return csim(emb[:b], emb[b:])
 
 
 # ------------------------------------------------------------------------------------------ NME
@@ -293,8 +310,22 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
 
 
 def fid_from_features(feats_a, feats_b) -> float:
-    """FID between two sets of Inception pool3 features [N, D] and [M, D] (float64, pytorch-fid's numerics)."""
-    return frechet_distance(*activation_statistics(feats_a), *activation_statistics(feats_b))
+    """FID between two sets of Inception pool3 features [N, D] and [M, D] (float64, pytorch-fid's numerics).
+
+    With fewer samples than dimensions (min(N, M) < D, e.g. a short evaluation: the covariances are singular, and
+    scipy's `sqrtm` of the 2048² product is slow and inaccurate there) the trace term is computed exactly from the
+    centred features instead: with sigma_a = AᵀA, sigma_b = BᵀB (A = (X_a - mu_a) / sqrt(N - 1), likewise B),
+    the nonzero eigenvalues of sigma_a sigma_b are the squared singular values of A Bᵀ [N, M], so
+    Tr sqrt(sigma_a sigma_b) = the sum of the singular values of A Bᵀ.
+    """
+    a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+    (mu_a, sigma_a), (mu_b, sigma_b) = activation_statistics(a), activation_statistics(b)
+    if sigma_a.shape != sigma_b.shape or min(len(a), len(b)) >= a.shape[1]:
+        return frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
+    ca, cb = (a - mu_a) / np.sqrt(len(a) - 1), (b - mu_b) / np.sqrt(len(b) - 1)
+    tr_covmean = np.linalg.svd(ca @ cb.T, compute_uv=False).sum()
+    diff = mu_a - mu_b
+    return float(diff.dot(diff) + np.trace(sigma_a) + np.trace(sigma_b) - 2 * tr_covmean)
 
 
 def fid_from_statistics(stats_a: ActivationStatistics, stats_b: ActivationStatistics) -> float:

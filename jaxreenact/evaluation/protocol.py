@@ -17,7 +17,9 @@ G(trunc(w + A·Δp)). Every image a metric reads (driving frame, reenacted frame
   A video whose source frame has no face is skipped and listed.
 * Means are over frames (all frames of all videos pooled), as FID is; per-video means are in the per-video CSVs.
 
-Each video (pair) is cached in `workdir/cache/` when done, so an interrupted run continues where it stopped.
+Each video (pair) is cached in `workdir/cache/<fingerprint>/` when done (the fingerprint hashes the tree, the
+weights and the frame/tuning settings), so an interrupted run continues where it stopped and a changed config
+recomputes.
 """
 
 from __future__ import annotations
@@ -106,8 +108,19 @@ CONVERT = {
 }
 
 
+def tree_sha256(tree) -> str:
+    """sha256 of a pytree's leaves (paths, dtypes, shapes and bytes), e.g. A's parameters from a training workdir."""
+    h = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(tree), key=lambda kv: jax.tree_util.keystr(kv[0])):
+        x = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}|{x.dtype}|{x.shape}|".encode())
+        h.update(x.tobytes())
+    return h.hexdigest()
+
+
 def weights_sha256(config) -> dict:
-    """{name: sha256 of the source checkpoint recorded at conversion} (or of the converted metadata file)."""
+    """{name: sha256 of the source checkpoint recorded at conversion (or of the converted metadata file)}; for A
+    read from a training workdir, the sha256 of the parameters of its latest checkpoint."""
     from jaxreenact import checkpointing
 
     if config.tiny:
@@ -119,9 +132,23 @@ def weights_sha256(config) -> dict:
             meta = json.loads(meta_file.read_text())
             src = {k: v.get("sha256") for k, v in meta.get("sources", {}).items()}
             out[n] = src or hashlib.sha256(meta_file.read_bytes()).hexdigest()
+        elif n == "A" and (pathlib.Path(p) / "checkpoints").is_dir():
+            out[n] = {"training workdir (latest checkpoint) params": tree_sha256(method.load_init_params(p))}
         else:
-            out[n] = "training workdir" if (pathlib.Path(p) / "checkpoints").is_dir() else None
+            out[n] = None
     return out
+
+
+CACHE_FIELDS = ("frame_stride", "max_frames", "tune_steps", "grid_frames")
+
+
+def fingerprint(config, sha: dict) -> str:
+    """Short hash of everything a cached video's result depends on: the tree, the networks, the frame selection
+    and the tuning. The cache lives under `cache/<fingerprint>/`, so a changed config never reuses stale videos."""
+    key = {"root": str(pathlib.Path(config.root).resolve()), "tiny": config.tiny, "seed": config.seed,
+           "weights": sha, "paths": needed_weights(config) if not config.tiny else None,
+           "eval": {f: config.eval[f] for f in CACHE_FIELDS}}  # fmt: skip
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 # ----------------------------------------------------------------------------------------------- per image
@@ -151,9 +178,7 @@ def analyze(nets: Nets, images_u8: np.ndarray, batch: int) -> Analysis:
 
 @functools.partial(jax.jit, static_argnames=("module",))
 def _id_csim(module, variables, a, b):
-    from jaxreenact.models import arcface
-
-    return arcface.csim(variables, a, b, module=module)
+    return metrics.csim_images(variables, a, b, module=module)
 
 
 @functools.partial(jax.jit, static_argnames=("module",))
@@ -341,8 +366,9 @@ def evaluate(config, workdir, progress: bool = True, locate=None) -> dict:
 
     workdir = pathlib.Path(workdir)
     items = items_of(config)
-    nets = load(config, locate)
-    cache = workdir / "cache"
+    sha = weights_sha256(config)
+    cache = workdir / "cache" / fingerprint(config, sha)
+    nets = None  # loaded at the first video not in the cache (a finished run re-reports without networks)
     per_item: dict[str, tuple[Item, dict]] = {}
     last: dict = {}  # the last inverted source: a video's self item and its cross pairs run back to back
     items = sorted(items, key=lambda it: (it.source, it.kind != "self", it.driving))
@@ -350,12 +376,16 @@ def evaluate(config, workdir, progress: bool = True, locate=None) -> dict:
         path = cache / item.kind / f"{item.key}.npz"
         if path.is_file():
             res = _load_npz(path)
+            if res["status"] == "ok" and not report.item_written(workdir, item):
+                report.write_item(workdir, item, res)
         else:
+            nets = nets or load(config, locate)
             res = run_item(nets, config, item, last)
-            _save_npz(path, res)
             if res["status"] == "ok":
                 report.write_item(workdir, item, res)
+            _save_npz(path, res)  # last: a cached video has its reports
         per_item[f"{item.kind}/{item.key}"] = (item, res)
-    results = report.aggregate(config, per_item, weights_sha256(config))
+    results = report.aggregate(config, per_item, sha)
+    results["cache"] = str(cache.relative_to(workdir))
     report.write_all(workdir, results)
     return results

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import html
 import json
 import pathlib
 import subprocess
@@ -28,10 +29,13 @@ CSV_COLUMNS = ("csim", "lpips", "nme", "nme_interocular", "pose", metrics.EXP_RA
 
 # ----------------------------------------------------------------------------------------------- per video
 def to_csv(res: dict) -> str:
+    """One row per frame: its validity flags and metrics; the metrics of an excluded frame (no face in its driving or
+    reenacted image) are left empty, as they are never scored."""
     cols = [c for c in CSV_COLUMNS if c in res]
     lines = ["frame,valid_driving,valid_reenacted," + ",".join(cols)]
+    scored = np.asarray(res["valid_driving"], bool) & np.asarray(res["valid_reenacted"], bool)
     for i, name in enumerate(res["frames"]):
-        vals = [f"{float(res[c][i]):.6g}" if np.isfinite(res[c][i]) else "" for c in cols]
+        vals = [f"{float(res[c][i]):.6g}" if scored[i] and np.isfinite(res[c][i]) else "" for c in cols]
         lines.append(f"{name},{int(res['valid_driving'][i])},{int(res['valid_reenacted'][i])}," + ",".join(vals))
     return "\n".join(lines) + "\n"
 
@@ -60,27 +64,38 @@ def line_plot_svg(series: dict[str, np.ndarray], title: str, width: int = 640, h
                         for s in segs)  # fmt: skip
         panels.append(
             f'<rect x="50" y="{y0}" width="{width - 70}" height="{ph}" fill="none" stroke="#999"/>'
-            f'<text x="52" y="{y0 - 4}" font-size="12">{name} (max {top:.3g}; frames 0..{len(v) - 1})</text>'
+            f'<text x="52" y="{y0 - 4}" font-size="12">{html.escape(name)} (max {top:.3g}; frames 0..{len(v) - 1})</text>'
             f'<text x="4" y="{y0 + 10}" font-size="10">{top:.3g}</text><text x="4" y="{y0 + ph}" font-size="10">0</text>'
             + lines
         )
     total_h = len(series) * (ph + 20) + 30
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total_h}">'
-            f'<text x="4" y="14" font-size="13">{title}</text>' + "".join(panels) + "</svg>\n")  # fmt: skip
+            f'<text x="4" y="14" font-size="13">{html.escape(title)}</text>' + "".join(panels) + "</svg>\n")  # fmt: skip
+
+
+def item_files(workdir: pathlib.Path, item) -> list[pathlib.Path]:
+    """The per-video reports: CSV, plot, grid."""
+    return [workdir / item.kind / f"{item.key}.csv", workdir / "plots" / f"{item.kind}_{item.key}.svg",
+            workdir / "grids" / f"{item.kind}_{item.key}.png"]  # fmt: skip
+
+
+def item_written(workdir: pathlib.Path, item) -> bool:
+    return all(f.is_file() for f in item_files(workdir, item))
 
 
 def write_item(workdir: pathlib.Path, item, res: dict) -> None:
     from jaxreenact.data.images import encode_png
     from jaxreenact.visualize import make_grid
 
-    atomic_write_bytes(workdir / item.kind / f"{item.key}.csv", to_csv(res).encode())
+    csv_file, plot_file, grid_file = item_files(workdir, item)
+    atomic_write_bytes(csv_file, to_csv(res).encode())
     valid = res["valid_driving"] & res["valid_reenacted"]
     shown = {k: np.where(valid, res[k], np.nan) for k in ("pose", "csim")}
     title = f"{item.kind}: {item.source}" + (f" driven by {item.driving}" if item.kind == "cross" else "")
     shown = {"pose error (deg)": shown["pose"], "CSIM": shown["csim"]}
-    atomic_write_bytes(workdir / "plots" / f"{item.kind}_{item.key}.svg", line_plot_svg(shown, title).encode())
+    atomic_write_bytes(plot_file, line_plot_svg(shown, title).encode())
     grid = make_grid(res["grid"], nrow=1)
-    atomic_write_bytes(workdir / "grids" / f"{item.kind}_{item.key}.png", encode_png(grid))
+    atomic_write_bytes(grid_file, encode_png(grid))
 
 
 # ----------------------------------------------------------------------------------------------- aggregation
