@@ -138,7 +138,20 @@ def inception(seed: int = 0):
     from jaxreenact.models.inception import FIDInceptionV3
 
     m = FIDInceptionV3()
-    return m, jax.jit(m.init)(jax.random.key(seed + 11), jnp.zeros((1, 75, 75, 3)))
+    # Filled from the variables' shapes (a trace, ~1 s) rather than `jax.jit(m.init)`, whose compilation of the
+    # full 299² network takes ~20 s on a CI core: He-normal convolutions, identity BatchNorms, zero biases.
+    shapes = jax.eval_shape(m.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 75, 75, 3), jnp.float32))
+    rng = np.random.default_rng(seed + 11)
+
+    def fill(path, leaf):
+        name = path[-1].key
+        if name == "weight" and len(leaf.shape) == 4:  # HWIO
+            std = np.sqrt(2.0 / np.prod(leaf.shape[:3]))
+            return jnp.asarray(rng.normal(0.0, std, leaf.shape), leaf.dtype)
+        one = name in ("weight", "running_var")  # BatchNorm scale and variance; biases and means are 0
+        return jnp.full(leaf.shape, 1.0 if one else 0.0, leaf.dtype)
+
+    return m, jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 @functools.lru_cache(maxsize=2)
