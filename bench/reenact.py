@@ -45,8 +45,8 @@ def build(bf16: bool):
     import goldens
     from converters.deca import load_torch as load_deca
     from converters.stylegan2 import convert_state_dict
-    from jaxreenact import directions
-    from jaxreenact.face import pose
+    from jaxreenact.latent import directions
+    from jaxreenact.pose import params as pose
 
     tg = random_generator(256, 1, seed=0)
     sd = {k: v.detach().numpy() for k, v in tg.state_dict().items()}
@@ -72,8 +72,10 @@ def build(bf16: bool):
 
 def jax_per_frame(nets: dict, dtype: str):
     """jit fn(crops uint8 [B,256,256,3], theta [B,3,3], w_src [1,14,512], u_src [1,15]) → uint8 [B,256,256,3]."""
-    from jaxreenact import directions, method
-    from jaxreenact.face import deca_crop, pose
+    from jaxreenact.face import deca_crop
+    from jaxreenact.latent import directions
+    from jaxreenact.latent.render import render
+    from jaxreenact.pose import params as pose
 
     g, g_vars = nets["gens"][dtype]
     deca, a, layout, units = nets["deca"], nets["a"], nets["layout"], nets["units"]
@@ -84,7 +86,7 @@ def jax_per_frame(nets: dict, dtype: str):
         codes = deca.apply(deca_vars, deca_crop.deca_input(x, theta))
         dp = pose.to_units(pose.params_to_p(codes, layout), units, layout) - u_src
         w = directions.shift_wplus(jnp.broadcast_to(w_src, (crops.shape[0], *w_src.shape[1:])), a.apply(a_params, dp))
-        img = method.render(method.Networks(g, None, None, None), {"g": g_vars}, w, 0.7)
+        img = render(g, g_vars, w, 0.7)
         return jnp.clip(jnp.rint((img + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
     return functools.partial(fn, nets["deca_vars"], nets["a_params"], g_vars)
@@ -92,7 +94,7 @@ def jax_per_frame(nets: dict, dtype: str):
 
 def torch_euler_deg(aa: torch.Tensor) -> torch.Tensor:
     """[B, 3] global axis-angle → (yaw, pitch, roll) degrees in torch: DECA's quaternion route to R, then
-    asin(R20), atan2(R21, R22), atan2(R10, R00) (the regular branch of `jaxreenact.face.rotations`)."""
+    asin(R20), atan2(R21, R22), atan2(R10, R00) (the regular branch of `jaxreenact.pose.rotations`)."""
     theta = aa.norm(dim=1, keepdim=True)
     half = 0.5 * theta
     k = torch.where(theta > 0, torch.sin(half) / theta.clamp_min(1e-30), torch.full_like(theta, 0.5))
@@ -173,13 +175,13 @@ def time_decode(n: int) -> float:
 
 # ----------------------------------------------------------------------------------------------- run
 def run(batches, iters: int, bf16: bool, det_batch: int) -> dict:
-    from jaxreenact import method
+    from jaxreenact.pose.deca import fixed_deca_theta
 
     nets = build(bf16)
     rng = np.random.default_rng(0)
     w_src = rng.standard_normal((1, 14, 512)).astype(np.float32) * 0.5
     u_src = np.zeros((1, 15), np.float32)
-    theta1 = method.fixed_deca_theta(1).astype(np.float32)
+    theta1 = fixed_deca_theta(1).astype(np.float32)
     t_fn = torch_per_frame(nets)
     rows = []
     for b in batches:

@@ -6,7 +6,7 @@ against a PyTorch step of the same shape, same process, full-size networks with 
 
 The step (METHOD.md 4): z pairs → G 256² (source and target, no gradient) → DECA on both → Δp → A → G(w + A·Δp)
 → DECA → FLAME → shape, eye and mouth losses, ArcFace identity loss, LPIPS → gradient on A → Adam. JAX: the
-stage's loss (`method.synthetic_loss`, with the 50 % single-attribute scheme) under one `jax.jit` with the optax
+stage's loss (`training.synthetic.synthetic_loss`, with the 50 % single-attribute scheme) under one `jax.jit` with the optax
 update, on one device. PyTorch: the same networks from the tests' pure-torch references (`torch_reference.stylegan2`,
 `deca_torch_ref` E_flame + FLAME, `torch_face_ref` ArcFace and LPIPS) with full Δp for every sample (the 50 %
 scheme's bookkeeping is negligible next to the networks), `torch.optim.Adam` on A. Both warp the 256² images to
@@ -42,7 +42,7 @@ def build():
     from converters.common import to_numpy
     from converters.deca import load_torch as load_deca
     from converters.stylegan2 import convert_state_dict
-    from jaxreenact import method
+    from jaxreenact.weights import Networks
 
     tg = random_generator(256, 1, seed=0)
     g, g_vars = convert_state_dict({k: v.detach().numpy() for k, v in tg.state_dict().items()}, "bench")
@@ -56,7 +56,7 @@ def build():
     lm, lv, _ = lpips.convert(a_sd, lin, "alexnet", "lin")
     t_lp = LPIPSRef().eval()
     t_lp.load_weights(a_sd, lin)
-    nets = method.Networks(g=g, deca=deca, arcface=am, lpips=lm)
+    nets = Networks(g=g, deca=deca, arcface=am, lpips=lm)
     frozen = {"g": g_vars, "deca": deca_vars, "arcface": av, "lpips": lv}
     config = synthetic.get_config()
     flame = deca_torch_ref.Flame({k: np.asarray(v) for k, v in deca_vars["buffers"]["flame"].items()}, deca.parents)
@@ -65,11 +65,11 @@ def build():
 
 
 def jax_step(config, nets, frozen, batch: int):
-    from jaxreenact import method
+    from jaxreenact.training import setup, synthetic
 
-    s = method.make_setup(config, nets)
-    loss = method.synthetic_loss(s, batch)
-    params = method.init_params_fn(s.a)(jax.random.key(0))
+    s = setup.make_setup(config, nets)
+    loss = synthetic.synthetic_loss(s, batch)
+    params = setup.init_params_fn(s.a)(jax.random.key(0))
     opt = optax.adam(config.train.lr)
     state = (params, opt.init(params))
 
@@ -84,8 +84,8 @@ def jax_step(config, nets, frozen, batch: int):
 
 
 def torch_step(config, frozen, t: dict, batch: int):
-    from jaxreenact import losses, method
-    from jaxreenact.face import pose
+    from jaxreenact.pose import params as pose
+    from jaxreenact.training import losses
 
     tg, ref, flame = t["tg"], t["ref"], t["flame"]
     a = torch.nn.Linear(15, 8 * 512)
@@ -93,7 +93,7 @@ def torch_step(config, frozen, t: dict, batch: int):
     mean = torch.from_numpy(np.asarray(frozen["g"]["buffers"]["mean_latent"])).reshape(1, 512)
     units = pose.shift_units(pose.load_ranges(pose.default_ranges_path("voxceleb")), pose.VOXCELEB)
     ua, ub = (torch.from_numpy(np.asarray(v, np.float32)) for v in (units.a, units.b))
-    # DECA's fixed-box warp as one affine_grid (the normalised form of method.fixed_deca_theta's map)
+    # DECA's fixed-box warp as one affine_grid (the normalised form of pose.deca.fixed_deca_theta's map)
     theta = torch.from_numpy(np.repeat(np.array([[[0.5, 0, 0], [0, 0.5, 0.16]]], np.float32), batch, 0))
     cam8 = torch.tensor([[8.0, 0.0, 0.0]]).expand(batch, 3)
 
@@ -137,7 +137,6 @@ def torch_step(config, frozen, t: dict, batch: int):
         loss.backward()
         opt.step()
 
-    del method
     return step
 
 

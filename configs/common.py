@@ -6,7 +6,8 @@ Weight paths point at *converted* checkpoints (directories written by `python -m
 
 import ml_collections
 
-from jaxreenact import method
+from jaxreenact.common import constants as K
+from jaxreenact.weights.registry import DEFAULT_DIRS
 
 
 def get_config(arg=None):
@@ -19,25 +20,21 @@ def get_config(arg=None):
     c.tiny = False  # True: small random-weight networks of the same kinds (CI, laptops); no weight files
 
     c.weights = ml_collections.ConfigDict()
-    c.weights.generator = "weights/stylegan2-voxceleb"  # python -m converters.stylegan2
-    c.weights.deca = "weights/deca"  # python -m converters.deca
-    c.weights.arcface = "weights/arcface"  # python -m converters.arcface
-    c.weights.lpips = "weights/lpips"  # python -m converters.lpips
-    c.weights.e4e = "weights/e4e-voxceleb"  # python -m converters.e4e (real-image stages)
-    c.weights.sfd = "weights/sfd"  # python -m converters.sfd (model.deca_box = "landmarks" only)
-    c.weights.fan = "weights/fan"  # python -m converters.fan (model.deca_box = "landmarks" only)
+    # Converted checkpoints (jaxreenact.weights.registry lists each with its converter command).
+    for name in ("generator", "deca", "arcface", "lpips", "e4e", "sfd", "fan"):
+        c.weights[name] = f"weights/{DEFAULT_DIRS[name]}"
 
     c.model = ml_collections.ConfigDict()
-    c.model.truncation = 0.7  # applied after the shift, to every latent (METHOD.md 1.4)
-    c.model.num_layers_shift = 8  # W+ rows 0-7
-    c.model.learned_directions = 15
-    c.model.shift_scale = 6.0
+    c.model.truncation = K.TRUNCATION  # applied after the shift, to every latent (METHOD.md 1.4)
+    c.model.num_layers_shift = K.NUM_LAYERS_SHIFT  # W+ rows 0-7
+    c.model.learned_directions = K.LEARNED_DIRECTIONS
+    c.model.shift_scale = K.SHIFT_SCALE
     # How DECA's 224 crop box is found on 256x256 faces. "fixed": the box of a centred face of the authors'
     # framing (cheap). "landmarks": as the authors, S3FD + 2D-FAN on every image DECA reads (3 per sample), inside
     # the jitted step (jaxreenact.face.deca_box); several times the cost of a step. See README for the trade-off.
     c.model.deca_box = "fixed"
-    c.model.deca_box_size = method.DECA_BOX_SIZE  # "fixed": side (px) of the 68-landmark box
-    c.model.deca_box_center = method.DECA_BOX_CENTER  # "fixed": its (x, y) centre in the 256x256 frame
+    c.model.deca_box_size = K.DECA_BOX_SIZE  # "fixed": side (px) of the 68-landmark box
+    c.model.deca_box_center = K.DECA_BOX_CENTER  # "fixed": its (x, y) centre in the 256x256 frame
 
     c.loss = ml_collections.ConfigDict()
     c.loss.identity = 10.0

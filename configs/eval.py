@@ -14,6 +14,8 @@ import pathlib
 import ml_collections
 
 import jaxreenact
+from jaxreenact.common.constants import TUNE_STEPS
+from jaxreenact.weights.registry import DEFAULT_DIRS
 
 TINY_PAIRS = pathlib.Path(jaxreenact.__file__).parent / "resources" / "eval" / "tiny_cross_pairs.txt"
 
@@ -27,15 +29,10 @@ def get_config(arg=None):
     c.cross_pairs = ""  # file of "<id>/<video> <id>/<video>" lines (python -m jaxreenact.evaluation.pairs)
 
     c.weights = ml_collections.ConfigDict()
-    c.weights.generator = "weights/stylegan2-voxceleb"  # python -m converters.stylegan2
-    c.weights.e4e = "weights/e4e-voxceleb"  # python -m converters.e4e
-    c.weights.deca = "weights/deca"  # python -m converters.deca
-    c.weights.A = "weights/A"  # python -m converters.direction_matrix, or a training workdir (latest checkpoint)
-    c.weights.lpips = "weights/lpips"  # python -m converters.lpips (tuning and the LPIPS metric)
-    c.weights.arcface = "weights/arcface"  # python -m converters.arcface (CSIM)
-    c.weights.inception = "weights/inception"  # python -m converters.inception (FID)
-    c.weights.sfd = "weights/sfd"  # python -m converters.sfd (face boxes)
-    c.weights.fan = "weights/fan"  # python -m converters.fan (landmarks: NME and DECA's crop)
+    # Converted checkpoints (jaxreenact.weights.registry lists each with its converter command); A may also be a
+    # training workdir (its latest checkpoint).
+    for name in ("generator", "e4e", "deca", "A", "lpips", "arcface", "inception", "sfd", "fan"):
+        c.weights[name] = f"weights/{DEFAULT_DIRS[name]}"
 
     c.eval = ml_collections.ConfigDict()
     c.eval.self = True
@@ -43,7 +40,7 @@ def get_config(arg=None):
     c.eval.batch_size = 16
     c.eval.frame_stride = 1  # use every k-th frame of each video
     c.eval.max_frames = 0  # per video; 0 = all
-    c.eval.tune_steps = 200  # generator tuning of each source, as the authors' inference (0 = off)
+    c.eval.tune_steps = TUNE_STEPS  # generator tuning of each source, as the authors' inference (0 = off)
     c.eval.grid_frames = 4  # frames shown per video in grids/
 
     c.tiny_tree = ml_collections.ConfigDict()  # the made-up tree of the tiny variant

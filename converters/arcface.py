@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from converters.common import KeyMap, as_jax, bare_state_dict, check_tree, describe, file_cli, fill
-from jaxreenact.errors import ConversionError
+from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.arcface import ArcFace
 
 WHAT = "ArcFace IR-SE50 (model_ir_se50.pth)"

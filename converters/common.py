@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxreenact
-from jaxreenact import checkpointing
-from jaxreenact.errors import ConversionError, UserError, cli_main
+from jaxreenact.common import checkpoints
+from jaxreenact.common.errors import ConversionError, UserError, cli_main
 from jaxreenact.weights import module_spec
 
 
@@ -150,7 +150,7 @@ def save_converted(
         "sources": {k: {"path": os.path.basename(str(p)), "sha256": sha256(p)} for k, p in sources.items()},
     }
     meta.update(extra or {})
-    checkpointing.save_tree(dst, variables, meta)
+    checkpoints.save_tree(dst, variables, meta)
 
 
 def run_cli(

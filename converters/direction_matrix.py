@@ -12,9 +12,9 @@ import argparse
 import jax
 import numpy as np
 
-from converters.common import KeyMap, check_tree, save_converted, to_numpy, torch_load
-from jaxreenact.directions import DirectionMatrix
-from jaxreenact.errors import ConversionError
+from converters.common import KeyMap, check_tree, run_cli, save_converted, to_numpy, torch_load
+from jaxreenact.common.errors import ConversionError
+from jaxreenact.latent.directions import DirectionMatrix
 
 KNOWN = {"A_matrix", "learned_directions", "shift_scale", "w_plus", "num_layers_shift", "shift_dim"}
 # Entries of a training checkpoint of the authors' trainer that are not part of A.
@@ -61,7 +61,6 @@ def load_torch(path, return_info: bool = False):
 
 
 def main(argv=None):
-    from converters.common import run_cli
 
     def add(p: argparse.ArgumentParser):
         p.add_argument("src", help="the authors' A_matrix.pt (or a checkpoint of their trainer)")

@@ -36,7 +36,7 @@ from converters.common import (
     torch_key,
     torch_load,
 )
-from jaxreenact.errors import ConversionError
+from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.e4e import Encoder4Editing, style_count
 
 WHAT = "e4e encoder"

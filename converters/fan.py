@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from converters.common import convert_by_template, file_cli, to_numpy, torch_load, unwrap_state_dict
-from jaxreenact.errors import ConversionError
+from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.fan import FAN
 
 _NUMBERED = re.compile(r"^(downsample)_(\d+)$")

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from converters.common import KeyMap, as_jax, bare_state_dict, check_tree, describe, file_cli, fill
-from jaxreenact.errors import ConversionError
+from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.inception import FEATURE_DIM, FID_INPUT_SIZE, FIDInceptionV3
 
 WHAT = "FID Inception (pt_inception-2015-12-05-6726825d.pth)"

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from converters.common import KeyMap, as_jax, check_tree, describe, fill, run_cli, save_converted, to_numpy, torch_load
-from jaxreenact.errors import ConversionError
+from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.lpips import LPIPS
 
 

@@ -9,7 +9,7 @@ conv7_2}_mbox_{conf,loc}`. Conv kernels OIHW -> HWIO. Every key must be used, no
 from __future__ import annotations
 
 from converters.common import convert_by_template, file_cli, to_numpy, torch_load, unwrap_state_dict
-from jaxreenact.errors import ConversionError
+from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.sfd import S3FD
 
 

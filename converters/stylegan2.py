@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from converters.common import KeyMap, check_tree, save_converted, to_numpy, torch_load
-from jaxreenact.errors import ConversionError
+from converters.common import KeyMap, check_tree, run_cli, save_converted, to_numpy, torch_load
+from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.stylegan2 import MEAN_LATENT_SAMPLES, MEAN_LATENT_SEED, Generator, channels, mean_latent_z
 from jaxreenact.nn.stylegan import BLUR_KERNEL, make_kernel
 
@@ -185,7 +185,6 @@ def load_torch(path, dtype: str = "float32", return_info: bool = False):
 
 
 def main(argv=None):
-    from converters.common import run_cli
 
     def add(p: argparse.ArgumentParser):
         p.add_argument("src", help="rosinality-layout StyleGAN2 checkpoint ({'g_ema': ..., ['latent_avg': ...]})")

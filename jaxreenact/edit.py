@@ -1,15 +1,17 @@
 """`python -m jaxreenact.edit --source IMG_OR_NPY --directions 0 1 3 --out DIR`: move a face along one learned
 direction at a time across its range (the authors' editing script, METHOD.md 7.3); a GIF and an MP4 per direction
-and a contact sheet. See `jaxreenact.editing`.
+and a contact sheet. See `jaxreenact.inference.editing`.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from jaxreenact.errors import cli_main
-from jaxreenact.reenact import add_run_args, add_tune_args
-from jaxreenact.reenact_core import direction_names
+from jaxreenact.common.cli import add_run_flags, add_tune_flags
+from jaxreenact.common.errors import cli_main
+from jaxreenact.inference import editing
+from jaxreenact.pose.motion import direction_names
+from jaxreenact.weights.registry import add_weight_flags
 
 
 def parse_args(argv=None):
@@ -18,18 +20,16 @@ def parse_args(argv=None):
     p.add_argument("--source", required=True, help="a face photo, or a .npy W [512] / W+ [14, 512] latent")
     p.add_argument("--directions", type=int, nargs="+", required=True, metavar="D", help=f"direction indices: {names}")
     p.add_argument("--out", required=True, help="output folder")
-    add_tune_args(p, "a photo source")
+    add_tune_flags(p, "a photo source")
     p.add_argument("--save-images", action="store_true", help="also write every edited frame as PNG under images/")
     p.add_argument("--batch-size", type=int, default=16, help="frames per jitted batch (default 16)")
-    add_run_args(p, ("generator", "e4e", "deca", "A", "lpips", "sfd", "fan"))
+    add_weight_flags(p, editing.WEIGHT_NAMES)
+    add_run_flags(p)
     return p.parse_args(argv)
 
 
 @cli_main
 def main(argv=None, locate=None):
-    from jaxreenact import editing
-    from jaxreenact.reenact_core import DEFAULT_WEIGHTS
-
     a = parse_args(argv)
     opts = editing.Options(
         source=a.source,
@@ -39,7 +39,7 @@ def main(argv=None, locate=None):
         tune_steps=a.tune_steps,
         save_images=a.save_images,
         batch_size=a.batch_size,
-        weights={n: getattr(a, n) for n in DEFAULT_WEIGHTS},
+        weights={n: getattr(a, n) for n in editing.WEIGHT_NAMES},
         tiny=a.tiny,
         seed=a.seed,
         progress=not a.no_progress,

@@ -15,7 +15,9 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxreenact.errors import report_user_errors
+from jaxreenact.common.errors import report_user_errors
+from jaxreenact.data import fake
+from jaxreenact.evaluation import protocol, report
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Evaluation config, e.g. configs/eval.py or configs/eval.py:tiny."
@@ -28,11 +30,7 @@ def run(config, workdir, progress: bool = True, locate=None) -> dict:
     """Library entry: make the tiny tree when asked, evaluate, print the table."""
     import pathlib
 
-    from jaxreenact.evaluation import protocol, report
-
     if config.tiny and not config.root:
-        from jaxreenact.data import fake
-
         t = config.tiny_tree
         root = pathlib.Path(workdir) / "tiny_tree"
         if not root.is_dir():

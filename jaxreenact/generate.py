@@ -10,44 +10,9 @@ toward the generator's stored mean latent (METHOD.md 1.2), stored noise, images 
 from __future__ import annotations
 
 import argparse
-import pathlib
 
-import jax
-import numpy as np
-
-from jaxreenact import visualize, weights
-from jaxreenact.errors import UserError, cli_main
-
-
-def sample(module, variables, num: int, seed: int = 0, truncation: float = 0.7, batch: int = 8) -> np.ndarray:
-    """`num` images [num, size, size, 3] (raw generator range) from z = default_rng(seed).standard_normal."""
-    z = np.random.default_rng(seed).standard_normal((num, module.style_dim), dtype=np.float32)
-    gen = jax.jit(lambda v, z: module.apply(v, z, truncation=truncation))
-    out = []
-    for i in range(0, num, batch):
-        zb = z[i : i + batch]
-        n = len(zb)
-        if n < batch:  # pad the last batch so one compiled shape serves every call
-            zb = np.concatenate([zb, np.zeros((batch - n, zb.shape[1]), np.float32)])
-        out.append(np.asarray(gen(variables, zb))[:n])
-    return np.concatenate(out)
-
-
-def generate(generator: str, num: int, seed: int, truncation: float, out: str, nrow: int | None = None, batch=8):
-    path = pathlib.Path(generator)
-    if not path.exists():
-        raise UserError(
-            f"{path}: generator not found; convert the PyTorch checkpoint first: "
-            "python -m converters.stylegan2 SRC.pt DST"
-        )
-    module, variables = weights.load(path)
-    if not hasattr(module, "synthesis"):
-        raise UserError(f"{path}: holds a {type(module).__name__}, not a StyleGAN2 generator")
-    if num < 1:
-        raise UserError(f"--num must be at least 1, got {num}")
-    images = sample(module, variables, num, seed, truncation, batch=min(batch, num))
-    visualize.save_png(out, visualize.make_grid(images, nrow))
-    return images
+from jaxreenact.common.errors import cli_main
+from jaxreenact.inference.sampling import generate
 
 
 @cli_main

@@ -1,14 +1,17 @@
 """`python -m jaxreenact.invert DATASET_ROOT`: e4e W+ latents for every frame of a VoxCeleb-style tree
 (`<id>/<video>/frames_cropped/*.png` → `<id>/<video>/inversion/latent_codes/*.npy`), resumable; see
-`jaxreenact.inversion`. The next step is `python -m jaxreenact.data.build`, then the mixed and paired stages.
+`jaxreenact.inference.inversion`. The next step is `python -m jaxreenact.data.build`, then the mixed and paired stages.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from jaxreenact.errors import cli_main
-from jaxreenact.reenact import add_run_args
+from jaxreenact.common.cli import add_run_flags
+from jaxreenact.common.errors import cli_main
+from jaxreenact.inference import inversion
+from jaxreenact.weights import load_bundle
+from jaxreenact.weights.registry import add_weight_flags
 
 
 def parse_args(argv=None):
@@ -19,39 +22,22 @@ def parse_args(argv=None):
     p.add_argument("--save-images", action="store_true",
                    help="also write G(w) of every latent to <id>/<video>/inversion/frames/<name>.png")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="invert every frame again (default: skip frames done)")
-    add_run_args(p, ("e4e", "generator"))
+    add_weight_flags(p, ("e4e", "generator"))
+    add_run_flags(p)
     return p.parse_args(argv)
 
 
 @cli_main
 def main(argv=None):
-    from jaxreenact import inversion
-    from jaxreenact import reenact_core as core
-
     a = parse_args(argv)
     inversion.plan(a.root)  # a wrong root fails here, before any network is loaded
-    if a.tiny:
-        models = core.load_models({}, tiny=True, seed=a.seed)
-        nets, frozen = models.nets, models.frozen
-    else:
-        names = ("e4e", "generator") if a.save_images else ("e4e",)
-        paths = {n: getattr(a, n) for n in names}
-        core.check_weight_paths(paths)
-        nets, frozen = load_encoder(paths)
+    names = ("e4e", "generator") if a.save_images or a.tiny else ("e4e",)
+    nets, variables = load_bundle(names, {n: getattr(a, n) for n in names}, tiny_seed=a.seed if a.tiny else None)
     report = inversion.invert_tree(
-        a.root, nets, frozen, a.batch_size, a.save_images, a.overwrite, progress=not a.no_progress
+        a.root, nets, variables, a.batch_size, a.save_images, a.overwrite, progress=not a.no_progress
     )
     print(report.format(a.root))
     return report
-
-
-def load_encoder(paths: dict[str, str]):
-    """(Networks with e4e (and g), frozen variables) from converted checkpoints."""
-    from jaxreenact import method
-    from jaxreenact.reenact_core import load_converted
-
-    mods, frozen = load_converted(paths)
-    return method.Networks(g=mods.get("g"), deca=None, arcface=None, lpips=None, e4e=mods["e4e"]), frozen
 
 
 if __name__ == "__main__":

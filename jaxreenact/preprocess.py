@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from jaxreenact.errors import cli_main
+from jaxreenact.common.errors import cli_main
+from jaxreenact.data import preprocessing
 
 
 def parse_args(argv=None):
@@ -52,7 +53,6 @@ def parse_args(argv=None):
 
 @cli_main
 def main(argv=None, locate=None):
-    from jaxreenact.data import preprocessing
 
     a = parse_args(argv)
     pre = preprocessing.build_preprocessor(

@@ -16,7 +16,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxreenact.errors import report_user_errors
+from jaxreenact.common.errors import report_user_errors
+from jaxreenact.training import loop, stages
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file, e.g. configs/synthetic.py:tiny.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and images (resumes if present).")
@@ -40,10 +41,8 @@ def main(argv):
         print("usage: python -m jaxreenact.train --config=configs/<stage>.py[:tiny] --workdir=DIR", file=sys.stderr)
         return 2
     _maybe_distributed()
-    from jaxreenact import trainer
-
-    return report_user_errors("jaxreenact.train", trainer.train, _CONFIG.value, _WORKDIR.value,
-                              progress=not _NO_PROGRESS.value)  # fmt: skip
+    return report_user_errors("jaxreenact.train", loop.train, _CONFIG.value, _WORKDIR.value,
+                              build_stage=stages.build_stage, progress=not _NO_PROGRESS.value)  # fmt: skip
 
 
 if __name__ == "__main__":

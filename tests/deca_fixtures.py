@@ -10,6 +10,7 @@ import shutil
 import tempfile
 
 import goldens
+from converters.deca import load_torch
 
 
 @functools.cache
@@ -21,7 +22,6 @@ def deca_files() -> pathlib.Path:
 
 @functools.cache
 def deca_model():
-    from converters.deca import load_torch
 
     d = deca_files()
     return load_torch(d / "deca_model.tar", d / "generic_model.pkl", d / "landmark_embedding.npy", return_info=True)

@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 
 import goldens as G
-from jaxreenact.errors import ConversionError, UserError
+from converters import arcface
+from converters.common import sha256, to_numpy
+from jaxreenact import weights
+from jaxreenact.common.errors import ConversionError, UserError
+from jaxreenact.models.arcface import csim, id_crop, identity_loss
 
 NAME = "irse50_arcface"
 pytestmark = pytest.mark.torch
@@ -38,7 +42,6 @@ def ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def net(ckpt):
-    from converters import arcface
 
     return arcface.load_torch(ckpt)
 
@@ -46,7 +49,6 @@ def net(ckpt):
 @pytest.fixture(scope="module")
 def fns(net):
     """Each network compiled once per shape: embed (B=2, 112) and the identity loss + grad at 112 and 256."""
-    from jaxreenact.models.arcface import identity_loss
 
     module, variables = net
     embed = jax.jit(module.apply)
@@ -68,7 +70,6 @@ def ref(net):
 
 
 def test_goldens(net, fns):
-    from jaxreenact.models.arcface import id_crop
 
     _, variables = net
     embed, loss112, loss256 = fns
@@ -96,7 +97,6 @@ def test_goldens(net, fns):
 
 
 def test_csim(net):
-    from jaxreenact.models.arcface import csim
 
     _, variables = net
     x = jnp.asarray(G.image_input(G.inputs(NAME)["face_u8"]))
@@ -153,9 +153,6 @@ def test_reference_matches_goldens(ref):
 
 
 def test_cli_round_trip(ckpt, net, tmp_path, capsys):
-    from converters import arcface
-    from converters.common import sha256
-    from jaxreenact import weights
 
     dst = tmp_path / "arcface"
     arcface.main([str(ckpt), str(dst)])
@@ -170,13 +167,11 @@ def test_cli_round_trip(ckpt, net, tmp_path, capsys):
 
 
 def _sd():
-    from converters.common import to_numpy
 
     return to_numpy(G.state_dict(NAME, "facenet"), "golden")
 
 
 def test_strict_keys_and_errors(tmp_path, ckpt):
-    from converters import arcface
 
     sd = _sd()
     sd["body.0.res_layer.0.num_batches_tracked"] = np.array(0)  # tolerated (newer torch files have them)

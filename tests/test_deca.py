@@ -10,9 +10,14 @@ import pytest
 from deca_fixtures import deca_files, deca_model
 
 import goldens
-from jaxreenact import losses
-from jaxreenact.face.rotations import axis_to_euler_deg, euler_batch_call_quirk
+from converters import deca as conv
+from converters.deca import convert_e_flame
+from jaxreenact import weights
+from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.deca import batch_orth_proj
+from jaxreenact.pose.deca import geometry as deca_geometry
+from jaxreenact.pose.rotations import axis_to_euler_deg, euler_batch_call_quirk
+from jaxreenact.training import losses
 
 pytestmark = pytest.mark.torch
 NAME = "deca_coarse"
@@ -105,8 +110,8 @@ def test_losses_cam8(deca, gold):
 
     @jax.jit
     def run(v, s, e, p):
-        g1 = losses.loss_geometry(module, v, s, e, p)
-        g2 = losses.loss_geometry(module, v, s[perm], e[perm], p[perm])
+        g1 = deca_geometry(module, v, s, e, p)
+        g2 = deca_geometry(module, v, s[perm], e[perm], p[perm])
         return losses.shape_losses(g1, g2)
 
     got = run(variables, s, e, p)
@@ -115,8 +120,6 @@ def test_losses_cam8(deca, gold):
 
 
 def test_converter_info_chumpy_variant_and_roundtrip(deca, tmp_path):
-    from converters import deca as conv
-    from jaxreenact import weights
 
     module, variables, info = deca
     assert info["ignored"] == ["D_detail", "E_detail"]
@@ -138,8 +141,6 @@ def test_converter_info_chumpy_variant_and_roundtrip(deca, tmp_path):
 
 
 def test_e_flame_strict_keys(deca):
-    from converters.deca import convert_e_flame
-    from jaxreenact.errors import ConversionError
 
     sd = {k: v.numpy() for k, v in goldens.state_dict(NAME, "E_flame").items()}
     convert_e_flame(sd, "ok")
@@ -162,11 +163,11 @@ def test_loss_gradients_wrt_image_match_torch(deca, gold):
     x = goldens.image_input(inp["image_u8"], deca=True)
     # GT geometry: golden FLAME parameters of two samples (fixed), camera [8, 0, 0]
     gt_s, gt_e, gt_p = (jnp.asarray(inp[k][[2, 3]]) for k in ("shape", "exp", "pose"))
-    gt = losses.loss_geometry(module, variables, gt_s, gt_e, gt_p)
+    gt = deca_geometry(module, variables, gt_s, gt_e, gt_p)
 
     def total(img):
         codes = module.apply(variables, img)
-        g = losses.loss_geometry(module, variables, codes["shape"], codes["exp"], codes["pose"])
+        g = deca_geometry(module, variables, codes["shape"], codes["exp"], codes["pose"])
         out = losses.shape_losses(gt, g)
         return jnp.stack([out["shape"], out["eye"], out["mouth"]])
 
@@ -199,7 +200,6 @@ def test_loss_gradients_wrt_image_match_torch(deca, gold):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    from converters import deca as conv
 
     d = deca_files()
     with pytest.raises(SystemExit) as ex:

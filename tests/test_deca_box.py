@@ -8,10 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from jaxreenact import method, tiny
+from configs import synthetic
+from jaxreenact.common.errors import UserError
 from jaxreenact.face import deca_box, deca_crop
 from jaxreenact.models import fan as fan_lib
 from jaxreenact.models import sfd as sfd_lib
+from jaxreenact.pose.deca import fixed_deca_theta
+from jaxreenact.training import setup, stages
+from jaxreenact.weights import Networks, load_bundle, tiny
 
 PHOTO = pathlib.Path(__file__).parent / "data" / "source_0002775.png"
 
@@ -28,7 +32,7 @@ def _images():
 def test_landmark_theta_matches_the_host_pipeline():
     (sm, sv), (fm, fv) = tiny.face_locator_networks(0)
     x = _images()
-    fallback = method.fixed_deca_theta(1)
+    fallback = fixed_deca_theta(1)
     fn = jax.jit(lambda x, c: deca_box.landmark_theta((sm, sv), (fm, fv), x, fallback, confidence=c))
     theta, lmk, valid = (np.asarray(a) for a in fn(jnp.asarray(x), -1.0))
     assert valid.all() and theta.shape == (2, 3, 3) and lmk.shape == (2, 68, 2)
@@ -63,26 +67,23 @@ def test_crop_matrix_same_in_numpy_and_jax():
 def test_training_config_selects_the_landmark_box(tmp_path):
     import pytest
 
-    from configs import synthetic
-    from jaxreenact.errors import UserError
-
     c = synthetic.get_config("tiny")
     with c.unlocked():
         c.model.deca_box = "landmarks"
-    nets, frozen = method.load_networks(c)
+    nets, frozen = load_bundle(setup.weight_names(c), tiny_seed=c.seed)
     assert nets.sfd is not None and nets.fan is not None and {"sfd", "fan"} <= set(frozen)
-    assert method.make_setup(c, nets).deca_box == "landmarks"
+    assert setup.make_setup(c, nets).deca_box == "landmarks"
     with pytest.raises(UserError, match="needs the S3FD and FAN"):
-        method.make_setup(c, method.Networks(nets.g, nets.deca, nets.arcface, nets.lpips))
+        setup.make_setup(c, Networks(nets.g, nets.deca, nets.arcface, nets.lpips))
     real = synthetic.get_config()
     with real.unlocked():
         real.model.deca_box = "landmarks"
         for n in ("generator", "deca", "arcface", "lpips", "sfd", "fan"):
             setattr(real.weights, n, str(tmp_path / n))
     with pytest.raises(UserError) as e:
-        method.load_networks(real)
+        stages.build_stage(real, None)
     assert "converters.sfd" in str(e.value) and "converters.fan" in str(e.value)
     with real.unlocked():
         real.model.deca_box = "boxes"
     with pytest.raises(UserError, match="fixed, landmarks"):
-        method.make_setup(real, nets)
+        setup.make_setup(real, nets)

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 
 import goldens
-from jaxreenact import directions, weights
-from jaxreenact.errors import ConversionError
+from converters import direction_matrix, stylegan2
+from jaxreenact import weights
+from jaxreenact.common import checkpoints
+from jaxreenact.common.errors import ConversionError, UserError
+from jaxreenact.latent import directions
+from jaxreenact.latent.directions import DirectionMatrix
+from jaxreenact.weights import load
 
 torch = pytest.importorskip("torch", reason="converter tests need torch (pip install torch==2.13.0)")
 pytestmark = pytest.mark.torch
@@ -20,7 +25,6 @@ def a_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def a_model(a_file):
-    from converters import direction_matrix
 
     return direction_matrix.load_torch(a_file)
 
@@ -36,7 +40,6 @@ def test_shift_and_shifted_latent(a_model):
 
 
 def test_rendered_image(a_model, tmp_path_factory):
-    from converters import stylegan2
 
     g_file = goldens.write_checkpoint("stylegan2_vox256", tmp_path_factory.mktemp("g") / "g.pt")
     g, g_vars = stylegan2.load_torch(g_file)
@@ -60,7 +63,6 @@ def test_init_matches_authors():
 
 
 def test_cli_round_trip(a_file, a_model, tmp_path):
-    from converters import direction_matrix
 
     direction_matrix.main([str(a_file), str(tmp_path / "A")])
     module, variables, meta = weights.load(tmp_path / "A", with_metadata=True)
@@ -72,7 +74,6 @@ def test_cli_round_trip(a_file, a_model, tmp_path):
 def test_strict_keys(tmp_path):
     sd = goldens.state_dict(NAME, "A")
     base = {"learned_directions": 15, "shift_scale": 6.0, "w_plus": True, "num_layers_shift": 8}
-    from converters import direction_matrix
 
     torch.save({"A_matrix": {**sd, "linear.extra": torch.zeros(3)}, **base}, tmp_path / "extra.pt")
     with pytest.raises(ConversionError, match="linear.extra"):
@@ -93,8 +94,21 @@ def test_strict_keys(tmp_path):
 
 
 def test_missing_file_is_user_error(tmp_path):
-    from converters import direction_matrix
-    from jaxreenact.errors import UserError
 
     with pytest.raises(UserError, match="not found"):
         direction_matrix.load_torch(tmp_path / "nope.pt")
+
+
+def test_checkpoint_written_before_the_move_still_loads(tmp_path):
+    """Checkpoints converted before the restructure name `jaxreenact.directions:DirectionMatrix`."""
+    import jax
+    import jax.numpy as jnp
+
+    a = DirectionMatrix(15, 8, 512)
+    v = a.init(jax.random.key(0), jnp.zeros((1, 15)))
+    meta = {"module": "jaxreenact.directions:DirectionMatrix", "config": {"input_dim": 15, "num_layers": 8}}
+    checkpoints.save_tree(tmp_path / "A_old", v, meta)
+    module, variables = load(tmp_path / "A_old")
+    assert isinstance(module, DirectionMatrix) and module.num_layers == 8
+    dp = jnp.ones((2, 15))
+    assert jnp.array_equal(module.apply(variables, dp), a.apply(v, dp))

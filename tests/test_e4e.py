@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 
 import goldens as G
-from jaxreenact.errors import ConversionError
+from converters import e4e
+from converters.common import sha256
+from jaxreenact import weights
+from jaxreenact.common.errors import ConversionError, UserError
+from jaxreenact.models.e4e import Encoder4Editing
 
 NAME = "e4e_vox256"
 pytestmark = pytest.mark.torch
@@ -35,7 +39,6 @@ def e4e_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def official(e4e_files):
-    from converters import e4e
 
     return e4e.load_torch(e4e_files[0], return_info=True)
 
@@ -50,7 +53,6 @@ def enc_sd():
 @pytest.fixture(scope="module")
 def encode():
     """One compiled forward per (batch shape, add_latent_avg)."""
-    from jaxreenact.models.e4e import Encoder4Editing
 
     return jax.jit(
         lambda v, x, add: Encoder4Editing(has_latent_avg="latent_avg" in v["buffers"]).apply(v, x, add),
@@ -69,7 +71,6 @@ def test_official_layout_goldens(official, encode):
 
 
 def test_psp_layout_goldens(e4e_files, official, encode):
-    from converters import e4e
 
     module, variables, info = e4e.load_torch(e4e_files[1], return_info=True)
     assert info["source_layout"] == "psp" and module.has_latent_avg
@@ -101,9 +102,6 @@ def test_torch_reference_random_input(official, encode, enc_sd):
 
 
 def test_cli_round_trip(e4e_files, official, tmp_path, capsys):
-    from converters import e4e
-    from converters.common import sha256
-    from jaxreenact import weights
 
     dst = tmp_path / "e4e"
     e4e.main([str(e4e_files[0]), str(dst)])
@@ -121,7 +119,6 @@ def test_cli_round_trip(e4e_files, official, tmp_path, capsys):
 
 def test_layouts_and_strict_keys(enc_sd):
     torch = pytest.importorskip("torch")
-    from converters import e4e
 
     sd = enc_sd
     psp = {"state_dict": {"encoder." + k: v for k, v in sd.items()}, "latent_avg": torch.zeros(512), "opts": {}}
@@ -146,8 +143,6 @@ def test_layouts_and_strict_keys(enc_sd):
 
 
 def test_file_errors(tmp_path):
-    from converters import e4e
-    from jaxreenact.errors import UserError
 
     with pytest.raises(UserError, match="not found"):
         e4e.load_torch(tmp_path / "missing.pt")

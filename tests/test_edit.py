@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxreenact import edit, editing
-from jaxreenact import reenact_core as core
+from jaxreenact import edit
+from jaxreenact.common.errors import UserError
 from jaxreenact.data import images as images_lib
 from jaxreenact.data import video as video_lib
-from jaxreenact.errors import UserError
-from jaxreenact.reenact_core import FixedLocate
+from jaxreenact.face.pipeline import FixedLocate
+from jaxreenact.inference import editing, frames
+from jaxreenact.weights import load_bundle
 
 DATA = pathlib.Path(__file__).parent / "data"
 PHOTO = DATA / "source_0002775.png"
@@ -68,11 +69,11 @@ def test_latent_source_needs_no_face_and_the_start_step_is_shifted_by_start(tmp_
     start, shifts = d["start"], np.array(d["shifts"])
     k = int(np.sum(shifts < start - 1e-4))
     assert shifts[k] == pytest.approx(start, abs=1e-4) and abs(start) > 0.5  # tiny nets, seed 0: start ≈ -2.45
-    models = core.load_models({}, tiny=True, seed=0)
-    dp = np.zeros((2, models.layout.num_directions), np.float32)
+    nets, variables = load_bundle(("generator", "A"), tiny_seed=0)
+    dp = np.zeros((2, 15), np.float32)
     dp[0, 4] = start
-    at_start, at_zero = core.render_dp(models, models.frozen["g"], editing.load_latent_source(tmp_path / "w.npy", 14),
-                                       dp, 8).astype(int)  # fmt: skip
+    w = editing.load_latent_source(tmp_path / "w.npy", 14)
+    at_start, at_zero = frames.render_dp(nets, variables, variables["g"], w, dp, 8).astype(int)
     frame = images_lib.read_image(out / "images" / "4_exp0" / f"{k:03d}.png").astype(int)
     assert np.abs(frame - at_start).max() <= 1  # the same render (batch padding may move a value by one level)
     assert np.abs(frame - at_zero).max() > 8

@@ -10,10 +10,11 @@ import pytest
 
 from configs import eval as eval_config
 from jaxreenact import evaluate
-from jaxreenact import reenact_core as core
+from jaxreenact.common.errors import UserError
 from jaxreenact.data import fake
-from jaxreenact.errors import UserError
 from jaxreenact.evaluation import pairs, protocol, report
+from jaxreenact.face.pipeline import FixedLocate
+from jaxreenact.models import arcface
 
 
 def test_cross_pairs_frozen_deterministic_and_cross_subject(tmp_path):
@@ -56,7 +57,7 @@ class NoCalls:
 def test_evaluate_tiny_tree_end_to_end_excludes_faceless_frames_and_resumes(tmp_path, capsys):
     work = tmp_path / "ev"
     # Face-locator calls, first video: 0 source, 1-3 driving frames, 4-6 reenacted frames.
-    results = evaluate.run(_tiny(tmp_path), work, progress=False, locate=core.FixedLocate(missing={2, 6}))
+    results = evaluate.run(_tiny(tmp_path), work, progress=False, locate=FixedLocate(missing={2, 6}))
     s, c = results["self"], results["cross"]
     assert (s["videos"], s["frames"], s["frames_scored"], s["no_face_driving"], s["no_face_reenacted"]) == (
         2,
@@ -91,7 +92,7 @@ def test_evaluate_tiny_tree_end_to_end_excludes_faceless_frames_and_resumes(tmp_
     assert again["self"]["metrics"] == results["self"]["metrics"] and again["cache"] == results["cache"]
     assert (work / "self" / "id00000_vid_0000.csv").read_text().splitlines() == csv
     # A changed frame selection is another cache: recomputed, never mixed with the old videos.
-    fewer = evaluate.run(_tiny(tmp_path, max_frames=2), work, progress=False, locate=core.FixedLocate())
+    fewer = evaluate.run(_tiny(tmp_path, max_frames=2), work, progress=False, locate=FixedLocate())
     assert fewer["cache"] != results["cache"] and (fewer["self"]["frames"], fewer["self"]["frames_scored"]) == (4, 4)
 
 
@@ -114,13 +115,12 @@ def test_missing_videos_and_weights_are_clear_errors(tmp_path):
 def test_identical_images_give_lpips_zero_and_csim_one():
     nets = protocol.load(eval_config.get_config("tiny"))
     x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 256, 256, 3)), jnp.float32)
-    lm, lv = nets.models.nets.lpips, nets.models.frozen["lpips"]
+    lm, lv = nets.nets.lpips, nets.variables["lpips"]
     np.testing.assert_allclose(np.asarray(protocol._lpips(lm, lv, x, x)), 0.0, atol=1e-7)
-    am, av = nets.arcface
+    am, av = nets.nets.arcface, nets.variables["arcface"]
     np.testing.assert_allclose(np.asarray(protocol._id_csim(am, av, x, x)), 1.0, atol=1e-5)
     assert float(protocol._id_csim(am, av, x, x[::-1])[0]) < 0.9999
     # One CSIM: the evaluation's (= the trainer validation's metrics.csim_images) is 1 - the identity loss.
-    from jaxreenact.models import arcface
 
     got = np.asarray(protocol._id_csim(am, av, x, x[::-1]))
     loss = jax.jit(lambda v, a, b: arcface.identity_loss(v, a, b, module=am))(av, x, x[::-1])

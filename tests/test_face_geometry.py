@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxreenact.errors import UserError
-from jaxreenact.face import pose as P
-from jaxreenact.face import rotations as rot
+from jaxreenact.common.errors import UserError
 from jaxreenact.face.deca_crop import bbox2point, bbox_from_landmarks, crop_matrix, deca_crop, deca_input
 from jaxreenact.nn.warp import grid_sample_bilinear, kornia_sample_positions, warp_affine_kornia
+from jaxreenact.pose import params as P
+from jaxreenact.pose import rotations as rot
 
 DATA = pathlib.Path(__file__).parent / "data"
 

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from converters import deca as conv
-from jaxreenact.errors import UserError
-from jaxreenact.face import rotations as rot
+from converters import safe_pickle
+from jaxreenact.common.errors import UserError
+from jaxreenact.models.flame import flame_forward
+from jaxreenact.pose import rotations as rot
 
 
 class _Evil:
@@ -47,7 +49,7 @@ def test_forbidden_class_refused_without_running(tmp_path, kind):
         conv.load_flame(pkl)
     assert not marker.exists()
     with pytest.raises(UserError, match="refusing"):
-        conv.safe_unpickle(data)
+        safe_pickle.safe_unpickle(data)
     assert not marker.exists()
 
 
@@ -74,7 +76,7 @@ def test_torch_tensors_rebuilt_without_torch():
         "b": torch.arange(5, dtype=torch.int64)[1:],  # storage offset
         "c": torch.tensor(3.5, dtype=torch.float64),
     }
-    got = conv.safe_unpickle(pickle.dumps(t))
+    got = safe_pickle.safe_unpickle(pickle.dumps(t))
     for k, v in t.items():
         np.testing.assert_array_equal(got[k], v.numpy(), err_msg=k)
         assert got[k].dtype == v.numpy().dtype
@@ -87,7 +89,7 @@ def test_tensor_outside_its_storage_refused():
     st = torch.arange(4, dtype=torch.float32).__reduce_ex__(2)[1][0]  # the storage a tensor pickles with
     bad = _Evil(torch._utils._rebuild_tensor_v2, (st, 0, (10,), (1000,), False, OrderedDict()))
     with pytest.raises(UserError, match="outside its storage"):
-        conv.safe_unpickle(pickle.dumps(bad))
+        safe_pickle.safe_unpickle(pickle.dumps(bad))
 
 
 def test_bad_files(tmp_path):
@@ -112,7 +114,7 @@ def test_sparse_stand_in_matches_scipy():
     rng = np.random.default_rng(0)
     dense = rng.normal(size=(5, 40)) * (rng.uniform(size=(5, 40)) < 0.2)
     for m in (sp.csc_matrix(dense), sp.csr_matrix(dense)):
-        got = conv._plain(conv.safe_unpickle(pickle.dumps({"J": m}, protocol=4)))["J"]
+        got = safe_pickle.plain(safe_pickle.safe_unpickle(pickle.dumps({"J": m}, protocol=4)))["J"]
         np.testing.assert_array_equal(got, dense)
 
 
@@ -148,8 +150,6 @@ def test_both_flame_variants_load_equal(flame_setup):
 def test_flame_extreme_poses_match_torch_reference(flame_setup):
     torch = pytest.importorskip("torch")
     import deca_torch_ref as ref
-
-    from jaxreenact.models.flame import flame_forward
 
     a, _, lmk = flame_setup
     fb = conv.flame_buffers(a, lmk)

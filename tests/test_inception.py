@@ -10,7 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from jaxreenact.errors import ConversionError
+from converters.inception import convert_state_dict, load_torch, main
+from jaxreenact import weights
+from jaxreenact.common.errors import ConversionError
 
 torch = pytest.importorskip("torch", reason="parity tests need PyTorch (pip install torch==2.13.0)")
 nn = torch.nn
@@ -182,7 +184,6 @@ def random_reference(seed=0):
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """(reference, pth path, module, variables) converted through the file path, as a user would."""
-    from converters.inception import load_torch
 
     ref = random_reference()
     path = tmp_path_factory.mktemp("inception") / "pt_inception-random.pth"
@@ -214,7 +215,6 @@ def test_parity_pool3_features(converted, features_jax):
 
 
 def test_converter_keys_and_layout(converted):
-    from converters.inception import convert_state_dict
 
     ref, path, _, variables = converted
     sd = {k: v.numpy() for k, v in ref.state_dict().items()}
@@ -246,9 +246,6 @@ def test_converter_keys_and_layout(converted):
 
 def test_cli_roundtrip(converted, tmp_path, capsys):
     import jax
-
-    from converters.inception import main
-    from jaxreenact import weights
 
     _, path, _, variables = converted
     dst = tmp_path / "inception"

@@ -6,15 +6,17 @@ import shutil
 import numpy as np
 import pytest
 
-from jaxreenact import inversion, invert
-from jaxreenact import reenact_core as core
+from jaxreenact import invert
+from jaxreenact.common.errors import UserError
+from jaxreenact.common.mesh import batch_sharded, local_mesh
 from jaxreenact.data import fake, voxceleb
-from jaxreenact.errors import UserError
+from jaxreenact.inference import inversion
+from jaxreenact.weights import load_bundle
 
 
 @pytest.fixture(scope="module")
 def models():
-    return core.load_models({}, tiny=True, seed=0)
+    return load_bundle(("e4e", "generator"), tiny_seed=0)
 
 
 @pytest.fixture()
@@ -45,13 +47,13 @@ def test_invert_tree_writes_latents_skips_bad_and_resumes(tree, models, capsys):
 
     # Rerun: nothing is done again, nothing is rewritten.
     mtimes = {f: os.stat(f).st_mtime_ns for f in latents}
-    again = inversion.invert_tree(root, models.nets, models.frozen, batch_size=3, save_images=True, progress=False)
+    again = inversion.invert_tree(root, *models, batch_size=3, save_images=True, progress=False)
     assert again.inverted == 0 and again.done_before == 5 and len(again.failed) == 1
     assert {f: os.stat(f).st_mtime_ns for f in latents} == mtimes
 
     # A lost latent is redone alone.
     latents[0].unlink()
-    again = inversion.invert_tree(root, models.nets, models.frozen, batch_size=3, progress=False)
+    again = inversion.invert_tree(root, *models, batch_size=3, progress=False)
     assert again.inverted == 1 and latents[0].exists()
 
     # The tree now builds a frames dataset whose only skip is the unreadable frame.
@@ -65,10 +67,10 @@ def test_batched_sharded_equals_one_frame(tree, models):
     frames = sorted((root / "id00000" / "vid_0000" / "frames_cropped").glob("*.png"))
     x = np.stack([inversion.read_frame(f) for f in frames])
     assert x.shape == (3, 256, 256, 3)  # 64-px frames are resized as the dataset reader does
-    sharding = inversion.data_sharding()
+    sharding = batch_sharded(local_mesh())
     assert sharding.mesh.size == 8
-    w8, _ = inversion.invert_batch(models.nets, models.frozen, np.concatenate([x] * 8)[:8], sharding)
-    w1, _ = inversion.invert_batch(models.nets, models.frozen, x[1:2])
+    w8, _ = inversion.invert_batch(*models, np.concatenate([x] * 8)[:8], sharding)
+    w1, _ = inversion.invert_batch(*models, x[1:2])
     np.testing.assert_allclose(w8[1], w1[0], atol=1e-5)
 
 

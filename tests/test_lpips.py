@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 import goldens as G
-from jaxreenact.errors import ConversionError, UserError
+from converters import lpips
+from converters.common import sha256
+from jaxreenact import weights
+from jaxreenact.common.errors import ConversionError, UserError
+from jaxreenact.models.lpips import lpips_loss, per_layer
 
 NAME = "lpips_perceptual"
 pytestmark = pytest.mark.torch
@@ -31,14 +35,12 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def net(files):
-    from converters import lpips
 
     return lpips.load_torch(*files)
 
 
 @pytest.fixture(scope="module")
 def loss_grad():
-    from jaxreenact.models.lpips import lpips_loss
 
     return jax.jit(jax.value_and_grad(lambda v, x, y, r: lpips_loss(v, x, y, range_255=r), 1), static_argnums=3)
 
@@ -49,7 +51,6 @@ def _xy():
 
 
 def test_goldens(net, loss_grad):
-    from jaxreenact.models.lpips import per_layer
 
     module, variables = net
     x, y = _xy()
@@ -73,8 +74,6 @@ def test_torch_autograd_small(net, range_255):
     """Loss and d loss / d x on new small (64x64, batch 3) inputs vs torch autograd of the reference."""
     torch = pytest.importorskip("torch")
     from torch_face_ref import LPIPSRef
-
-    from jaxreenact.models.lpips import lpips_loss
 
     ref = LPIPSRef().eval()
     ref.load_weights(G.state_dict(NAME, "alexnet"), G.state_dict(NAME, "lin"))
@@ -110,9 +109,6 @@ def test_reference_matches_goldens():
 
 
 def test_cli_round_trip(files, net, tmp_path, capsys):
-    from converters import lpips
-    from converters.common import sha256
-    from jaxreenact import weights
 
     dst = tmp_path / "lpips"
     lpips.main([str(files[0]), str(files[1]), str(dst)])
@@ -126,7 +122,6 @@ def test_cli_round_trip(files, net, tmp_path, capsys):
 
 def test_layouts_and_errors(files, tmp_path):
     torch = pytest.importorskip("torch")
-    from converters import lpips
 
     alex = G.state_dict(NAME, "alexnet")
     lin = G.state_dict(NAME, "lin")

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxreenact.errors import UserError
+from jaxreenact.common.errors import UserError
 from jaxreenact.evaluation import metrics as M
-from jaxreenact.face import pose
+from jaxreenact.pose import params as pose
 
 # ranges_voxceleb.npy rows 3 (jaw) and 4 (exp00), as printed in METHOD.md 2.5
 JAW_MIN, JAW_MAX = -0.11169847846031189, 0.19479338824748993

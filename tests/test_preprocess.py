@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from converters import fan as conv_fan
+from converters import sfd as conv_sfd
 from jaxreenact import preprocess
 from jaxreenact.face.pipeline import FacePreprocessor, Located, choose_face
 
@@ -127,9 +129,6 @@ def test_end_to_end_with_random_weight_networks(tmp_path):
     import torch
     from face_alignment.detection.sfd.net_s3fd import s3fd
     from face_alignment.models.fan import FAN
-
-    from converters import fan as conv_fan
-    from converters import sfd as conv_sfd
 
     torch.manual_seed(0)
     torch.save(s3fd().state_dict(), tmp_path / "s3fd.pth")

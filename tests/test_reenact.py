@@ -8,7 +8,9 @@ import pytest
 from jaxreenact import reenact
 from jaxreenact.data import images as images_lib
 from jaxreenact.data import video as video_lib
-from jaxreenact.reenact_core import FixedLocate, MotionOptions, motion_delta, parse_gains
+from jaxreenact.face.pipeline import FixedLocate
+from jaxreenact.pose import params as pose
+from jaxreenact.pose.motion import MotionOptions, motion_delta, parse_gains
 
 DATA = pathlib.Path(__file__).parent / "data"
 VIDEO = DATA / "driving_lWOTF8SdzJw_2614-2801.mp4"
@@ -56,7 +58,6 @@ def test_relative_mode_with_a_constant_driving_video_gives_the_dp0_frame(tmp_pat
 
 
 def test_motion_options():
-    from jaxreenact.face import pose
 
     units = pose.shift_units(pose.load_ranges(pose.default_ranges_path()))
     rng = np.random.default_rng(0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxreenact import stats
-from jaxreenact.face import pose
+from jaxreenact.pose import params as pose
 
 
 def test_stats_writes_a_valid_ranges_file(tmp_path):

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 
 import goldens
-from jaxreenact import weights
-from jaxreenact.errors import ConversionError, UserError
+from converters import stylegan2
+from converters.common import sha256
+from converters.stylegan2 import convert_state_dict
+from jaxreenact import generate, weights
+from jaxreenact.common.errors import ConversionError, UserError
+from jaxreenact.common.images import to_uint8
+from jaxreenact.models.stylegan2 import mean_latent_z
 
 torch = pytest.importorskip("torch", reason="converter tests need torch (pip install torch==2.13.0)")
 ref = pytest.importorskip("torch_reference.stylegan2")
@@ -34,7 +39,6 @@ def golden_file(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def golden_model(golden_file):
-    from converters import stylegan2
 
     return stylegan2.load_torch(golden_file)
 
@@ -118,7 +122,6 @@ def test_public_call_forms(golden_model):
 
 
 def test_mean_latent_is_seeded_mean_of_mapping(golden_model):
-    from jaxreenact.models.stylegan2 import mean_latent_z
 
     module, variables = golden_model
     g = ref.Generator(256, channel_multiplier=1)
@@ -130,8 +133,6 @@ def test_mean_latent_is_seeded_mean_of_mapping(golden_model):
 
 
 def test_cli_round_trip(golden_file, golden_model, tmp_path, capsys):
-    from converters import stylegan2
-    from converters.common import sha256
 
     stylegan2.main([str(golden_file), str(tmp_path / "G")])
     assert "256px" in capsys.readouterr().out
@@ -170,7 +171,6 @@ def small_file(small_ref, tmp_path_factory):
 
 def test_reference_generator_cm2_batch3_trunc05(small_ref, small_file):
     """64 px, channel multiplier 2, batch 3, psi 0.5 toward the stored mean latent (no truncation_latent)."""
-    from converters import stylegan2
 
     module, variables, info = stylegan2.load_torch(small_file, return_info=True)
     assert (module.size, module.channel_multiplier, module.n_latent) == (64, 2, 10)
@@ -196,7 +196,6 @@ def test_reference_generator_cm2_batch3_trunc05(small_ref, small_file):
 
 
 def test_bfloat16_compute_is_close(tiny_sd):
-    from converters.stylegan2 import convert_state_dict
 
     m32, v = convert_state_dict({k: t.numpy() for k, t in tiny_sd.items()}, "tiny")
     m16 = m32.clone(dtype="bfloat16")
@@ -208,7 +207,6 @@ def test_bfloat16_compute_is_close(tiny_sd):
 
 def test_size_1024_cm2_converts():
     """Key layout, shapes and n_latent of the FFHQ-1024 configuration (no forward pass: too slow for CI)."""
-    from converters.stylegan2 import convert_state_dict
 
     g = ref.Generator(1024, channel_multiplier=2)
     sd = {k: v.numpy() for k, v in g.state_dict().items()}
@@ -229,7 +227,6 @@ def tiny_sd():
 
 
 def test_strict_keys(tiny_sd, tmp_path):
-    from converters import stylegan2
 
     cases = {
         "extra": ({**tiny_sd, "convs.1.conv.extra": torch.zeros(3)}, "convs.1.conv.extra"),
@@ -254,7 +251,6 @@ def test_strict_keys(tiny_sd, tmp_path):
 
 
 def test_strict_keys_via_cli(tiny_sd, tmp_path, capsys):
-    from converters import stylegan2
 
     src = _save(tmp_path, "extra.pt", {"g_ema": {**tiny_sd, "bogus.key": torch.zeros(1)}})
     with pytest.raises(SystemExit) as e:
@@ -268,9 +264,6 @@ def test_strict_keys_via_cli(tiny_sd, tmp_path, capsys):
 
 def test_generate_cli(tiny_sd, tmp_path, capsys):
     from PIL import Image
-
-    from converters import stylegan2
-    from jaxreenact import generate
 
     src = _save(tmp_path, "g16.pt", {"g_ema": tiny_sd})
     stylegan2.main([str(src), str(tmp_path / "G")])
@@ -291,7 +284,6 @@ def test_generate_cli(tiny_sd, tmp_path, capsys):
     module, variables = weights.load(tmp_path / "G")
     z = np.random.default_rng(0).standard_normal((5, 512), dtype=np.float32)
     direct = jax.jit(lambda v, z: module.apply(v, z, truncation=0.7))(variables, z)
-    from jaxreenact.visualize import to_uint8
 
     np.testing.assert_allclose(im[2:18, 2:18].astype(int), to_uint8(direct[0]).astype(int), atol=1)
     with pytest.raises(SystemExit) as e:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from jaxreenact import method, trainer
-from jaxreenact.errors import UserError
+from jaxreenact.common.errors import UserError
+from jaxreenact.common.mesh import make_mesh
+from jaxreenact.training import loop, setup, stages
 
 
 def tiny(**overrides):
@@ -40,26 +41,26 @@ def test_one_step_same_on_1_and_8_devices(tmp_path):
     states = {}
     for n in (1, 8):
         c = tiny(**{"train.steps": 1, "train.eval_every": 0, "mesh.data": n, "train.batch_size": 8})
-        states[n] = trainer.train(c, tmp_path / f"d{n}", progress=False)
+        states[n] = loop.train(c, tmp_path / f"d{n}", build_stage=stages.build_stage, progress=False)
     for a, b in zip(leaves(states[1]), leaves(states[8])):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
     # The step moved A at all (so the comparison is not of two initialisations).
-    init = method.init_params_fn(method.a_module(tiny()))(jax.random.split(jax.random.key(0))[0])
+    init = setup.init_params_fn(setup.a_module(tiny()))(jax.random.split(jax.random.key(0))[0])
     assert max(float(np.abs(a - np.asarray(b)).max()) for a, b in zip(leaves(states[8]), jax.tree.leaves(init))) > 0
 
 
 def test_resume_is_bit_identical(tmp_path):
     c = tiny(**{"train.steps": 6, "train.checkpoint_every": 3, "train.eval_every": 3, "train.log_every": 1})
-    full = trainer.train(c, tmp_path / "full", progress=False)
+    full = loop.train(c, tmp_path / "full", build_stage=stages.build_stage, progress=False)
 
     def kill(done, state):
         if done == 4:
             raise Stop
 
     with pytest.raises(Stop):
-        trainer.train(c, tmp_path / "killed", progress=False, on_step=kill)
+        loop.train(c, tmp_path / "killed", build_stage=stages.build_stage, progress=False, on_step=kill)
     assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name.isdigit()) == ["3"]
-    resumed = trainer.train(c, tmp_path / "killed", progress=False)
+    resumed = loop.train(c, tmp_path / "killed", build_stage=stages.build_stage, progress=False)
     assert int(resumed.step) == 6
     for a, b in zip(leaves(full), leaves(resumed)):
         np.testing.assert_array_equal(a, b)
@@ -72,8 +73,8 @@ def test_resume_is_bit_identical(tmp_path):
 
 
 def _stage(c):
-    mesh = trainer.make_mesh(c.mesh)
-    return method.build_stage(c, mesh)
+    mesh = make_mesh(c.mesh.data)
+    return stages.build_stage(c, mesh)
 
 
 def test_loss_falls_over_50_steps(tmp_path):
@@ -83,7 +84,7 @@ def test_loss_falls_over_50_steps(tmp_path):
     loss = jax.jit(lambda p, k: stage.loss(p, stage.frozen, k, None)[0])
     init = stage.init_params(jax.random.split(jax.random.key(c.seed))[0])
     before = np.mean([float(loss(init, k)) for k in keys])
-    final = trainer.train(c, tmp_path / "run", progress=False)
+    final = loop.train(c, tmp_path / "run", build_stage=stages.build_stage, progress=False)
     after = np.mean([float(loss(final.params, k)) for k in keys])
     assert int(final.step) == 50
     assert after < before * 0.98, (before, after)
@@ -119,7 +120,7 @@ def test_missing_weights_listed_before_any_work(tmp_path):
         c.weights.generator = str(tmp_path / "nope_g")
         c.weights.deca = str(tmp_path / "nope_deca")
     with pytest.raises(UserError) as e:
-        trainer.train(c, tmp_path / "w", progress=False)
+        loop.train(c, tmp_path / "w", build_stage=stages.build_stage, progress=False)
     msg = str(e.value)
     for name in ("generator", "deca", "arcface", "lpips"):
         assert f"config.weights.{name}" in msg
@@ -128,7 +129,7 @@ def test_missing_weights_listed_before_any_work(tmp_path):
 
 def test_non_finite_loss_stops_with_step(tmp_path):
     c = tiny(**{"train.steps": 4, "train.checkpoint_every": 2, "train.eval_every": 0})
-    base = method.build_stage
+    base = stages.build_stage
 
     def poisoned(config, mesh):
         st = base(config, mesh)
@@ -142,8 +143,8 @@ def test_non_finite_loss_stops_with_step(tmp_path):
         st.loss = loss
         return st
 
-    with pytest.raises(trainer.TrainingDiverged, match="at step 2"):
-        trainer.train(c, tmp_path / "nan", build_stage=poisoned, progress=False)
+    with pytest.raises(loop.TrainingDiverged, match="at step 2"):
+        loop.train(c, tmp_path / "nan", build_stage=poisoned, progress=False)
     assert (tmp_path / "nan" / "checkpoints" / "2").is_dir()
 
 

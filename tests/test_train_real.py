@@ -5,7 +5,7 @@ import json
 import pytest
 
 from configs import mixed, paired
-from jaxreenact import trainer
+from jaxreenact.training import loop, stages
 
 
 @pytest.mark.parametrize("stage", [mixed, paired])
@@ -17,7 +17,7 @@ def test_real_stage_tiny_trains(tmp_path, stage):
         c.train.log_every = 1
         c.mesh.data = 2
         c.data.fake_dir = str(tmp_path / "fake")
-    state = trainer.train(c, tmp_path / "run", progress=False)
+    state = loop.train(c, tmp_path / "run", build_stage=stages.build_stage, progress=False)
     assert int(state.step) == 2
     recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("loss/identity" in r for r in recs) and any("val/csim" in r for r in recs)

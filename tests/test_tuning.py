@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxreenact import tuning
+from jaxreenact.latent import tuning
 from jaxreenact.models import lpips, stylegan2
 
 

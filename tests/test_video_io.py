@@ -9,8 +9,8 @@ import pathlib
 import numpy as np
 import pytest
 
+from jaxreenact.common.errors import UserError
 from jaxreenact.data import images, video
-from jaxreenact.errors import UserError
 
 DATA = pathlib.Path(__file__).parent / "data"
 VIDEO = DATA / "driving_lWOTF8SdzJw_2614-2801.mp4"

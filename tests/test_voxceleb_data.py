@@ -8,10 +8,11 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from jaxreenact.common.errors import UserError
+from jaxreenact.data import pipeline
 from jaxreenact.data import voxceleb as vx
 from jaxreenact.data.build import main as build_main
 from jaxreenact.data.fake import make_fake_dataset, make_fake_tree
-from jaxreenact.errors import UserError
 
 SIZE = 32
 
@@ -160,7 +161,7 @@ def test_to_global_on_8_devices(built):
     ds = vx.VoxCelebFrames(out, "train", num_threads=2)
     mesh = jax.make_mesh((8,), ("data",))
     batch = next(ds.iterate_frames(16, seed=0, epoch=0))
-    g = vx.to_global(batch, mesh)
+    g = pipeline.to_global(batch, mesh)
     assert g["image"].shape == (16, SIZE, SIZE, 3) and len(g["image"].sharding.device_set) == 8
     assert g["image"].sharding.spec == jax.sharding.PartitionSpec("data")
     np.testing.assert_array_equal(np.asarray(g["image"]), batch["image"])
@@ -225,7 +226,7 @@ def test_fake_dataset_and_prefetch(tmp_path):
     ds = vx.VoxCelebFrames(out, "train")
     assert len(ds) == 12 and ds.num_pairs() == 8
     ref = [b["index"] for b in ds.iterate_frames(4, seed=0, epoch=0)]
-    got = [b["index"] for b in vx.prefetch(ds.iterate_frames(4, seed=0, epoch=0), size=2)]
+    got = [b["index"] for b in pipeline.prefetch(ds.iterate_frames(4, seed=0, epoch=0), size=2)]
     assert len(got) == 3
     for a, b in zip(ref, got):
         np.testing.assert_array_equal(a, b)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from jaxreenact.errors import cli_main
+from jaxreenact.common.errors import cli_main
+from jaxreenact.data.voxceleb import build_frames_dataset
 
 
 @cli_main
@@ -27,8 +28,6 @@ def main(argv=None):
     p.add_argument("--overwrite", action="store_true", help="rebuild this split if it already exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-
-    from jaxreenact.data.voxceleb import build_frames_dataset
 
     report = build_frames_dataset(
         args.root,

@@ -7,7 +7,7 @@ import pathlib
 
 import numpy as np
 
-from jaxreenact.data.voxceleb import FRAMES_DIR, LATENT_SHAPE, LATENTS_DIR
+from jaxreenact.data.voxceleb import FRAMES_DIR, LATENT_SHAPE, LATENTS_DIR, build_frames_dataset, dataset_dir
 
 
 def make_fake_tree(
@@ -56,7 +56,6 @@ def make_fake_dataset(
 
     Returns the TFDS folder to open with ``VoxCelebFrames(path, split)``. For the tiny training configs.
     """
-    from jaxreenact.data.voxceleb import build_frames_dataset, dataset_dir
 
     folder = pathlib.Path(folder)
     out = folder / "tfds"

@@ -10,8 +10,8 @@ import pathlib
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jaxreenact.checkpointing import atomic_write_bytes
-from jaxreenact.errors import UserError
+from jaxreenact.common.errors import UserError
+from jaxreenact.common.files import atomic_write_bytes
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 

@@ -23,11 +23,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from jaxreenact.checkpointing import atomic_write_bytes
+from jaxreenact import weights
+from jaxreenact.common.errors import UserError
+from jaxreenact.common.files import atomic_write_bytes
 from jaxreenact.data import images as images_lib
 from jaxreenact.data import video as video_lib
-from jaxreenact.errors import UserError
-from jaxreenact.face.pipeline import FacePreprocessor, FrameResult, Locate
+from jaxreenact.face.pipeline import FaceLocator, FacePreprocessor, FrameResult, Locate
+from jaxreenact.models.fan import FAN
+from jaxreenact.models.sfd import S3FD
 
 
 @dataclasses.dataclass
@@ -209,11 +212,6 @@ def build_preprocessor(
 ) -> FacePreprocessor:
     """A `FacePreprocessor` on converted S3FD / FAN checkpoints (or an injected `locate`)."""
     if locate is None:
-        from jaxreenact import weights
-        from jaxreenact.face.pipeline import FaceLocator
-        from jaxreenact.models.fan import FAN
-        from jaxreenact.models.sfd import S3FD
-
         sfd = weights.load(sfd_path)
         fan = weights.load(fan_path)
         if not isinstance(sfd[0], S3FD):

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from jaxreenact.common.errors import UserError
 from jaxreenact.data.images import _check_file
-from jaxreenact.errors import UserError
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # Codecs ffmpeg reports for a single still image read as a "video".

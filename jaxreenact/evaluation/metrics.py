@@ -12,11 +12,11 @@ Per-sample metrics (jnp, jit-able; leading batch axes are kept, the last axis is
     (|dyaw| + |dpitch| + |droll|) / 3; `per_axis=True` gives the three |delta|s. Angles are not wrapped.
   * Expression: `expression_params(exp, jaw)` builds p_e = [jaw, exp_0 .. exp_10], the 12 expression-like
     parameters of the VoxCeleb direction layout (jaw = DECA `pose[..., 3]`, radians; exp = DECA `exp[..., :11]`),
-    which is the paper's p_e for the released models (METHOD 2.3). Then
+    which is the paper's p_e for the released models (METHOD.md 2.3). Then
       - `expression_error(pe_a, pe_b)` ("exp_raw"): the paper's form, mean |delta| of the p_e entries, unnormalised;
       - `expression_error_normalized(pe_a, pe_b, ranges)` ("exp_norm"): the authors' validation form, mean over the
         same 12 entries of |norm(a) - norm(b)|, norm(x) = (x - min) / (max - min) from the ranges file (row 3 jaw,
-        rows 4.. exp_0..; `jaxreenact.face.pose.load_ranges`).
+        rows 4.. exp_0..; `jaxreenact.pose.params.load_ranges`).
     `num_exp=50` in `expression_params` (and `expression_error_normalized`) gives the all-coefficients variant.
 
 Aggregation (numpy): `summarize(values, valid)` averages per-frame values over the frames where a face was found
@@ -43,7 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import linalg
 
-from jaxreenact.errors import UserError
+from jaxreenact.common.errors import UserError
+from jaxreenact.models import arcface
 from jaxreenact.nn.torch_layers import cosine_similarity
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,6 @@ def csim_images(arcface_variables, images_a, images_b, *, module=None, crop: boo
     """CSIM [B] of two batches of 256² images in [-1, 1]: ArcFace embeddings of both (`IDLoss.extract_feats`: the
     identity crop, pooled to 112) in one batch, then `csim`. The CSIM of the evaluation and of the trainer's
     validation (the authors' `1 - IDLoss`)."""
-    from jaxreenact.models import arcface
 
     module = module or arcface.ArcFace()
     b = images_a.shape[0]

@@ -23,15 +23,16 @@ import pathlib
 
 import numpy as np
 
-from jaxreenact.checkpointing import atomic_write_bytes
-from jaxreenact.errors import UserError, cli_main
+from jaxreenact.common.errors import UserError, cli_main
+from jaxreenact.common.files import atomic_write_bytes
+from jaxreenact.data import voxceleb
+from jaxreenact.data.voxceleb import FRAMES_DIR
 
 PAIR_SEPARATOR = " "
 
 
 def list_videos(root: str | os.PathLike) -> list[str]:
     """Every `<id>/<video>` of a test tree, sorted."""
-    from jaxreenact.data import voxceleb
 
     return [f"{i}/{v}" for i, v, _ in voxceleb.find_video_dirs(root)]
 
@@ -77,7 +78,6 @@ def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
 
 def check_videos_exist(root: str | os.PathLike, videos, what: str) -> None:
     """`UserError` naming every listed video without `ROOT/<id>/<video>/frames_cropped`."""
-    from jaxreenact.data.voxceleb import FRAMES_DIR
 
     root = pathlib.Path(root)
     missing = sorted({v for v in videos if not (root / v / FRAMES_DIR).is_dir()})

@@ -35,12 +35,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreenact import method
-from jaxreenact import reenact_core as core
-from jaxreenact.checkpointing import atomic_write_bytes
-from jaxreenact.errors import UserError
-from jaxreenact.evaluation import metrics, pairs
-from jaxreenact.face import deca_crop, pose
+from jaxreenact.common import checkpoints
+from jaxreenact.common.errors import UserError
+from jaxreenact.common.files import atomic_write_bytes
+from jaxreenact.common.images import from_uint8
+from jaxreenact.common.mesh import map_batches
+from jaxreenact.data import voxceleb
+from jaxreenact.evaluation import metrics, pairs, report
+from jaxreenact.face import deca_crop
+from jaxreenact.face.pipeline import FaceLocator, FixedLocate
+from jaxreenact.inference import frames
+from jaxreenact.inference.inversion import read_frame
+from jaxreenact.inference.source import invert_source
+from jaxreenact.pose import motion as motion_lib
+from jaxreenact.pose import params as pose
+from jaxreenact.pose.deca import fixed_deca_theta
+from jaxreenact.weights import Networks, load_A, load_bundle
 
 SELF_METRICS = ("csim", "lpips", "nme", "nme_interocular", "pose", metrics.EXP_RAW, metrics.EXP_NORM)
 CROSS_METRICS = ("csim", "pose", metrics.EXP_RAW, metrics.EXP_NORM)
@@ -49,63 +59,29 @@ WEIGHT_NAMES = ("generator", "e4e", "deca", "A", "lpips", "arcface", "inception"
 
 # ----------------------------------------------------------------------------------------------- networks
 @dataclasses.dataclass
-class Nets:
-    models: core.Models  # G, e4e, DECA, A (+ LPIPS for tuning and scoring)
-    arcface: tuple  # (module, variables)
-    inception: tuple  # (module, variables)
+class Evaluator:
+    """The networks of an evaluation (one bundle), the pose space and the face locator that scores images."""
+
+    nets: Networks
+    variables: dict
+    space: pose.PoseSpace
     locate: object  # images uint8 [N, 256, 256, 3] -> list[Located]
-    ranges: np.ndarray
 
 
 def needed_weights(config) -> dict[str, str]:
     return {n: getattr(config.weights, n) for n in WEIGHT_NAMES}
 
 
-def load(config, locate=None) -> Nets:
+def load(config, locate=None) -> Evaluator:
     """The evaluation's networks: converted checkpoints, or random tiny ones with `config.tiny`."""
-    ranges = pose.load_ranges(pose.default_ranges_path("voxceleb"))
+    space = pose.pose_space("voxceleb")
     if config.tiny:
-        from jaxreenact import tiny
-
-        models = core.load_models({}, tiny=True, seed=config.seed)
-        frozen = tiny.networks(config.seed, with_e4e=True)[1]
-        return Nets(models, (models.nets.arcface, frozen["arcface"]), tiny.inception(config.seed),
-                    locate or core.FixedLocate(), ranges)  # fmt: skip
-    from jaxreenact import directions, weights
-    from jaxreenact.face.pipeline import FaceLocator
-    from jaxreenact.models import arcface as arcface_lib
-    from jaxreenact.models import fan as fan_lib
-    from jaxreenact.models import inception as inception_lib
-    from jaxreenact.models import sfd as sfd_lib
-
-    paths = needed_weights(config)
-    missing = [f"  config.weights.{n} = {p}: make it with `{CONVERT[n].format(dst=p)}`"
-               for n, p in paths.items() if not p or not pathlib.Path(p).exists()]  # fmt: skip
-    if missing:
-        raise UserError("missing converted weights (or use configs/eval.py:tiny, which needs none):\n"
-                        + "\n".join(missing))  # fmt: skip
-    mods, frozen = core.load_converted({n: paths[n] for n in ("generator", "e4e", "deca", "lpips")})
-    a_params = method.load_init_params(paths["A"])  # a converted A or a training workdir
-    layout = pose.LAYOUTS["voxceleb"]
-    a = directions.DirectionMatrix(layout.num_directions, 8, mods["g"].style_dim)
-    units = pose.shift_units(ranges, layout)
-    nets = method.Networks(g=mods["g"], deca=mods["deca"], arcface=None, lpips=mods["lpips"], e4e=mods["e4e"])
-    models = core.Models(nets, frozen, a, a_params, layout, units)
-    loaded = {}
-    for n, cls in (("arcface", arcface_lib.ArcFace), ("inception", inception_lib.FIDInceptionV3),
-                   ("sfd", sfd_lib.S3FD), ("fan", fan_lib.FAN)):  # fmt: skip
-        m, v = weights.load(paths[n])
-        if not isinstance(m, cls):
-            raise UserError(f"config.weights.{n} = {paths[n]}: holds a {type(m).__name__}, not a {cls.__name__}")
-        loaded[n] = (m, v)
-    return Nets(models, loaded["arcface"], loaded["inception"],
-                locate or FaceLocator(loaded["sfd"], loaded["fan"]), ranges)  # fmt: skip
-
-
-CONVERT = {
-    **core.CONVERT,
-    "inception": "python -m converters.inception pt_inception-2015-12-05-6726825d.pth {dst}",
-}
+        nets, variables = load_bundle(WEIGHT_NAMES, tiny_seed=config.seed)
+        return Evaluator(nets, variables, space, locate or FixedLocate())
+    nets, variables = load_bundle(WEIGHT_NAMES, needed_weights(config), how="config",
+                                  hint="or use configs/eval.py:tiny, which needs none")  # fmt: skip
+    locate = locate or FaceLocator((nets.sfd, variables["sfd"]), (nets.fan, variables["fan"]))
+    return Evaluator(nets, variables, space, locate)
 
 
 def tree_sha256(tree) -> str:
@@ -121,19 +97,17 @@ def tree_sha256(tree) -> str:
 def weights_sha256(config) -> dict:
     """{name: sha256 of the source checkpoint recorded at conversion (or of the converted metadata file)}; for A
     read from a training workdir, the sha256 of the parameters of its latest checkpoint."""
-    from jaxreenact import checkpointing
-
     if config.tiny:
         return {"tiny": f"random tiny networks, seed {config.seed}"}
     out = {}
     for n, p in needed_weights(config).items():
-        meta_file = pathlib.Path(p) / checkpointing.META_FILE
+        meta_file = pathlib.Path(p) / checkpoints.META_FILE
         if meta_file.is_file():
             meta = json.loads(meta_file.read_text())
             src = {k: v.get("sha256") for k, v in meta.get("sources", {}).items()}
             out[n] = src or hashlib.sha256(meta_file.read_bytes()).hexdigest()
         elif n == "A" and (pathlib.Path(p) / "checkpoints").is_dir():
-            out[n] = {"training workdir (latest checkpoint) params": tree_sha256(method.load_init_params(p))}
+            out[n] = {"training workdir (latest checkpoint) params": tree_sha256(load_A(p)[1])}
         else:
             out[n] = None
     return out
@@ -161,18 +135,18 @@ class Analysis:
     p: np.ndarray  # [N, D] raw p (meaningless where no face)
 
 
-def analyze(nets: Nets, images_u8: np.ndarray, batch: int) -> Analysis:
+def analyze(ev: Evaluator, images_u8: np.ndarray, batch: int) -> Analysis:
     n = len(images_u8)
     lmk = np.full((n, 68, 2), np.nan, np.float32)
     valid = np.zeros(n, bool)
     for lo in range(0, n, batch):
-        for i, r in enumerate(nets.locate(images_u8[lo : lo + batch]), lo):
+        for i, r in enumerate(ev.locate(images_u8[lo : lo + batch]), lo):
             if r.landmarks is not None:
                 lmk[i], valid[i] = r.landmarks, True
-    theta = np.repeat(method.fixed_deca_theta(1), n, 0).astype(np.float32)
+    theta = np.repeat(fixed_deca_theta(1), n, 0).astype(np.float32)
     if valid.any():
         theta[valid] = deca_crop.crop_matrix(lmk[valid].astype(np.float64))
-    p = core.p_of_crops(nets.models, images_u8, theta, batch)
+    p = frames.p_of_crops(ev.nets, ev.variables, ev.space.layout, images_u8, theta, batch)
     return Analysis(valid, lmk, p)
 
 
@@ -193,27 +167,20 @@ def _inception(module, variables, images_u8):
 
 def _batched(fn, batch: int, *arrays):
     """fn over rows of equally long uint8 arrays in batches (the last padded: one compilation)."""
-    n = len(arrays[0])
-    out = []
-    for lo in range(0, n, batch):
-        parts = [a[lo : lo + batch] for a in arrays]
-        k = len(parts[0])
-        parts = [np.concatenate([x, np.repeat(x[-1:], batch - k, 0)]) if k < batch else x for x in parts]
-        out.append(np.asarray(fn(*[core.to_float(x) if x.dtype == np.uint8 else x for x in parts]))[:k])
-    return np.concatenate(out, 0)
+    return map_batches(lambda *xs: fn(*[from_uint8(x) if x.dtype == np.uint8 else x for x in xs]), arrays, batch)
 
 
-def inception_features(nets: Nets, images_u8: np.ndarray, batch: int) -> np.ndarray:
-    m, v = nets.inception
+def inception_features(ev: Evaluator, images_u8: np.ndarray, batch: int) -> np.ndarray:
+    m, v = ev.nets.inception, ev.variables["inception"]
     if len(images_u8) == 0:
         return np.zeros((0, 2048), np.float64)
     return _batched(lambda x: _inception(m, v, jnp.asarray(x)), batch, images_u8.astype(np.float32)).astype(np.float64)
 
 
-def score(nets: Nets, ref_u8, drv: Analysis, drv_u8, rec: Analysis, rec_u8, batch: int, cross: bool) -> dict:
+def score(ev: Evaluator, ref_u8, drv: Analysis, drv_u8, rec: Analysis, rec_u8, batch: int, cross: bool) -> dict:
     """Per-frame metrics [N] of reenacted frames (`rec`) against the driving frames (and `ref_u8`, the CSIM
     reference: the driving frames for self, the source frame for cross)."""
-    layout = nets.models.layout
+    layout = ev.space.layout
     ang = list(layout.angle_dirs)
     out = {
         "valid_driving": drv.valid,
@@ -221,11 +188,11 @@ def score(nets: Nets, ref_u8, drv: Analysis, drv_u8, rec: Analysis, rec_u8, batc
         "pose": np.asarray(metrics.pose_error(rec.p[:, ang], drv.p[:, ang])),
     }
     pe_r, pe_d = rec.p[:, layout.jaw :], drv.p[:, layout.jaw :]  # [jaw, exp0..exp10]: the paper's p_e
-    out.update({k: np.asarray(v) for k, v in metrics.expression_errors(pe_r, pe_d, nets.ranges).items()})
-    am, av = nets.arcface
+    out.update({k: np.asarray(v) for k, v in metrics.expression_errors(pe_r, pe_d, ev.space.ranges).items()})
+    am, av = ev.nets.arcface, ev.variables["arcface"]
     out["csim"] = _batched(lambda a, b: _id_csim(am, av, a, b), batch, rec_u8, ref_u8)
     if not cross:
-        lm, lv = nets.models.nets.lpips, nets.models.frozen["lpips"]
+        lm, lv = ev.nets.lpips, ev.variables["lpips"]
         out["lpips"] = _batched(lambda a, b: _lpips(lm, lv, a, b), batch, rec_u8, drv_u8)
         ok = drv.valid & rec.valid
         nme = np.full(len(ok), np.nan, np.float32)
@@ -240,9 +207,6 @@ def score(nets: Nets, ref_u8, drv: Analysis, drv_u8, rec: Analysis, rec_u8, batc
 # ----------------------------------------------------------------------------------------------- per video
 def read_frames(root: pathlib.Path, video: str, stride: int, max_frames: int) -> tuple[list[str], np.ndarray]:
     """(names, uint8 [N, 256, 256, 3]) of a test video's kept frames; unreadable frames are skipped (reported)."""
-    from jaxreenact.data import voxceleb
-    from jaxreenact.inversion import read_frame
-
     folder = root / video / voxceleb.FRAMES_DIR
     skipped: list = []
     files = voxceleb.files_by_stem(folder, voxceleb.IMAGE_EXTENSIONS, skipped)
@@ -273,7 +237,7 @@ class Item:
         return s if self.kind == "self" else f"{s}__{self.driving.replace('/', '_')}"
 
 
-def prepare_source(nets: Nets, config, video: str, last: dict):
+def prepare_source(ev: Evaluator, config, video: str, last: dict):
     """(first frame uint8 [1, 256, 256, 3], its Analysis, W+, tuned generator variables) of a source video, or a
     status string. The last one is kept in `last`, so a video's self item and its cross pairs (run one after the
     other, `evaluate` orders them so) invert and tune it once."""
@@ -283,39 +247,41 @@ def prepare_source(nets: Nets, config, video: str, last: dict):
     if len(src_u8) == 0:
         out = "no readable frames"
     else:
-        src = analyze(nets, src_u8, 1)
+        src = analyze(ev, src_u8, 1)
         if not src.valid[0]:
             out = "no face in the source frame"
         else:
             c = config.eval
-            w, g_vars, _ = core.invert_source(nets.models, src_u8[0], c.tune_steps > 0, c.tune_steps, progress=False)
+            w, g_vars, _ = invert_source(
+                ev.nets, ev.variables, src_u8[0], c.tune_steps > 0, c.tune_steps, progress=False
+            )
             out = (src_u8, src, w, g_vars)
     last.update(video=video, source=out)
     return out
 
 
-def run_item(nets: Nets, config, item: Item, last: dict | None = None) -> dict:
+def run_item(ev: Evaluator, config, item: Item, last: dict | None = None) -> dict:
     """Reenact one video (pair) and score every frame. Returns a dict of arrays + `status` and display frames."""
     c = config.eval
     drv_names, drv_u8 = read_frames(pathlib.Path(config.root), item.driving, c.frame_stride, c.max_frames)
     if len(drv_u8) == 0:
         return {"status": "no readable frames"}
-    prepared = prepare_source(nets, config, item.source, {} if last is None else last)
+    prepared = prepare_source(ev, config, item.source, {} if last is None else last)
     if isinstance(prepared, str):
         return {"status": prepared}
     src_u8, src, w, g_vars = prepared
-    drv = analyze(nets, drv_u8, c.batch_size)
-    opts = core.MotionOptions("absolute", smooth=0.0)
-    dp = core.motion_delta(src.p[0], drv.p, nets.models.units, nets.models.layout, opts)
-    rec_u8 = core.render_dp(nets.models, g_vars, w, dp, c.batch_size)
-    rec = analyze(nets, rec_u8, c.batch_size)
+    drv = analyze(ev, drv_u8, c.batch_size)
+    opts = motion_lib.MotionOptions("absolute", smooth=0.0)
+    dp = motion_lib.motion_delta(src.p[0], drv.p, ev.space.units, ev.space.layout, opts)
+    rec_u8 = frames.render_dp(ev.nets, ev.variables, g_vars, w, dp, c.batch_size)
+    rec = analyze(ev, rec_u8, c.batch_size)
     ref = drv_u8 if item.kind == "self" else np.repeat(src_u8, len(drv_u8), 0)
-    out = score(nets, ref, drv, drv_u8, rec, rec_u8, c.batch_size, cross=item.kind == "cross")
+    out = score(ev, ref, drv, drv_u8, rec, rec_u8, c.batch_size, cross=item.kind == "cross")
     out["frames"] = np.asarray(drv_names)
     if item.kind == "self":
         ok = drv.valid & rec.valid
-        out["feats_reenacted"] = inception_features(nets, rec_u8[ok], c.batch_size)
-        out["feats_driving"] = inception_features(nets, drv_u8[ok], c.batch_size)
+        out["feats_reenacted"] = inception_features(ev, rec_u8[ok], c.batch_size)
+        out["feats_driving"] = inception_features(ev, drv_u8[ok], c.batch_size)
     show = np.linspace(0, len(drv_u8) - 1, min(c.grid_frames, len(drv_u8))).round().astype(int)
     out["grid"] = np.stack([np.concatenate([src_u8[0], drv_u8[i], rec_u8[i]], axis=1) for i in show])
     out["status"] = "ok"
@@ -361,8 +327,6 @@ def items_of(config) -> list[Item]:
 def evaluate(config, workdir, progress: bool = True, locate=None) -> dict:
     """Run the protocol (see the module doc); write the reports into `workdir`; return the results dict."""
     from tqdm import tqdm
-
-    from jaxreenact.evaluation import report
 
     workdir = pathlib.Path(workdir)
     items = items_of(config)

@@ -11,7 +11,10 @@ import subprocess
 
 import numpy as np
 
-from jaxreenact.checkpointing import atomic_write_bytes
+import jaxreenact
+from jaxreenact.common.files import atomic_write_bytes
+from jaxreenact.common.images import make_grid
+from jaxreenact.data.images import encode_png
 from jaxreenact.evaluation import metrics
 
 # The paper's Table 1 row "Ours" (BMVC 2022). Exp is the raw form (see metrics.EXP_RAW).
@@ -84,8 +87,6 @@ def item_written(workdir: pathlib.Path, item) -> bool:
 
 
 def write_item(workdir: pathlib.Path, item, res: dict) -> None:
-    from jaxreenact.data.images import encode_png
-    from jaxreenact.visualize import make_grid
 
     csv_file, plot_file, grid_file = item_files(workdir, item)
     atomic_write_bytes(csv_file, to_csv(res).encode())
@@ -100,7 +101,6 @@ def write_item(workdir: pathlib.Path, item, res: dict) -> None:
 
 # ----------------------------------------------------------------------------------------------- aggregation
 def code_version() -> str:
-    import jaxreenact
 
     try:
         root = pathlib.Path(jaxreenact.__file__).resolve().parents[1]

@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from jaxreenact.face import crop as crop_lib
+from jaxreenact.models import fan as fan_lib
+from jaxreenact.models import sfd as sfd_lib
 
 CHOICES = ("last", "best", "largest")
 POLICIES = ("skip", "hold")
@@ -86,7 +88,6 @@ class FaceLocator:
         confidence: float = CONFIDENCE,
         integer_landmarks: bool = True,
     ):
-        from jaxreenact.models import sfd as sfd_lib
 
         if convention not in sfd_lib.CONVENTIONS:
             raise ValueError(f"unknown S3FD input convention {convention!r}; expected one of {sfd_lib.CONVENTIONS}")
@@ -100,8 +101,6 @@ class FaceLocator:
         self.integer_landmarks = integer_landmarks
 
     def __call__(self, images: np.ndarray) -> list[Located]:
-        from jaxreenact.models import fan as fan_lib
-        from jaxreenact.models import sfd as sfd_lib
 
         images = np.asarray(images)
         dets = sfd_lib.detect(self.sfd_module, self.sfd_vars, images, convention=self.convention)
@@ -227,3 +226,26 @@ def crop_image(preprocessor: FacePreprocessor, image: np.ndarray) -> FrameResult
     """One image through a (fresh-state) preprocessor; convenience for the source image of reenactment."""
     preprocessor.reset()
     return preprocessor([image])[0]
+
+
+class FixedLocate:
+    """A stand-in for S3FD + FAN (tests and demos only): one confident face per frame whose 68 landmarks are a
+    fixed point cloud in the middle of the frame. Frames whose call index is in `missing` have no face."""
+
+    def __init__(self, missing=()):
+        self.missing = set(missing)
+        self.calls = 0
+
+    def __call__(self, images):
+        out = []
+        for img in images:
+            h, w = img.shape[:2]
+            if self.calls in self.missing:
+                out.append(Located(np.zeros((0, 5), np.float32), 0, None, None))
+            else:
+                u = np.random.default_rng(0).uniform(0, 1, (68, 2))
+                pts = np.stack([w * (0.42 + 0.16 * u[:, 0]), h * (0.35 + 0.3 * u[:, 1])], 1).astype(np.float32)
+                box = np.array([w * 0.4, h * 0.32, w * 0.6, h * 0.68, 0.999], np.float32)
+                out.append(Located(box[None], 1, box, pts))
+            self.calls += 1
+        return out

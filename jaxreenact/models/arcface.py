@@ -45,7 +45,7 @@ class ArcFace(nn.Module):
         return self(id_crop(images) if crop else adaptive_avg_pool2d(images, self.input_size))
 
 
-TINY = {"num_layers": 4, "width": 16}  # a small ArcFace of the same kind (`jaxreenact.tiny`)
+TINY = {"num_layers": 4, "width": 16}  # a small ArcFace of the same kind (`jaxreenact.weights.tiny`)
 
 
 def id_crop(images_256, size: int = 112):

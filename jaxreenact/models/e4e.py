@@ -24,7 +24,7 @@ from jaxreenact.nn.torch_layers import BUFFERS, Conv2d, interpolate_bilinear
 
 COARSE_IND, MIDDLE_IND = 3, 7
 TAPS = (6, 20, 23)  # = stage_ends(50)[1:]
-TINY = {"num_layers": 4, "width": 16}  # a small e4e of the same kind (`jaxreenact.tiny`)
+TINY = {"num_layers": 4, "width": 16}  # a small e4e of the same kind (`jaxreenact.weights.tiny`)
 
 
 def style_count(image_resolution: int) -> int:

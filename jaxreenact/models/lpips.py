@@ -35,7 +35,7 @@ class LPIPS(nn.Module):
     `return_maps=True` returns the 5 heads' outputs `lin{i}((fx - fy)^2)`, each [B, h_i, w_i], instead.
     """
 
-    width_div: int = 1  # > 1 only for small test networks (`jaxreenact.tiny`): AlexNet channels // width_div
+    width_div: int = 1  # > 1 only for small test networks (`jaxreenact.weights.tiny`): AlexNet channels // width_div
 
     @nn.compact
     def __call__(self, x, y, return_maps: bool = False):

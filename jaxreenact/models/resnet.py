@@ -38,7 +38,7 @@ class Bottleneck(nn.Module):
 class ResNet50(nn.Module):
     """DECA's ResNet-50 trunk; x: [N, 224, 224, 3] → [N, 32·width] = [N, 2048] (AvgPool2d(7, stride=1), flattened).
 
-    `width` (64) and `layers` ((3, 4, 6, 3)) exist only for small random test networks (`jaxreenact.tiny`).
+    `width` (64) and `layers` ((3, 4, 6, 3)) exist only for small random test networks (`jaxreenact.weights.tiny`).
     """
 
     layers: tuple[int, ...] = RESNET50_LAYERS

@@ -58,7 +58,9 @@ class Generator(nn.Module):
     lr_mlp: float = 0.01
     has_latent_avg: bool = False
     dtype: str = "float32"
-    channel_divisor: int = 1  # > 1 only for small test generators (`jaxreenact.tiny`): channels // divisor, >= 8
+    channel_divisor: int = (
+        1  # > 1 only for small test generators (`jaxreenact.weights.tiny`): channels // divisor, >= 8
+    )
 
     @classmethod
     def from_config(cls, config: dict) -> Generator:

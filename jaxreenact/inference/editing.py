@@ -5,7 +5,7 @@
   latent, W [512] or W+ [14, 512] / [1, 14, 512], used as it is (no face needed).
 * The source's own value of each direction (`start`, in shift units, as the authors' `get_direction_info`):
   DECA's p of the source crop through `pose.to_units`. For a latent source there is no photo, so DECA reads the
-  rendered G(trunc(w)) with the fixed 68-landmark box of the authors' framing (`method.fixed_deca_theta`).
+  rendered G(trunc(w)) with the fixed 68-landmark box of the authors' framing (`pose.deca.fixed_deca_theta`).
 * Steps (`shift_sequence`, the authors' `interpolate`): step = 6/10 = 0.6 shift units,
   ``concat(arange(-6 - start, start, 0.6), arange(start, 6 - start + 1e-5, 0.6))``. The authors split the sweep at
   `start`, not at 0, so the second half starts at Δ = start (and the first half stops one step short of it); we keep
@@ -26,17 +26,25 @@ import pathlib
 
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
-from jaxreenact import method
-from jaxreenact import reenact_core as core
-from jaxreenact.checkpointing import atomic_write_bytes
-from jaxreenact.errors import UserError
-from jaxreenact.face import pose
+from jaxreenact.common.errors import UserError
+from jaxreenact.common.files import atomic_write_bytes
+from jaxreenact.common.images import make_grid, save_png
+from jaxreenact.data import video as video_lib
+from jaxreenact.inference import frames as frames_lib
+from jaxreenact.inference.source import build_preprocessor, prepare_source, read_source_frame
+from jaxreenact.pose import params as pose
+from jaxreenact.pose.deca import fixed_deca_theta
+from jaxreenact.pose.motion import direction_names
+from jaxreenact.weights import check_paths, default_paths, load_bundle
 
 SHIFT_SCALE = 6.0
 SHIFTS_COUNT = 10
 FPS = 15
 SHEET_COLUMNS = 7
+WEIGHT_NAMES = ("generator", "deca", "A", "e4e", "lpips", "sfd", "fan")
 
 
 def shift_sequence(start: float, scale: float = SHIFT_SCALE, count: int = SHIFTS_COUNT) -> np.ndarray:
@@ -47,7 +55,7 @@ def shift_sequence(start: float, scale: float = SHIFT_SCALE, count: int = SHIFTS
 
 
 def check_directions(dirs, layout: pose.PoseLayout = pose.VOXCELEB) -> list[int]:
-    names = core.direction_names(layout)
+    names = direction_names(layout)
     bad = [d for d in dirs if not 0 <= d < len(names)]
     if bad or not dirs:
         listing = ", ".join(f"{i} {n}" for i, n in enumerate(names))
@@ -80,7 +88,7 @@ class Options:
     tune_steps: int = 200
     save_images: bool = False
     batch_size: int = 16
-    weights: dict = dataclasses.field(default_factory=lambda: dict(core.DEFAULT_WEIGHTS))
+    weights: dict = dataclasses.field(default_factory=lambda: default_paths(WEIGHT_NAMES))
     tiny: bool = False
     seed: int = 0
     progress: bool = True
@@ -98,8 +106,6 @@ def needed_weights(opts: Options, latent_source: bool, locate=None) -> dict[str,
 
 
 def _gif_bytes(frames: list[np.ndarray], fps: float) -> bytes:
-    from PIL import Image
-
     ims = [Image.fromarray(f) for f in frames]
     buf = io.BytesIO()
     ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=round(1000 / fps), loop=0)
@@ -108,40 +114,37 @@ def _gif_bytes(frames: list[np.ndarray], fps: float) -> bytes:
 
 def run(opts: Options, locate=None) -> dict:
     """Edit the source along each requested direction (see the module doc); returns the summary."""
-    from tqdm import tqdm
-
-    from jaxreenact.data import video as video_lib
-    from jaxreenact.visualize import make_grid, save_png
-
     src_path = pathlib.Path(opts.source)
     if not src_path.exists():
         raise UserError(f"--source {src_path}: no such file")
     latent_source = src_path.suffix.lower() == ".npy"
     dirs = check_directions(opts.directions)
     if not latent_source:
-        core.read_source_frame(src_path)  # an unreadable photo fails before the networks load
+        read_source_frame(src_path)  # an unreadable photo fails before the networks load
     if opts.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {opts.batch_size}")
     paths = needed_weights(opts, latent_source, locate)
     if not opts.tiny:
-        core.check_weight_paths(paths)
+        check_paths(paths)
     out = pathlib.Path(opts.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
 
-    models = core.load_models(paths, tiny=opts.tiny, seed=opts.seed)
+    nets, variables = load_bundle(
+        [n for n in paths if n not in ("sfd", "fan")], paths, tiny_seed=opts.seed if opts.tiny else None
+    )
+    space = pose.pose_space("voxceleb")
     if latent_source:
-        w = load_latent_source(src_path, models.nets.g.n_latent)
-        g_vars = models.frozen["g"]
-        shown = np.asarray(core._render_w(models.nets, g_vars, jnp.asarray(w)))[0]
-        theta = method.fixed_deca_theta(1)
-        p = core.p_of_crops(models, shown[None], theta)[0]
+        w = load_latent_source(src_path, nets.g.n_latent)
+        g_vars = variables["g"]
+        shown = np.asarray(frames_lib.render_w(nets.g, g_vars, jnp.asarray(w)))[0]
+        p = frames_lib.p_of_crops(nets, variables, space.layout, shown[None], fixed_deca_theta(1))[0]
     else:
-        src = core.prepare_source(models, core.build_preprocessor(paths, opts.tiny, locate), src_path, opts.tune,
-                                  opts.tune_steps, opts.progress)  # fmt: skip
+        pre = build_preprocessor(paths, opts.tiny, locate)
+        src = prepare_source(nets, variables, space.layout, pre, src_path, opts.tune, opts.tune_steps, opts.progress)
         w, g_vars, p, shown = src.w, src.g_vars, src.p, src.crop
-    start_all = np.asarray(pose.to_units(jnp.asarray(p[None]), models.units, models.layout))[0]
-    names = core.direction_names(models.layout)
+    start_all = np.asarray(pose.to_units(jnp.asarray(p[None]), space.units, space.layout))[0]
+    names = direction_names(space.layout)
 
     out.mkdir(parents=True, exist_ok=True)
     save_png(out / "source.png", shown)
@@ -149,9 +152,9 @@ def run(opts: Options, locate=None) -> dict:
     for d in tqdm(dirs, desc="edit", unit="direction", disable=not opts.progress):
         tag = f"{d}_{names[d]}"
         shifts = shift_sequence(float(start_all[d]))
-        dp = np.zeros((len(shifts), models.layout.num_directions), np.float32)
+        dp = np.zeros((len(shifts), space.layout.num_directions), np.float32)
         dp[:, d] = shifts
-        edited = core.render_dp(models, g_vars, w, dp, opts.batch_size)
+        edited = frames_lib.render_dp(nets, variables, g_vars, w, dp, opts.batch_size)
         frames = [np.concatenate([shown, e], axis=1) for e in edited]
         atomic_write_bytes(out / f"{tag}.gif", _gif_bytes(frames, FPS))
         video_lib.write_video(out / f"{tag}.mp4", frames, fps=FPS)

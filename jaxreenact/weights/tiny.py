@@ -13,7 +13,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxreenact.latent.directions import DirectionMatrix
+from jaxreenact.models import arcface, deca, e4e, lpips, stylegan2
 from jaxreenact.models import flame as flame_lib
+from jaxreenact.models.fan import FAN
+from jaxreenact.models.inception import FIDInceptionV3
+from jaxreenact.models.sfd import S3FD
+from jaxreenact.weights.networks import Networks
 
 
 def synthetic_flame_buffers(seed: int = 0, rings: int = 12, segments: int = 16) -> dict[str, np.ndarray]:
@@ -95,9 +101,6 @@ def synthetic_flame_buffers(seed: int = 0, rings: int = 12, segments: int = 16) 
 def networks(seed: int = 0, with_e4e: bool = False):
     """(Networks, frozen variables) of small random networks: G 256² (narrow), DECA (narrow ResNet, small FLAME),
     ArcFace (shallow IR-SE), LPIPS-alex (non-negative random heads), optionally e4e (shallow IR-SE)."""
-    from jaxreenact.method import Networks
-    from jaxreenact.models import arcface, deca, lpips, stylegan2
-
     keys = jax.random.split(jax.random.key(seed), 5)
     g = stylegan2.Generator(size=256, channel_multiplier=1, channel_divisor=32)
     # jit: eager Flax init runs every op one by one and takes many times longer on a CPU.
@@ -123,8 +126,6 @@ def networks(seed: int = 0, with_e4e: bool = False):
     mods = {"g": g, "deca": d, "arcface": a, "lpips": lp}
     frozen = {"g": g_vars, "deca": d_vars, "arcface": a_vars, "lpips": lp_vars}
     if with_e4e:
-        from jaxreenact.models import e4e
-
         e = e4e.Encoder4Editing(**e4e.TINY)
         frozen["e4e"] = jax.jit(e.init)(keys[4], jnp.zeros((1, 256, 256, 3)))
         mods["e4e"] = e
@@ -135,8 +136,6 @@ def networks(seed: int = 0, with_e4e: bool = False):
 def inception(seed: int = 0):
     """(FIDInceptionV3, random variables) for the tiny evaluation: the real architecture (it has no width knob),
     random weights, so FID runs end to end; its values mean nothing."""
-    from jaxreenact.models.inception import FIDInceptionV3
-
     m = FIDInceptionV3()
     # Filled from the variables' shapes (a trace, ~1 s) rather than `jax.jit(m.init)`, whose compilation of the
     # full 299² network takes ~20 s on a CI core: He-normal convolutions, identity BatchNorms, zero biases.
@@ -158,10 +157,29 @@ def inception(seed: int = 0):
 def face_locator_networks(seed: int = 0):
     """((S3FD, variables), (FAN, variables)) with random weights for `deca_box="landmarks"` in tiny runs: S3FD is
     the real architecture (no width knob), FAN has one hourglass stack."""
-    from jaxreenact.models.fan import FAN
-    from jaxreenact.models.sfd import S3FD
-
     s, f = S3FD(), FAN(num_modules=1)
     sv = jax.jit(s.init)(jax.random.key(seed + 21), jnp.zeros((1, 64, 64, 3)))
     fv = jax.jit(f.init)(jax.random.key(seed + 22), jnp.zeros((1, 256, 256, 3)))
     return (s, sv), (f, fv)
+
+
+@functools.lru_cache(maxsize=4)
+def direction_matrix(seed: int = 0, input_dim: int = 15, style_dim: int = 512):
+    """(DirectionMatrix, random variables) with the authors' initialisation."""
+    a = DirectionMatrix(input_dim, 8, style_dim)
+    return a, a.init(jax.random.key(seed + 7), jnp.zeros((1, input_dim), jnp.float32))
+
+
+def bundle(names, seed: int = 0) -> tuple[Networks, dict]:
+    """The tiny bundle of the registry networks `names` (see `jaxreenact.weights.bundle.load`)."""
+    nets, frozen = networks(seed, with_e4e="e4e" in names)
+    mods = {k: getattr(nets, k) for k in ("g", "deca", "arcface", "lpips", "e4e")}
+    variables = dict(frozen)
+    if "sfd" in names or "fan" in names:
+        (mods["sfd"], variables["sfd"]), (mods["fan"], variables["fan"]) = face_locator_networks(seed)
+    if "inception" in names:
+        mods["inception"], variables["inception"] = inception(seed)
+    if "A" in names:
+        mods["A"], variables["A"] = direction_matrix(seed, 15, nets.g.style_dim)
+    mods = {k: v for k, v in mods.items() if v is not None}
+    return Networks(**mods), variables

@@ -18,26 +18,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxreenact.errors import UserError
+from jaxreenact.common.errors import UserError
 
 META_FILE = "jaxreenact.json"
 VARS_DIR = "variables"
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_tree(path: str | os.PathLike, tree: Any, metadata: dict | None = None) -> None:

@@ -25,14 +25,17 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
+from tqdm import tqdm
 
-from jaxreenact import method
-from jaxreenact.checkpointing import atomic_write_bytes
+from jaxreenact.common.errors import UserError
+from jaxreenact.common.files import atomic_write_bytes
+from jaxreenact.common.images import from_uint8, to_uint8_jax
+from jaxreenact.common.mesh import batch_sharded, local_mesh, pad_rows, round_up
 from jaxreenact.data import voxceleb
 from jaxreenact.data.images import encode_png
-from jaxreenact.errors import UserError
+from jaxreenact.data.pipeline import ordered_map
+from jaxreenact.latent.render import render
+from jaxreenact.weights import Networks
 
 IMAGES_DIR = os.path.join("inversion", "frames")
 SIZE = 256
@@ -101,19 +104,12 @@ def read_frame(path: pathlib.Path) -> np.ndarray:
     return np.asarray(im)
 
 
-def data_sharding(devices=None) -> NamedSharding:
-    devices = np.asarray(devices if devices is not None else jax.local_devices())
-    return NamedSharding(jax.sharding.Mesh(devices, ("data",)), P("data"))
-
-
-@functools.partial(jax.jit, static_argnames=("nets", "render"))
-def _invert(nets: method.Networks, e4e_vars, g_vars, images_u8, render: bool):
-    x = images_u8.astype(jnp.float32) / 127.5 - 1.0
-    w = nets.e4e.apply(e4e_vars, x)
-    if not render:
+@functools.partial(jax.jit, static_argnames=("nets", "render_images"))
+def _invert(nets: Networks, e4e_vars, g_vars, images_u8, render_images: bool):
+    w = nets.e4e.apply(e4e_vars, from_uint8(images_u8))
+    if not render_images:
         return w, None
-    img = method.render(nets, {"g": g_vars}, w, 1.0)
-    return w, jnp.clip(jnp.rint((img + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+    return w, to_uint8_jax(render(nets.g, g_vars, w, 1.0))
 
 
 def invert_batch(nets, frozen, images_u8: np.ndarray, sharding=None, render: bool = False):
@@ -138,7 +134,7 @@ def _load(job: Job):
 
 def invert_tree(
     root,
-    nets: method.Networks,
+    nets: Networks,
     frozen: dict,
     batch_size: int = 32,
     save_images: bool = False,
@@ -149,11 +145,8 @@ def invert_tree(
     """Invert every frame of the tree at `root` that is not done yet (see the module docstring). `frozen` holds
     the "e4e" variables (and "g" with `save_images`). Returns the report."""
     jobs, report = plan(root, save_images, overwrite)
-    sharding = data_sharding()
-    n_dev = sharding.mesh.size
-    batch = -(-max(batch_size, 1) // n_dev) * n_dev  # a multiple of the device count
-    from tqdm import tqdm
-
+    sharding = batch_sharded(local_mesh())
+    batch = round_up(batch_size, sharding.mesh.size)  # a multiple of the device count
     bar = tqdm(total=len(jobs), desc="invert", unit="frame", disable=not progress)
     pending: list[tuple[Job, np.ndarray]] = []
 
@@ -162,8 +155,7 @@ def invert_tree(
             return
         x = np.stack([img for _, img in pending])
         k = len(x)
-        if k < batch:
-            x = np.concatenate([x, np.repeat(x[-1:], batch - k, 0)])
+        x = pad_rows(x, batch)
         w, img = invert_batch(nets, frozen, x, sharding, render=save_images)
         for i, (job, _) in enumerate(pending):
             atomic_write_bytes(job.latent, _npy_bytes(w[i]))
@@ -173,7 +165,7 @@ def invert_tree(
         bar.update(k)
         pending.clear()
 
-    for job, loaded in zip(jobs, voxceleb.ordered_map(_load, jobs, num_threads)):
+    for job, loaded in zip(jobs, ordered_map(_load, jobs, num_threads)):
         if isinstance(loaded, voxceleb.Skip):
             report.failed.append(loaded)
             bar.update(1)

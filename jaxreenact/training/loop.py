@@ -7,7 +7,6 @@ checkpoints, metrics (JSON lines + TensorBoard), validation with image grids →
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -25,8 +24,12 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxreenact import checkpointing, visualize
-from jaxreenact.errors import UserError
+from jaxreenact.common import checkpoints
+from jaxreenact.common import images as visualize
+from jaxreenact.common.errors import UserError
+from jaxreenact.common.mesh import make_mesh
+from jaxreenact.training.setup import load_init_params
+from jaxreenact.training.stage import Stage
 
 log = logging.getLogger("jaxreenact.train")
 
@@ -53,30 +56,6 @@ def make_optimizer(train_cfg) -> optax.GradientTransformation:
     if train_cfg.optimizer == "adamw":
         return optax.adamw(train_cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=train_cfg.weight_decay)
     raise UserError(f"config.train.optimizer={train_cfg.optimizer!r}: use 'adam' or 'adamw'")
-
-
-def make_mesh(mesh_cfg) -> jax.sharding.Mesh:
-    n = jax.device_count() if mesh_cfg.data in (-1, None) else int(mesh_cfg.data)
-    if n > jax.device_count() or jax.device_count() % n:
-        raise UserError(f"config.mesh.data={mesh_cfg.data}: {jax.device_count()} devices cannot form that axis")
-    devices = np.asarray(jax.devices()[:n])
-    return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
-
-
-@dataclasses.dataclass
-class Stage:
-    """What a training mode supplies to the loop (see `jaxreenact.method`).
-
-    loss(params, frozen, key, batch) -> (scalar, dict of scalars); batch is None for the synthetic mode.
-    validate(params, frozen, val) -> (dict of per-sample arrays, images dict NHWC in [-1, 1]).
-    """
-
-    init_params: Callable[[jax.Array], Any]
-    loss: Callable
-    validate: Callable
-    frozen: Any  # pytree of the frozen networks' variables (replicated)
-    batches: Callable[[int], Any] | None = None  # step -> host-local numpy batch (real-data modes)
-    val_data: Any = None
 
 
 class MetricWriter:
@@ -126,7 +105,7 @@ def _replicate(tree, mesh):
 def train(
     config,
     workdir: str | os.PathLike,
-    build_stage: Callable | None = None,
+    build_stage: Callable,
     progress: bool = True,
     on_step: Callable[[int, TrainState], None] | None = None,
 ) -> Any:
@@ -135,16 +114,14 @@ def train(
     `on_step(done_steps, state)` is called after every step (after its checkpoint, if one was due), e.g. to stop
     early from a notebook by raising.
     """
-    from jaxreenact import method  # late: keeps the loop importable without the networks
-
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
     if is_main:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
 
-    mesh = make_mesh(config.mesh)
-    stage: Stage = (build_stage or method.build_stage)(config, mesh)  # checks every weight path first
+    mesh = make_mesh(config.mesh.data)
+    stage: Stage = build_stage(config, mesh)  # checks every weight path first
     batch = config.train.batch_size
     if batch % mesh.size:
         raise UserError(f"config.train.batch_size={batch} is not divisible by the {mesh.size} devices of the mesh")
@@ -158,14 +135,14 @@ def train(
     replicated = NamedSharding(mesh, P())
     data_sharding = NamedSharding(mesh, P("data"))
     state = jax.jit(init_state, out_shardings=replicated)()
-    mgr = checkpointing.Manager(workdir / "checkpoints", max_to_keep=config.train.max_to_keep)
+    mgr = checkpoints.Manager(workdir / "checkpoints", max_to_keep=config.train.max_to_keep)
     start = mgr.latest_step()
     if start is not None:
         state = mgr.restore(start, target=state)
         state = jax.device_put(state, replicated)
         log.info("resumed from %s at step %d", workdir / "checkpoints", start)
     elif config.train.init_from:
-        state = state.replace(params=_replicate(method.load_init_params(config.train.init_from), mesh))
+        state = state.replace(params=_replicate(load_init_params(config.train.init_from), mesh))
         state = state.replace(opt_state=jax.jit(tx.init, out_shardings=replicated)(state.params))
         log.info("A initialised from %s", config.train.init_from)
     start = int(state.step)

@@ -30,13 +30,16 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from jaxreenact.errors import UserError
+from jaxreenact.common import constants
+from jaxreenact.common.errors import UserError
+from jaxreenact.latent.render import to_256
+from jaxreenact.models import lpips as lpips_lib
 
-STEPS = 200
+STEPS = constants.TUNE_STEPS
 LR = 3e-3
 L2_LAMBDA = 100.0
 LPIPS_LAMBDA = 1.0
-TRUNCATION = 0.7
+TRUNCATION = constants.TRUNCATION
 FIRST_TUNED_CONV = 4  # convs_4 = the first StyledConv at 32² (METHOD.md 6.2: generator.convs[4..11])
 LAST_TUNED_CONV = 11  # convs_11 = the last StyledConv at 256²
 
@@ -90,8 +93,6 @@ class TuneResult:
 
 
 def _loss_fn(g_module, lpips_module, truncation, l2_lambda, lpips_lambda, size):
-    from jaxreenact.method import to_256
-    from jaxreenact.models import lpips as lpips_lib
 
     def loss(tuned, frozen_params, buffers, lpips_vars, w, x):
         variables = {"params": merge_params(tuned, frozen_params), "buffers": buffers}

@@ -1,4 +1,7 @@
-"""Image grids and PNG files for looking at generator outputs (samples, training previews)."""
+"""Image range conversions (the one place for them), labelled grids and PNG files.
+
+Inside the library images are float NHWC RGB in [-1, 1]; uint8 [0, 255] exists only at file I/O and for display.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,20 @@ import io
 import math
 import os
 
+import jax.numpy as jnp
 import numpy as np
 
-from jaxreenact.checkpointing import atomic_write_bytes
+from jaxreenact.common.files import atomic_write_bytes
+
+
+def from_uint8(images_u8):
+    """uint8 [0, 255] -> float32 [-1, 1] (jax array; `u8 / 127.5 - 1`, bit-identical to the authors' three paths)."""
+    return jnp.asarray(images_u8, jnp.float32) / 127.5 - 1.0
+
+
+def to_uint8_jax(images):
+    """float [-1, 1] -> uint8, clipped and rounded, inside jit."""
+    return jnp.clip(jnp.rint((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
 def to_uint8(images) -> np.ndarray:

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreenact.errors import UserError
-from jaxreenact.face.rotations import axis_to_euler_deg, deg2rad, euler_to_axis
+from jaxreenact.common.errors import UserError
+from jaxreenact.pose.rotations import axis_to_euler_deg, deg2rad, euler_to_axis
 
 SHIFT_SCALE = 6.0
 RANGES_SHAPE = (54, 2)  # rows: yaw, pitch, roll, jaw, exp0..exp49; columns [min, max]
@@ -92,6 +92,23 @@ def default_ranges_path(dataset: str = "voxceleb") -> pathlib.Path:
     if name is None:
         raise UserError(f"unknown dataset {dataset!r}: expected 'voxceleb' or 'ffhq'")
     return pathlib.Path(__file__).resolve().parents[1] / "resources" / name
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PoseSpace:
+    """The layout of p, the ranges that define its shift units, and those units: what turns DECA codes into Δp."""
+
+    layout: PoseLayout
+    ranges: np.ndarray
+    units: ShiftUnits
+
+
+def pose_space(dataset: str = "voxceleb", ranges_file: str | os.PathLike | None = None) -> PoseSpace:
+    """The `PoseSpace` of a dataset layout, from `ranges_file` or the authors' ranges file shipped for it."""
+    if dataset not in LAYOUTS:
+        raise UserError(f"dataset {dataset!r}: use one of {', '.join(LAYOUTS)}")
+    ranges = load_ranges(ranges_file or default_ranges_path(dataset))
+    return PoseSpace(LAYOUTS[dataset], ranges, shift_units(ranges, LAYOUTS[dataset]))
 
 
 def _line(lo: float, hi: float, scale: float) -> tuple[float, float]:

@@ -1,7 +1,8 @@
 """Load a converted checkpoint (written by `python -m converters.<name> SRC DST`) as `(module, variables)`.
 
 The checkpoint's metadata names the Linen module class (`"module": "jaxreenact.models.x:Class"`) and its
-constructor arguments (`"config"`), so this file needs no registry: a converter decides what it writes.
+constructor arguments (`"config"`). Classes that moved keep loading through `MOVED` (checkpoints store the class
+path of the version that wrote them).
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from typing import Any
 
 import jax
 
-from jaxreenact import checkpointing
-from jaxreenact.errors import UserError
+from jaxreenact.common import checkpoints
+from jaxreenact.common.errors import UserError
+
+# Module paths of classes that moved since a checkpoint could have been written: old -> new.
+MOVED = {"jaxreenact.directions": "jaxreenact.latent.directions"}
 
 
 def build_module(spec: str, config: dict):
     """Instantiate `package.module:Class(**config)`; only classes inside jaxreenact may be named."""
     mod_name, _, cls_name = spec.partition(":")
+    mod_name = MOVED.get(mod_name, mod_name)
     if not mod_name.startswith("jaxreenact.") or not cls_name:
         raise UserError(f"checkpoint names module {spec!r}, which is not a jaxreenact network")
     cls = getattr(importlib.import_module(mod_name), cls_name, None)
@@ -34,9 +39,9 @@ def load(path: str | os.PathLike, with_metadata: bool = False) -> Any:
     path = pathlib.Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such converted checkpoint; convert the PyTorch file first (see README)")
-    meta = checkpointing.read_metadata(path)
+    meta = checkpoints.read_metadata(path)
     module = build_module(meta["module"], meta.get("config", {}))
-    variables = jax.tree.map(jax.numpy.asarray, checkpointing.restore_tree(path))
+    variables = jax.tree.map(jax.numpy.asarray, checkpoints.restore_tree(path))
     return (module, variables, meta) if with_metadata else (module, variables)
 
 

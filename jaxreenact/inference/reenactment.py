@@ -1,0 +1,195 @@
+"""Reenactment of a real face by a driving video: the library behind `python -m jaxreenact.reenact` (METHOD.md 7.2).
+
+Pipeline (`run`):
+1. Every converted checkpoint the run needs is checked first; one message lists every missing path and the
+   converter command that makes it.
+2. Source (`inference.source`): S3FD → FAN → the authors' square crop to 256², e4e → W+, generator tuning (on by
+   default as in the authors' `run_inference.py`; `--no-tune` skips it). No face in the source is a clear error.
+3. Driving (`inference.driving`): p of every driving frame, DECA on the 256² crops, batched under jit.
+4. Motion (`pose.motion`): Δp per driving frame (absolute or relative, gains, masks, smoothing, held frames).
+5. `inference.frames`: A, W+ rows 0-7 shifted, the (tuned) generator with ψ = 0.7 after the shift, batched.
+6. `reenacted.mp4` at the driving frame rate with the driving audio, `grid.mp4` (source | driving | reenacted),
+   optional PNG frames, `summary.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import time
+
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from jaxreenact.common.errors import UserError
+from jaxreenact.common.files import atomic_write_bytes
+from jaxreenact.common.images import save_png
+from jaxreenact.data import preprocessing
+from jaxreenact.data import video as video_lib
+from jaxreenact.inference import frames
+from jaxreenact.inference.driving import drive, open_store
+from jaxreenact.inference.source import build_preprocessor, prepare_source
+from jaxreenact.pose import motion as motion_lib
+from jaxreenact.pose import params as pose
+from jaxreenact.weights import check_paths, default_paths, load_bundle
+
+WEIGHT_NAMES = ("generator", "e4e", "deca", "A", "lpips", "sfd", "fan")
+
+
+@dataclasses.dataclass
+class Options:
+    source: str
+    out: str
+    driving: str | None = None
+    motion_file: str | None = None
+    export_motion: str | None = None
+    motion: motion_lib.MotionOptions = dataclasses.field(default_factory=motion_lib.MotionOptions)
+    tune: bool = True
+    tune_steps: int = 200
+    save_frames: bool = False
+    batch_size: int = 32
+    max_frames: int | None = None
+    fps: float = 25.0  # for a folder of driving images
+    weights: dict = dataclasses.field(default_factory=lambda: default_paths(WEIGHT_NAMES))
+    tiny: bool = False
+    seed: int = 0
+    progress: bool = True
+
+
+def needed_weights(opts: Options, locate=None) -> dict[str, str]:
+    names = ["generator", "e4e", "deca", "A"]
+    if opts.tune and opts.tune_steps > 0:
+        names.append("lpips")
+    if locate is None:
+        names += ["sfd", "fan"]
+    return {n: opts.weights[n] for n in names}
+
+
+def run(opts: Options, locate=None) -> dict:
+    """The whole reenactment (see the module doc); returns the summary (also written to `out/summary.json`)."""
+    t0 = time.perf_counter()
+    if opts.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {opts.batch_size}")
+    if (opts.driving is None) == (opts.motion_file is None):
+        raise UserError("give either --driving VIDEO_OR_FOLDER or --motion FILE.npz (one of them)")
+    paths = needed_weights(opts, locate)
+    if not opts.tiny:
+        check_paths(paths)  # before any work
+    preprocessing.inspect_input(opts.source)  # the source exists and is an image or a video
+    spec = preprocessing.inspect_input(opts.driving, opts.max_frames) if opts.driving else None
+    motion = motion_lib.load_motion(opts.motion_file) if opts.motion_file else None
+    out = pathlib.Path(opts.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+
+    nets, variables = load_bundle(
+        [n for n in paths if n not in ("sfd", "fan")], paths, tiny_seed=opts.seed if opts.tiny else None
+    )
+    space = pose.pose_space("voxceleb")
+    if nets.A.input_dim != space.layout.num_directions:
+        raise UserError(f"--A {paths['A']}: A has {nets.A.input_dim} directions, the voxceleb layout needs "
+                        f"{space.layout.num_directions}")  # fmt: skip
+    pre = build_preprocessor(paths, tiny=opts.tiny, locate=locate)
+    src = prepare_source(nets, variables, space.layout, pre, opts.source, opts.tune, opts.tune_steps, opts.progress)
+    save_png(out / "source.png", src.crop)
+    save_png(out / "source_inverted.png", np.asarray(frames.render_w(nets.g, src.g_vars, jnp.asarray(src.w)))[0])
+    zero = np.zeros((1, space.layout.num_directions), np.float32)
+    save_png(out / "source_dp0.png", frames.render_dp(nets, variables, src.g_vars, src.w, zero, opts.batch_size)[0])
+
+    work = out / ".work"
+    try:
+        if spec is not None:
+            n_max = spec.num_frames
+            drv_store = open_store(work / "driving.npy", n_max)
+            names, p_raw, valid, multi = drive(nets, variables, space.layout, pre, spec, drv_store, opts.batch_size,
+                                               opts.max_frames, opts.progress)  # fmt: skip
+            fps = spec.fps if spec.kind == "video" and spec.fps else opts.fps
+            p = motion_lib.hold_missing(p_raw, valid)
+            audio = spec.path if spec.kind == "video" and spec.has_audio else None
+        else:
+            p, valid, fps = motion
+            names, multi, drv_store, audio = [f"{i:06d}" for i in range(len(p))], [], None, None
+            if opts.max_frames is not None:
+                p, valid, names = p[: opts.max_frames], valid[: opts.max_frames], names[: opts.max_frames]
+        n = len(names)
+        if opts.export_motion:
+            motion_lib.save_motion(opts.export_motion, p, valid, fps, "voxceleb")
+        dp = motion_lib.motion_delta(src.p, p, space.units, space.layout, opts.motion)
+
+        rec_store = open_store(work / "reenacted.npy", n)
+        t_render = time.perf_counter()
+        bar = tqdm(total=n, unit="frame", desc="reenact: A + G", disable=not opts.progress)
+        try:
+            for lo in range(0, n, opts.batch_size):
+                rec_store[lo : lo + opts.batch_size] = frames.render_dp(
+                    nets, variables, src.g_vars, src.w, dp[lo : lo + opts.batch_size], opts.batch_size
+                )
+                bar.update(min(opts.batch_size, n - lo))
+        finally:
+            bar.close()
+        t_render = time.perf_counter() - t_render
+
+        if opts.save_frames:
+            for i in range(n):
+                save_png(out / "frames" / f"{i:06d}.png", rec_store[i])
+        video_lib.write_video(out / "reenacted.mp4", (rec_store[i] for i in range(n)), fps=fps, audio_from=audio)
+
+        def grid(i):
+            cols = [src.crop] + ([drv_store[i]] if drv_store is not None else []) + [rec_store[i]]
+            return np.concatenate(cols, axis=1)
+
+        video_lib.write_video(out / "grid.mp4", (grid(i) for i in range(n)), fps=fps, audio_from=audio)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    no_face = [nm for nm, v in zip(names, valid) if not v]
+    summary = {
+        "source": str(opts.source),
+        "driving": str(opts.driving) if opts.driving else None,
+        "motion_file": opts.motion_file,
+        "frames": n,
+        "fps": fps,
+        "audio": bool(audio),
+        "mode": opts.motion.mode,
+        "component": opts.motion.component,
+        "gains": list(opts.motion.gains) if opts.motion.gains else None,
+        "smooth_sigma_frames": opts.motion.sigma,
+        "tuned": bool(src.tune_losses is not None),
+        "tune_loss_first_last": None
+        if src.tune_losses is None
+        else [float(src.tune_losses[0]), float(src.tune_losses[-1])],
+        "no_face_frames_held": no_face,
+        "multiple_faces": multi,
+        "tiny_random_networks": opts.tiny,
+        "seconds_total": round(time.perf_counter() - t0, 2),
+        "seconds_render": round(t_render, 2),
+        "outputs": ["reenacted.mp4", "grid.mp4", "source.png", "source_inverted.png", "source_dp0.png"]
+        + (["frames/"] if opts.save_frames else [])
+        + ([str(opts.export_motion)] if opts.export_motion else []),
+    }
+    atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    return summary
+
+
+def format_summary(summary: dict, out: str | os.PathLike) -> str:
+    lines = [f"{summary['frames']} frame(s) at {summary['fps']:g} fps, mode {summary['mode']}"
+             f"{' (audio kept)' if summary['audio'] else ''}; {summary['seconds_total']} s"]  # fmt: skip
+    held = summary["no_face_frames_held"]
+    if held:
+        shown = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10 else "")
+        lines.append(f"  {len(held)} driving frame(s) without a face kept the previous frame's pose: {shown}")
+    else:
+        lines.append("  every driving frame had a face")
+    if summary["multiple_faces"]:
+        lines.append(
+            f"  several faces (the preprocessor's choice was used): {', '.join(summary['multiple_faces'][:10])}"
+        )
+    if summary["tiny_random_networks"]:
+        lines.append("  NOTE: --tiny random networks: the pictures mean nothing (tests and demos only)")
+    lines.append(f"wrote {out}/reenacted.mp4, {out}/grid.mp4, {out}/summary.json")
+    return "\n".join(lines)

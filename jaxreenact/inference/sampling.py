@@ -1,0 +1,42 @@
+"""Samples of a generator: z from `numpy.random.default_rng(seed)` (the same faces on any backend), truncation
+toward the stored mean latent, stored noise, a grid PNG (`python -m jaxreenact.generate`)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import numpy as np
+
+from jaxreenact.common.errors import UserError
+from jaxreenact.common.images import make_grid, save_png
+from jaxreenact.common.mesh import pad_rows
+from jaxreenact.weights.store import load
+
+
+def sample(module, variables, num: int, seed: int = 0, truncation: float = 0.7, batch: int = 8) -> np.ndarray:
+    """`num` images [num, size, size, 3] (raw generator range) from z = default_rng(seed).standard_normal."""
+    z = np.random.default_rng(seed).standard_normal((num, module.style_dim), dtype=np.float32)
+    gen = jax.jit(lambda v, z: module.apply(v, z, truncation=truncation))
+    out = []
+    for i in range(0, num, batch):
+        zb = z[i : i + batch]
+        out.append(np.asarray(gen(variables, pad_rows(zb, batch, fill="zeros")))[: len(zb)])
+    return np.concatenate(out)
+
+
+def generate(generator: str, num: int, seed: int, truncation: float, out: str, nrow: int | None = None, batch=8):
+    path = pathlib.Path(generator)
+    if not path.exists():
+        raise UserError(
+            f"{path}: generator not found; convert the PyTorch checkpoint first: "
+            "python -m converters.stylegan2 SRC.pt DST"
+        )
+    module, variables = load(path)
+    if not hasattr(module, "synthesis"):
+        raise UserError(f"{path}: holds a {type(module).__name__}, not a StyleGAN2 generator")
+    if num < 1:
+        raise UserError(f"--num must be at least 1, got {num}")
+    images = sample(module, variables, num, seed, truncation, batch=min(batch, num))
+    save_png(out, make_grid(images, nrow))
+    return images

@@ -1,0 +1,45 @@
+"""W+ → G → image: the generator as the method drives it (METHOD.md 1.4).
+
+The authors' `generate_image` applies truncation ψ toward the mean latent to every latent it renders, W+ inputs
+included, after the A-shift; anything larger than 256² is pooled down to 256² (tiny test generators are upsampled).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxreenact.common.constants import IMAGE_SIZE, TRUNCATION
+from jaxreenact.latent import directions
+from jaxreenact.nn.torch_layers import adaptive_avg_pool2d, interpolate_bilinear
+
+
+def to_256(images):
+    """[B, S, S, 3] → [B, 256, 256, 3]: adaptive average pooling above 256 (as upstream), bilinear below."""
+    size = images.shape[1]
+    if size > IMAGE_SIZE:
+        return adaptive_avg_pool2d(images, IMAGE_SIZE)
+    if size < IMAGE_SIZE:
+        return interpolate_bilinear(images, (IMAGE_SIZE, IMAGE_SIZE), align_corners=False)
+    return images
+
+
+def mapping(g, g_vars, z):
+    """z [B, 512] → untruncated W [B, 512] (`G.get_latent`)."""
+    return g.apply(g_vars, z, method="mapping")
+
+
+def render(g, g_vars, w_plus, truncation: float = TRUNCATION):
+    """G(W+ [B, n_latent, 512]) with truncation toward the stored mean latent → [B, 256, 256, 3] in about [-1, 1]."""
+    return to_256(g.apply(g_vars, w_plus, truncation=truncation, input_is_latent=True))
+
+
+def render_shifted(g, g_vars, a, a_vars, w_plus, dp, truncation: float = TRUNCATION):
+    """G(trunc(w + A·Δp)): Δp [B, D] in shift units, w_plus [B or 1, n_latent, 512] → images [B, 256, 256, 3]."""
+    shift = a.apply(a_vars, dp)
+    w = directions.shift_wplus(jnp.broadcast_to(w_plus, (dp.shape[0], *w_plus.shape[1:])), shift)
+    return render(g, g_vars, w, truncation)
+
+
+def sample_wplus(g, g_vars, z):
+    """z [B, 512] → W+ [B, n_latent, 512] (W repeated, untruncated)."""
+    return directions.repeat_w(mapping(g, g_vars, z), g.n_latent)

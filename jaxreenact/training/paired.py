@@ -1,0 +1,61 @@
+"""Stage 3, paired video fine-tuning (paper Sec. 3.3, METHOD.md 4.5 item 3, 5).
+
+Source and target are two frames of one video (METHOD.md 5 sampling); full Δp; the shape ground truth is the
+target's own DECA parameters; identity, perceptual (on [0, 255] images, an upstream quirk kept) and pixel L1
+compare with the target frame.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxreenact.training import real
+from jaxreenact.training.losses import reenactment_losses
+from jaxreenact.training.setup import Setup, init_params_fn
+from jaxreenact.training.stage import Stage
+from jaxreenact.training.validation import validation_metrics
+
+KEYS = ("source_image", "target_image", "source_latent", "target_latent")
+
+
+def paired_loss(s: Setup):
+    def loss(params, frozen, key, data):
+        img_t = data["target_image"]
+        return reenactment_losses(
+            s, params, frozen, key, data["source_latent"], data["source_image"], img_t, id_ref=img_t,
+            pixel_ref=img_t, paired=True,
+        )  # fmt: skip
+
+    return loss
+
+
+def paired_validate(s: Setup):
+    def validate(params, frozen, val):
+        img_t = val["target_image"]
+        return validation_metrics(s, params, frozen, val["source_latent"], val["source_image"], img_t, csim_ref=img_t)
+
+    return validate
+
+
+def build(config, mesh, s: Setup, frozen) -> Stage:
+    ds = real.open_dataset(config)
+    b = config.train.batch_size
+    pidx, pcount = jax.process_index(), jax.process_count()
+    batches = real.stream(
+        lambda start: ds.pair_batches(b, config.seed, start, config.data.max_pairs, pidx, pcount), KEYS, mesh
+    )
+    vb = config.eval.batch_size
+    pairs = ds.eval_pairs(config.eval.seed)[: max(vb, config.eval.num_pairs // vb * vb)]
+    val = [
+        {k: jnp.asarray(v) for k, v in batch.items() if k in (*KEYS, "valid")}
+        for batch in ds.iterate_pairs(pairs, vb, drop_remainder=False)
+    ]
+    return Stage(
+        init_params=init_params_fn(s.a),
+        loss=paired_loss(s),
+        validate=paired_validate(s),
+        frozen=frozen,
+        batches=batches,
+        val_data=val,
+    )

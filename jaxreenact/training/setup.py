@@ -1,0 +1,122 @@
+"""What every training stage shares: the static `Setup` (modules, Δp units, loss weights, the DECA crop), A's
+initialisation, and DECA as the step reads it (paper Sec. 3, METHOD.md 3.3, 4).
+
+Everything here is a pure function of module definitions (static) and variables (arrays), so one jitted step
+holds it all: frozen G, DECA, ArcFace and LPIPS, and the trainable A.
+
+    frozen = {"g": G vars, "deca": DECA vars, "arcface": ..., "lpips": ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxreenact.common.errors import UserError
+from jaxreenact.face import deca_box
+from jaxreenact.latent import directions
+from jaxreenact.latent import render as render_lib
+from jaxreenact.pose import deca as deca_lib
+from jaxreenact.pose import params as pose
+from jaxreenact.weights import Networks, load_A
+
+DECA_BOXES = ("fixed", "landmarks")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Static pieces of a stage: modules, units of Δp, loss weights."""
+
+    nets: Networks
+    units: pose.ShiftUnits
+    layout: pose.PoseLayout
+    ranges: np.ndarray
+    truncation: float
+    lam: dict
+    disentanglement_50: bool
+    theta: np.ndarray  # [1, 3, 3] fixed DECA crop (broadcast over the batch; the fallback of "landmarks")
+    a: directions.DirectionMatrix = directions.DirectionMatrix()
+    deca_box: str = "fixed"  # "fixed" | "landmarks" (S3FD + FAN on every image, jaxreenact.face.deca_box)
+
+    def __hash__(self):
+        return id(self)
+
+
+def weight_names(config) -> tuple[str, ...]:
+    """The registry networks a training config needs."""
+    names = ("generator", "deca", "arcface", "lpips")
+    if config.model.deca_box == "landmarks":
+        names += ("sfd", "fan")
+    return names
+
+
+def make_setup(config, nets: Networks) -> Setup:
+    ranges_path = config.ranges_file or pose.default_ranges_path(config.dataset_type)
+    ranges = pose.load_ranges(ranges_path)
+    layout = pose.LAYOUTS[config.dataset_type]
+    if config.model.deca_box not in DECA_BOXES:
+        raise UserError(f"config.model.deca_box={config.model.deca_box!r}: use one of {', '.join(DECA_BOXES)}")
+    if config.model.deca_box == "landmarks" and (nets.sfd is None or nets.fan is None):
+        raise UserError('config.model.deca_box="landmarks" needs the S3FD and FAN networks (config.weights.sfd/fan)')
+    lam = {k: float(getattr(config.loss, k)) for k in ("identity", "perceptual", "shape", "eye", "mouth", "pixel")}
+    return Setup(
+        nets=nets,
+        units=pose.shift_units(ranges, layout),
+        layout=layout,
+        ranges=ranges,
+        truncation=float(config.model.truncation),
+        lam=lam,
+        disentanglement_50=bool(config.loss.disentanglement_50),
+        theta=deca_lib.fixed_deca_theta(1, config.model.deca_box_size, tuple(config.model.deca_box_center)),
+        a=a_module(config),
+        deca_box=config.model.deca_box,
+    )
+
+
+def a_module(config) -> directions.DirectionMatrix:
+    return directions.DirectionMatrix(config.model.learned_directions, config.model.num_layers_shift)
+
+
+def init_params_fn(a: directions.DirectionMatrix):
+    return lambda key: a.init(key, jnp.zeros((1, a.input_dim), jnp.float32))
+
+
+def load_init_params(path: str | os.PathLike):
+    """A's parameters from a converted A checkpoint or a previous stage's workdir (its latest checkpoint)."""
+    return load_A(path)[1]
+
+
+def deca_codes(s: Setup, frozen, images):
+    """DECA codes of generator-range images [B,256,256,3], the crop box as `s.deca_box` says."""
+    theta = jnp.broadcast_to(jnp.asarray(s.theta), (images.shape[0], 3, 3))
+    if s.deca_box == "landmarks":
+        theta, _, _ = deca_box.landmark_theta((s.nets.sfd, frozen["sfd"]), (s.nets.fan, frozen["fan"]), images, theta)
+    return deca_lib.encode(s.nets.deca, frozen["deca"], images, theta)
+
+
+def geometry(s: Setup, frozen, shape, exp, pose_):
+    return deca_lib.geometry(s.nets.deca, frozen["deca"], shape, exp, pose_)
+
+
+def render(s: Setup, frozen, w_plus):
+    return render_lib.render(s.nets.g, frozen["g"], w_plus, s.truncation)
+
+
+def reenact_from_codes(s: Setup, params, frozen, w_plus, codes_s, codes_t):
+    """Full-Δp reenactment: G(trunc(w + A·Δp)) with Δp = units(p_t) − units(p_s)."""
+    p_s = pose.params_to_p(codes_s, s.layout)
+    p_t = pose.params_to_p(codes_t, s.layout)
+    dp = pose.delta_p(p_s, p_t, s.units, s.layout)
+    shift = s.a.apply(params, dp)
+    return render(s, frozen, directions.shift_wplus(w_plus, shift))
+
+
+def synthetic_sources(s: Setup, frozen, key, batch: int):
+    """z ~ N(0, I) → untruncated W+ and its truncated image (`G(z, ψ)`), both [B, ...]."""
+    z = jax.random.normal(key, (batch, 512), jnp.float32)
+    w = render_lib.sample_wplus(s.nets.g, frozen["g"], z)
+    return w, jax.lax.stop_gradient(render(s, frozen, w))

@@ -1,0 +1,67 @@
+"""The one bundle of networks and the one loader: converted checkpoints, tiny random networks, or one message
+listing every missing file with the command that makes it.
+
+A bundle is `(Networks, variables)`: `Networks` holds the Linen modules (hashable, static under jit) and
+`variables` the arrays, keyed alike (`"g"`, `"deca"`, `"A"`, ...). Library functions of face/, pose/ and latent/
+take explicit `(module, variables)` pairs; training and inference pass the bundle's parts to them.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+
+from jaxreenact.common import checkpoints
+from jaxreenact.common.errors import UserError
+from jaxreenact.latent.directions import DirectionMatrix
+from jaxreenact.weights import registry, store, tiny
+from jaxreenact.weights.networks import Networks
+
+
+def load_A(path: str | pathlib.Path) -> tuple[DirectionMatrix, dict]:
+    """A from a converted A checkpoint or from a training workdir of ours (its latest checkpoint)."""
+    path = pathlib.Path(path)
+    if (path / "checkpoints").is_dir():
+        mgr = checkpoints.Manager(path / "checkpoints")
+        try:
+            state = mgr.restore()
+        finally:
+            mgr.close()
+        params = jax.tree.map(jnp.asarray, state["params"])
+        w = params["params"]["linear"]["weight"]
+        module = DirectionMatrix(int(w.shape[0]), int(w.shape[1]) // 512, 512)
+        return module, params
+    module, variables = store.load(path)
+    if not isinstance(module, DirectionMatrix):
+        raise UserError(f"{path}: not a direction matrix checkpoint (holds {type(module).__name__})")
+    return module, variables
+
+
+def load(names, paths: dict[str, str] | None = None, *, tiny_seed: int | None = None, how: str = "flag",
+         hint: str = "") -> tuple[Networks, dict]:  # fmt: skip
+    """The bundle of networks `names` (registry names): the converted checkpoints at `paths` (default: the
+    registry's default paths), checked all at once before anything loads; or, with `tiny_seed`, small random
+    networks of the same kinds (tests and demos; nothing is read)."""
+    names = tuple(dict.fromkeys(names))
+    for n in names:
+        registry.entry(n)
+    if tiny_seed is not None:
+        return tiny.bundle(names, tiny_seed)
+    paths = {n: (paths or {}).get(n) or registry.entry(n).default for n in names}
+    registry.check_paths(paths, how=how, hint=hint)
+    mods, variables = {}, {}
+    for n in names:
+        e = registry.entry(n)
+        if n == "A":
+            m, v = load_A(paths[n])
+        else:
+            m, v = store.load(paths[n])
+        want = e.module.rpartition(":")[2]
+        if type(m).__name__ != want:
+            where = f"--{n} {paths[n]}" if how == "flag" else f"config.weights.{n} = {paths[n]}"
+            raise UserError(f"{where}: holds a converted {type(m).__name__}, not a {want} "
+                            f"(make it with `{e.convert(paths[n])}`)")  # fmt: skip
+        mods[e.key], variables[e.key] = m, v
+    return Networks(**mods), variables
