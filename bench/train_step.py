@@ -1,4 +1,4 @@
-"""Training-step throughput of the synthetic stage (issue 6): JAX (`jaxreenact.method`, the step the trainer runs)
+"""Training-step throughput of the synthetic stage (issue 6): JAX (`jaxreenact.training`, the step the trainer runs)
 against a PyTorch step of the same shape, same process, full-size networks with random weights.
 
     python bench/train_step.py                      # batch 2, 2 timed steps, prints a markdown section
