@@ -48,7 +48,7 @@ def _nets():
     yield "LPIPS-alex (256 pairs)", jax.jit(lm.apply), lv, ref, [(256, 256), (256, 256)]
 
 
-def run(batch: int, iters: int) -> list[dict]:
+def run(batch: int, iters: int, with_torch: bool = True) -> list[dict]:
     rows = []
     rng = np.random.default_rng(0)
     for name, jfn, variables, tmod, shapes in _nets():
@@ -61,8 +61,10 @@ def run(batch: int, iters: int) -> list[dict]:
         (tj,) = common.median_times(
             [lambda jfn=jfn, variables=variables, jx=jx: jfn(variables, *jx).block_until_ready()], iters
         )
-        with torch.inference_mode():
-            (tt,) = common.median_times([lambda tmod=tmod, tx=tx: tmod(*tx)], iters)
+        tt = float("nan")
+        if with_torch:
+            with torch.inference_mode():
+                (tt,) = common.median_times([lambda tmod=tmod, tx=tx: tmod(*tx)], iters)
         rows.append({"name": name, "jax": batch / tj, "torch": batch / tt, "compile": compile_s})
         print(
             f"{name}: JAX {batch / tj:.2f} img/s, PyTorch {batch / tt:.2f} img/s, compile {compile_s:.1f}s", flush=True
@@ -96,9 +98,10 @@ def main():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--write", action="store_true", help="append the section to bench/RESULTS.md")
+    p.add_argument("--no-torch", action="store_true", help="JAX only (the PyTorch side runs on the CPU)")
     args = p.parse_args()
     torch.manual_seed(0)
-    rows = run(args.batch, args.iters)
+    rows = run(args.batch, args.iters, with_torch=not args.no_torch)
     text = section(rows, args.batch, args.iters)
     print(text)
     if args.write:

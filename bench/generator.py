@@ -32,7 +32,7 @@ def _set_fused(flag: bool) -> None:
     ref_mod.ModulatedConv2d.fused = flag
 
 
-def run(size: int, cm: int, batches, iters: int, dtypes=("float32",)) -> list[dict]:
+def run(size: int, cm: int, batches, iters: int, dtypes=("float32",), with_torch: bool = True) -> list[dict]:
     tg = random_generator(size, cm, seed=0)
     sd = {k: v.detach().numpy() for k, v in tg.state_dict().items()}
     rows = []
@@ -51,7 +51,7 @@ def run(size: int, cm: int, batches, iters: int, dtypes=("float32",)) -> list[di
             def jax_call(c=compiled, v=variables, x=wj):
                 return c(v, x).block_until_ready()
 
-            if dtype != "float32":
+            if dtype != "float32" or not with_torch:
                 (jax_s,) = common.median_times([jax_call], iters)
                 row.update(jax_ips=b / jax_s)
             else:
@@ -111,9 +111,12 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--bf16", action="store_true", help="also time the bfloat16 compute dtype (JAX only)")
     p.add_argument("--write", action="store_true", help="append the results to bench/RESULTS.md")
+    p.add_argument("--no-torch", action="store_true", help="JAX only (the PyTorch side runs on the CPU)")
     a = p.parse_args(argv)
-    jax.config.update("jax_default_matmul_precision", "highest")
-    rows = run(a.size, a.cm, a.batches, a.iters, ("float32", "bfloat16") if a.bf16 else ("float32",))
+    if jax.default_backend() == "cpu":  # parity-grade matmuls; accelerators keep their default precision
+        jax.config.update("jax_default_matmul_precision", "highest")
+    dtypes = ("float32", "bfloat16") if a.bf16 else ("float32",)
+    rows = run(a.size, a.cm, a.batches, a.iters, dtypes, with_torch=not a.no_torch)
     md = to_markdown(rows, a.iters)
     print(md)
     if a.write:

@@ -174,7 +174,7 @@ def time_decode(n: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- run
-def run(batches, iters: int, bf16: bool, det_batch: int) -> dict:
+def run(batches, iters: int, bf16: bool, det_batch: int, with_torch: bool = True) -> dict:
     from jaxreenact.pose.deca import fixed_deca_theta
 
     nets = build(bf16)
@@ -198,7 +198,7 @@ def run(batches, iters: int, bf16: bool, det_batch: int) -> dict:
             j_fn(*j_args).block_until_ready()
             compile_s = time.perf_counter() - t0
             fns = [lambda j_fn=j_fn, j_args=j_args: j_fn(*j_args).block_until_ready()]
-            if dtype == "float32":
+            if dtype == "float32" and with_torch:
                 fns.append(lambda t_args=t_args: t_fn(*t_args))
             ts = common.median_times(fns, iters, warmup=0 if dtype != "float32" else 1)
             row = dict(batch=b, dtype=dtype, compile_s=compile_s, jax_fps=b / ts[0])
@@ -212,9 +212,9 @@ def run(batches, iters: int, bf16: bool, det_batch: int) -> dict:
         jx = jax.device_put(x / (255.0 if "FAN" in name else 1.0))
         tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2) / (255.0 if "FAN" in name else 1.0)))
         jax.block_until_ready(j(jx))
-        tj, tt = common.median_times([lambda j=j, jx=jx: jax.block_until_ready(j(jx)), lambda t=t, tx=tx: t(tx)],
-                                     iters, warmup=1)  # fmt: skip
-        front[name] = (tj / det_batch, tt / det_batch)
+        fns = [lambda j=j, jx=jx: jax.block_until_ready(j(jx))] + ([lambda t=t, tx=tx: t(tx)] if with_torch else [])
+        tj, *tt = common.median_times(fns, iters, warmup=1)
+        front[name] = (tj / det_batch, tt[0] / det_batch if tt else float("nan"))
         print(name, front[name], flush=True)
     return dict(rows=rows, front=front, decode=time_decode(16), iters=iters, det_batch=det_batch)
 
@@ -255,10 +255,12 @@ def main(argv=None):
     p.add_argument("--detector-batch", type=int, default=2, help="S3FD/FAN batch for the end-to-end stage timings")
     p.add_argument("--bf16", action="store_true", help="also time JAX's bfloat16 generator")
     p.add_argument("--write", action="store_true", help="replace the section in bench/RESULTS.md")
+    p.add_argument("--no-torch", action="store_true", help="JAX only (the PyTorch side runs on the CPU)")
     a = p.parse_args(argv)
-    jax.config.update("jax_default_matmul_precision", "highest")
+    if jax.default_backend() == "cpu":  # parity-grade matmuls; accelerators keep their default precision
+        jax.config.update("jax_default_matmul_precision", "highest")
     torch.set_grad_enabled(False)
-    md = to_markdown(run(a.batches, a.iters, a.bf16, a.detector_batch))
+    md = to_markdown(run(a.batches, a.iters, a.bf16, a.detector_batch, with_torch=not a.no_torch))
     print(md)
     if a.write:
         common.write_section(md)

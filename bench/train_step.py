@@ -83,18 +83,35 @@ def jax_step(config, nets, frozen, batch: int):
     return lambda key: step(state, frozen, key)
 
 
-def torch_step(config, frozen, t: dict, batch: int):
+def to_device(t: dict, device: str) -> dict:
+    """The PyTorch side of `build()` moved to `device` (modules, the E_flame state dict, FLAME's buffers)."""
+    if device == "cpu":
+        return t
+    t = dict(t)
+    for k in ("tg", "arc", "lp"):
+        t[k] = t[k].to(device)
+    t["e_sd"] = {k: v.to(device) for k, v in t["e_sd"].items()}
+    t["flame"].b = {k: v.to(device) for k, v in t["flame"].b.items()}
+    return t
+
+
+def torch_step(config, frozen, t: dict, batch: int, device: str = "cpu"):
+    """The PyTorch step at `batch` on `device` ("cuda": the tensors the references create are made there too,
+    through `torch.set_default_device`)."""
     from jaxreenact.pose import params as pose
     from jaxreenact.training import losses
 
+    if device != "cpu":
+        torch.set_default_device(device)
+        t = to_device(t, device)
     tg, ref, flame = t["tg"], t["ref"], t["flame"]
     a = torch.nn.Linear(15, 8 * 512)
     opt = torch.optim.Adam(a.parameters(), lr=config.train.lr)
-    mean = torch.from_numpy(np.asarray(frozen["g"]["buffers"]["mean_latent"])).reshape(1, 512)
+    mean = torch.from_numpy(np.asarray(frozen["g"]["buffers"]["mean_latent"])).reshape(1, 512).to(device)
     units = pose.shift_units(pose.load_ranges(pose.default_ranges_path("voxceleb")), pose.VOXCELEB)
-    ua, ub = (torch.from_numpy(np.asarray(v, np.float32)) for v in (units.a, units.b))
+    ua, ub = (torch.from_numpy(np.asarray(v, np.float32)).to(device) for v in (units.a, units.b))
     # DECA's fixed-box warp as one affine_grid (the normalised form of pose.deca.fixed_deca_theta's map)
-    theta = torch.from_numpy(np.repeat(np.array([[[0.5, 0, 0], [0, 0.5, 0.16]]], np.float32), batch, 0))
+    theta = torch.from_numpy(np.repeat(np.array([[[0.5, 0, 0], [0, 0.5, 0.16]]], np.float32), batch, 0)).to(device)
     cam8 = torch.tensor([[8.0, 0.0, 0.0]]).expand(batch, 3)
 
     def deca(img):

@@ -5,7 +5,9 @@
     python -m jaxreenact.evaluate --config=configs/eval.py:tiny --workdir=runs/eval-tiny
 
 Writes results.json, table1.md, per-video CSVs (self/, cross/), plots/ and grids/ into the workdir; re-running
-with the same workdir continues from the videos already done (cache/). See `jaxreenact.evaluation.protocol`.
+with the same workdir continues from the videos already done (cache/), also after SIGTERM or Ctrl-C (exit status
+143 / 130). One process, on this host's devices (a multi-process start is refused in one line). See
+`jaxreenact.evaluation.protocol`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from jaxreenact.common import distributed
 from jaxreenact.common.errors import report_user_errors
 from jaxreenact.data import fake
 from jaxreenact.evaluation import protocol, report
@@ -30,6 +33,7 @@ def run(config, workdir, progress: bool = True, locate=None) -> dict:
     """Library entry: make the tiny tree when asked, evaluate, print the table."""
     import pathlib
 
+    distributed.refuse("python -m jaxreenact.evaluate")
     if config.tiny and not config.root:
         t = config.tiny_tree
         root = pathlib.Path(workdir) / "tiny_tree"

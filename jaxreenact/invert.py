@@ -1,5 +1,7 @@
 """`python -m jaxreenact.invert DATASET_ROOT`: e4e W+ latents for every frame of a VoxCeleb-style tree
-(`<id>/<video>/frames_cropped/*.png` → `<id>/<video>/inversion/latent_codes/*.npy`), resumable; see
+(`<id>/<video>/frames_cropped/*.png` → `<id>/<video>/inversion/latent_codes/*.npy`), resumable (interrupted by
+SIGTERM or Ctrl-C it keeps every finished frame, exits 143 / 130, and the rerun continues), and split over the
+processes of a multi-process run; see
 `jaxreenact.inference.inversion`. The next step is `python -m jaxreenact.data.build`, then the mixed and paired stages.
 """
 
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from jaxreenact.common import distributed
 from jaxreenact.common.cli import add_run_flags
 from jaxreenact.common.errors import cli_main
 from jaxreenact.inference import inversion
@@ -30,6 +33,7 @@ def parse_args(argv=None):
 @cli_main
 def main(argv=None):
     a = parse_args(argv)
+    distributed.initialize()  # several processes split the frames (launch/local_multiprocess.sh, Slurm)
     inversion.plan(a.root)  # a wrong root fails here, before any network is loaded
     names = ("e4e", "generator") if a.save_images or a.tiny else ("e4e",)
     nets, variables = load_bundle(names, {n: getattr(a, n) for n in names}, tiny_seed=a.seed if a.tiny else None)

@@ -3,19 +3,20 @@
     python -m jaxreenact.train --config=configs/synthetic.py --workdir=runs/synthetic
     python -m jaxreenact.train --config=configs/synthetic.py:tiny --workdir=runs/tiny --config.train.steps=20
 
-Re-running with the same --workdir resumes from its last checkpoint. Multi-host runs call
-`jax.distributed.initialize()` (set JAXREENACT_DISTRIBUTED=1, or it is detected on Cloud TPU pods / Slurm).
+Re-running with the same --workdir resumes from its last checkpoint; SIGTERM or Ctrl-C checkpoints the current step
+on every process and exits with 143 / 130. Multi-process runs call `jax.distributed.initialize()` (see
+`jaxreenact.common.distributed`: launch/local_multiprocess.sh, Slurm, Cloud TPU pods).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from jaxreenact.common import distributed
 from jaxreenact.common.errors import report_user_errors
 from jaxreenact.training import loop, stages
 
@@ -24,23 +25,13 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Disable the progress bar.")
 
 
-def _maybe_distributed():
-    import jax
-
-    wanted = os.environ.get("JAXREENACT_DISTRIBUTED") == "1"
-    auto = "SLURM_NTASKS" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1
-    tpu_pod = "TPU_WORKER_HOSTNAMES" in os.environ and "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
-    if wanted or auto or tpu_pod:
-        jax.distributed.initialize()
-
-
 def main(argv):
     del argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if _CONFIG.value is None or _WORKDIR.value is None:
         print("usage: python -m jaxreenact.train --config=configs/<stage>.py[:tiny] --workdir=DIR", file=sys.stderr)
         return 2
-    _maybe_distributed()
+    distributed.initialize()  # one process of several when the environment says so
     return report_user_errors("jaxreenact.train", loop.train, _CONFIG.value, _WORKDIR.value,
                               build_stage=stages.build_stage, progress=not _NO_PROGRESS.value)  # fmt: skip
 

@@ -1,12 +1,15 @@
 """User-facing errors: a message that names the file or value, what is wrong and what to do.
 
-Entry points catch `UserError` and print its message on one line (no traceback) via `cli_main`.
+Entry points catch `UserError` and print its message on one line (no traceback) via `cli_main`; an interrupt
+(Ctrl-C, or SIGTERM through `common.preemption`) is one line too, with exit status 130 / 143.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+
+from jaxreenact.common import preemption
 
 
 class UserError(Exception):
@@ -33,23 +36,29 @@ def cli_main(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with preemption.raise_on_sigterm():
+                return fn(*args, **kwargs)
         except UserError as e:
             prog = program_name(fn)
             print(f"error ({prog}): {e}", file=sys.stderr)
             raise SystemExit(2) from None
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            raise SystemExit(130) from None
+        except KeyboardInterrupt as e:
+            print(f"{program_name(fn)}: {preemption.message(e)}", file=sys.stderr)
+            raise SystemExit(preemption.exit_code(e)) from None
 
     return wrapper
 
 
 def report_user_errors(prog: str, fn, *args, **kwargs) -> int:
-    """Run `fn`; a `UserError` is printed as one line naming `prog` (exit status 2), else 0. For absl mains."""
+    """Run `fn`; a `UserError` is printed as one line naming `prog` (exit status 2), an interrupt too (130 / 143),
+    else 0. For absl mains."""
     try:
-        fn(*args, **kwargs)
+        with preemption.raise_on_sigterm():
+            fn(*args, **kwargs)
     except UserError as e:
         print(f"error ({prog}): {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f"{prog}: {preemption.message(e)}", file=sys.stderr)
+        return preemption.exit_code(e)
     return 0

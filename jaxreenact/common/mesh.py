@@ -2,13 +2,19 @@
 
 Every jitted function in the package sees fixed batch shapes (one compilation per program run): a short last
 batch is padded by repeating its last row and the padding is dropped from the outputs.
+
+Training batches of any size run on any device count (`Padding`): the global batch of B rows is laid out as
+``round_up(B, devices)`` rows, the extra rows copies of real ones with weight 0 in every loss (`masked_mean`), so
+the loss and its gradient are those of the B real rows, whatever the device count.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -19,11 +25,15 @@ DATA_AXIS = "data"
 
 
 def make_mesh(data: int | None = -1, devices: Sequence | None = None) -> jax.sharding.Mesh:
-    """A 1-D mesh with axis `data` over `data` devices (-1 or None: all of `devices`, default `jax.devices()`)."""
+    """A 1-D mesh with axis `data` over the first `data` devices (-1 or None: all of `devices`, default
+    `jax.devices()`); any count works, the batches are padded to it (`Padding`)."""
     devices = list(jax.devices() if devices is None else devices)
     n = len(devices) if data in (-1, None) else int(data)
-    if n < 1 or n > len(devices) or len(devices) % n:
+    if n < 1 or n > len(devices):
         raise UserError(f"config.mesh.data={data}: {len(devices)} devices cannot form that axis")
+    if n < len(devices) and jax.process_count() > 1:
+        raise UserError(f"config.mesh.data={data}: a run over {jax.process_count()} processes uses all "
+                        f"{len(devices)} devices (leave config.mesh.data=-1)")  # fmt: skip
     return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=np.asarray(devices[:n]))
 
 
@@ -34,6 +44,23 @@ def local_mesh() -> jax.sharding.Mesh:
 
 def replicated(mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
+
+
+def put_replicated(tree, mesh):
+    """`tree` (numpy or single-process jax arrays, typed PRNG keys included) as arrays replicated over `mesh`;
+    works when the mesh spans several processes (each passes the same values), which `jax.device_put` of a jax
+    array does not."""
+    sharding = replicated(mesh)
+
+    def put(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            impl = jax.random.key_impl(x)
+            return jax.random.wrap_key_data(jax.device_put(np.asarray(jax.random.key_data(x)), sharding), impl=impl)
+        if isinstance(x, jax.Array | np.ndarray | np.generic):
+            return jax.device_put(np.asarray(x), sharding)
+        return x
+
+    return jax.tree.map(put, tree)
 
 
 def batch_sharded(mesh) -> NamedSharding:
@@ -69,3 +96,69 @@ def map_batches(fn: Callable, arrays: Sequence[np.ndarray], batch: int, fill: st
     if isinstance(outs[0], tuple):
         return tuple(np.concatenate(cols, 0) for cols in zip(*outs))
     return np.concatenate(outs, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Padding:
+    """A global batch of `rows` real rows laid out as `padded` rows (a multiple of the device count).
+
+    Rows [0, rows) are the real ones; row i >= rows repeats real row ``i % rows`` (a finite copy, so no NaN can
+    reach the gradient) and weighs 0 in every loss. With ``padded == rows`` nothing is padded and every helper
+    is the identity, so the unpadded program is unchanged.
+    """
+
+    rows: int
+    padded: int
+
+    @property
+    def needed(self) -> bool:
+        return self.padded != self.rows
+
+    def source_rows(self) -> np.ndarray:
+        """int [padded]: the real row each padded row holds."""
+        return np.arange(self.padded) % self.rows
+
+    def weights(self) -> np.ndarray | None:
+        """float32 [padded]: 1 for real rows, 0 for padding (None when nothing is padded)."""
+        if not self.needed:
+            return None
+        return (np.arange(self.padded) < self.rows).astype(np.float32)
+
+    def pad(self, x):
+        """x [rows, ...] -> [padded, ...] (a pytree of arrays alike)."""
+        if not self.needed:
+            return x
+        src = self.source_rows()
+        return jax.tree.map(lambda a: jnp.take(a, src, axis=0), x)
+
+    def real(self, x):
+        """x [padded, ...] -> its real rows [rows, ...] (a pytree alike)."""
+        if not self.needed:
+            return x
+        return jax.tree.map(lambda a: a[: self.rows], x)
+
+
+def batch_padding(rows: int, devices: int) -> Padding:
+    """The `Padding` of a global batch of `rows` over `devices` devices (padded up to a multiple of them)."""
+    if rows < 1:
+        raise UserError(f"batch size {rows} must be positive")
+    return Padding(int(rows), round_up(int(rows), int(devices)))
+
+
+def masked_mean(values, weight=None):
+    """The batch mean of `values` [B, ...]: each sample's mean over its other axes, averaged with `weight` [B]
+    (0 = a padded row that counts for nothing). `weight=None`: the plain mean of every element (unpadded)."""
+    if weight is None:
+        return jnp.mean(values)
+    per_sample = jnp.mean(values.reshape(values.shape[0], -1), axis=1)
+    weight = jnp.asarray(weight, per_sample.dtype)
+    return jnp.sum(per_sample * weight) / jnp.sum(weight)
+
+
+def shard_rows(x, mesh):
+    """Constrain the leading (batch) axis of every leaf of `x` to the mesh's `data` axis inside a jitted function
+    (the per-sample work then runs data-parallel); `mesh=None` leaves `x` as it is."""
+    if mesh is None:
+        return x
+    sharding = batch_sharded(mesh)
+    return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, sharding), x)

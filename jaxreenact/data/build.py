@@ -3,13 +3,15 @@
     python -m jaxreenact.data.build --root DATASET_ROOT --out TFDS_DIR [--split train|test] [--overwrite]
 
 Writes ``TFDS_DIR/jaxreenact_voxceleb/<split>/1.0.0/`` and, beside the data, ``build_report.json`` (every skipped
-file with its reason) and ``video_index.npz``. See `jaxreenact.data.voxceleb`.
+file with its reason) and ``video_index.npz``. Interrupted (SIGTERM, Ctrl-C: exit status 143 / 130), it keeps the
+splits already built and the rerun builds the interrupted split again. See `jaxreenact.data.voxceleb`.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from jaxreenact.common import distributed
 from jaxreenact.common.errors import cli_main
 from jaxreenact.data.voxceleb import build_frames_dataset
 
@@ -28,6 +30,7 @@ def main(argv=None):
     p.add_argument("--overwrite", action="store_true", help="rebuild this split if it already exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    distributed.refuse("python -m jaxreenact.data.build")  # one writer per split
 
     report = build_frames_dataset(
         args.root,

@@ -11,6 +11,9 @@ For every ``ROOT/<id>/<video>/frames_cropped/<name>.png`` it writes (METHOD.md 5
   interrupted run continues where it stopped. Every file is written through a temporary file and a rename, so an
   interrupt never leaves a half-written latent that a later run would take as done.
 * A frame that cannot be read is reported (file and reason) and skipped; the run goes on.
+* Several processes (`jaxreenact.common.distributed`: launch/local_multiprocess.sh, Slurm) split the frames still
+  to do: each inverts every n-th one on its own devices, no collective; an interrupted process loses only its
+  current batch.
 * The inverted frames are rendered without truncation (ψ = 1), i.e. what the latent itself shows.
 """
 
@@ -27,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from jaxreenact.common import distributed
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.files import atomic_write_bytes
 from jaxreenact.common.images import from_uint8, to_uint8_jax
@@ -141,10 +145,14 @@ def invert_tree(
     overwrite: bool = False,
     progress: bool = True,
     num_threads: int = 8,
+    process_index: int | None = None,
+    process_count: int | None = None,
 ) -> Report:
     """Invert every frame of the tree at `root` that is not done yet (see the module docstring). `frozen` holds
-    the "e4e" variables (and "g" with `save_images`). Returns the report."""
+    the "e4e" variables (and "g" with `save_images`). With several processes (default: JAX's), this one takes
+    its share of the frames (`common.distributed.share`). Returns the report (`inverted`: this process's)."""
     jobs, report = plan(root, save_images, overwrite)
+    jobs = distributed.share(jobs, process_index, process_count)
     sharding = batch_sharded(local_mesh())
     batch = round_up(batch_size, sharding.mesh.size)  # a multiple of the device count
     bar = tqdm(total=len(jobs), desc="invert", unit="frame", disable=not progress)

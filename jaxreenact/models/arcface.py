@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxreenact.common.mesh import masked_mean
 from jaxreenact.models.irse import ir_se_backbone
 from jaxreenact.nn.torch_layers import BatchNorm, Linear, adaptive_avg_pool2d, cosine_similarity, l2_normalize
 
@@ -71,6 +72,7 @@ def csim(variables, y_hat, y, *, crop: bool = True, module: ArcFace | None = Non
     return cosine_similarity(fh, fy, eps=COS_EPS)
 
 
-def identity_loss(variables, y_hat, y, *, crop: bool = True, module: ArcFace | None = None):
-    """`IDLoss(y_hat, y, crop)`: mean_b(1 - cos(f(y_hat), stop_gradient(f(y)))), a scalar."""
-    return jnp.mean(1.0 - csim(variables, y_hat, y, crop=crop, module=module))
+def identity_loss(variables, y_hat, y, *, crop: bool = True, module: ArcFace | None = None, weight=None):
+    """`IDLoss(y_hat, y, crop)`: mean_b(1 - cos(f(y_hat), stop_gradient(f(y)))), a scalar; `weight` [B]: the
+    masked batch mean of `common.mesh.masked_mean` (0 for padded rows)."""
+    return masked_mean(1.0 - csim(variables, y_hat, y, crop=crop, module=module), weight)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxreenact.common.mesh import masked_mean
 from jaxreenact.nn.torch_layers import Conv2d, max_pool2d
 
 SHIFT = np.array([-0.030, -0.088, -0.188], np.float32)
@@ -66,10 +67,13 @@ def range_1_to_255(x):
     return (x + 1.0) / (2.0 + 1e-5) * 255.0
 
 
-def lpips_loss(variables, x, y, *, range_255: bool = False, module: LPIPS | None = None):
+def lpips_loss(variables, x, y, *, range_255: bool = False, module: LPIPS | None = None, weight=None):
     """The perceptual loss: sum over layers and batch / B (a scalar). `range_255=True` is the paired-mode call,
-    which feeds the [-1,1] images converted to [0, 255] by `range_1_to_255` (an upstream quirk, kept)."""
+    which feeds the [-1,1] images converted to [0, 255] by `range_1_to_255` (an upstream quirk, kept).
+    `weight` [B]: the masked batch mean of `common.mesh.masked_mean` (0 for padded rows)."""
     if range_255:
         x, y = range_1_to_255(x), range_1_to_255(y)
     d = (module or LPIPS()).apply(variables, x, y)
+    if weight is not None:
+        return masked_mean(d, weight)
     return jnp.sum(d) / x.shape[0]

@@ -1,8 +1,9 @@
 """The training loop for A (paper Sec. 3, METHOD.md 4), read top to bottom in `train`.
 
 mesh → frozen networks → state (init, `init_from`, or resume) → jitted step with explicit shardings →
-checkpoints, metrics (JSON lines + TensorBoard), validation with image grids → loop. Randomness is
-`fold_in(key(seed), step)`, so a resumed run replays exactly the stream an uninterrupted run would have used.
+checkpoints, metrics (JSON lines + TensorBoard, one line a step), validation with image grids → loop, stopping
+cleanly on SIGTERM / SIGINT. Randomness is `fold_in(key(seed), step)`, so a resumed run replays exactly the
+stream an uninterrupted run would have used.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxreenact.common import checkpoints
+from jaxreenact.common import checkpoints, preemption
 from jaxreenact.common import images as visualize
 from jaxreenact.common.errors import UserError
-from jaxreenact.common.mesh import make_mesh
+from jaxreenact.common.files import atomic_write_text
+from jaxreenact.common.mesh import make_mesh, put_replicated
 from jaxreenact.training.setup import load_init_params
 from jaxreenact.training.stage import Stage
 
@@ -59,23 +61,36 @@ def make_optimizer(train_cfg) -> optax.GradientTransformation:
 
 
 class MetricWriter:
-    """Scalars to `metrics.jsonl` (one JSON object a line) and TensorBoard events; images to PNG + TensorBoard."""
+    """Scalars to `metrics.jsonl` (one JSON object a line, one line a step) and TensorBoard events; images to
+    PNG + TensorBoard. Only process 0 writes (`enabled`).
 
-    def __init__(self, workdir: pathlib.Path, enabled: bool = True):
+    `resume_step`: the run restarts from that checkpointed step, so the lines of later steps (written after the
+    checkpoint by the run that stopped) are dropped, and TensorBoard is told to purge them (`purge_step`), so both
+    keep one record per step.
+    """
+
+    def __init__(self, workdir: pathlib.Path, enabled: bool = True, resume_step: int | None = None):
         self.enabled = enabled
         self.path = workdir / "metrics.jsonl"
         self.img_dir = workdir / "images"
         self.tb = None
-        if enabled:
-            try:
-                from tensorboardX import SummaryWriter
+        if not enabled:
+            return
+        purge = None
+        if resume_step is not None:
+            purge = resume_step + 1
+            if self.path.is_file():
+                keep = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
+                atomic_write_text(self.path, "".join(line + "\n" for line in keep))
+        try:
+            from tensorboardX import SummaryWriter
 
-                self.tb = SummaryWriter(str(workdir / "tb"))
-            except ImportError:  # pragma: no cover
-                log.warning("tensorboardX not installed: metrics go to metrics.jsonl only")
+            self.tb = SummaryWriter(str(workdir / "tb"), purge_step=purge)
+        except ImportError:  # pragma: no cover
+            log.warning("tensorboardX not installed: metrics go to metrics.jsonl only")
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
-        if not self.enabled:
+        if not self.enabled or not values:
             return
         rec = {"step": step, **{k: float(v) for k, v in values.items()}}
         with open(self.path, "a") as fh:
@@ -98,8 +113,37 @@ class MetricWriter:
             self.tb.close()
 
 
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62  # a torn last line: dropped
+
+
 def _replicate(tree, mesh):
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+    return put_replicated(tree, mesh)
+
+
+def make_step(loss_fn: Callable, tx: optax.GradientTransformation, root_key, mesh, with_batch: bool):
+    """The jitted training step `(state, frozen, batch) -> (state, metrics)`: loss and gradient of A, the optax
+    update, metrics (loss, its terms, gradient norm); state and frozen replicated, the batch split over `data`.
+    The step's random key is `fold_in(root_key, step)`. `state` is donated."""
+    replicated = NamedSharding(mesh, P())
+
+    def step_fn(state: TrainState, frozen, batch):
+        key = jax.random.fold_in(root_key, state.step)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, frozen, key, batch)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, **aux, "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads)))}
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    return jax.jit(
+        step_fn,
+        in_shardings=(replicated, replicated, NamedSharding(mesh, P("data")) if with_batch else None),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
 
 
 def train(
@@ -111,8 +155,12 @@ def train(
 ) -> Any:
     """Train A as `config` says, checkpointing under `workdir`; returns the final TrainState.
 
-    `on_step(done_steps, state)` is called after every step (after its checkpoint, if one was due), e.g. to stop
-    early from a notebook by raising.
+    Any device count runs the numbers of one device: the stages pad the global batch to a multiple of the mesh
+    (`common.mesh.Padding`, padded rows weigh 0). After each step: one metrics line (training scalars every
+    `log_every` steps, validation every `eval_every`), then the checkpoint when due. SIGTERM / SIGINT on any
+    process (`common.preemption.StopRequest`): every process checkpoints the same step and `Interrupted` is
+    raised (exit status 143 / 130 in the program); the rerun resumes bit-identical. `on_step(done_steps, state)`
+    is called after every step (after its checkpoint, if one was due), e.g. to stop early from a notebook.
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -122,9 +170,6 @@ def train(
 
     mesh = make_mesh(config.mesh.data)
     stage: Stage = build_stage(config, mesh)  # checks every weight path first
-    batch = config.train.batch_size
-    if batch % mesh.size:
-        raise UserError(f"config.train.batch_size={batch} is not divisible by the {mesh.size} devices of the mesh")
     tx = make_optimizer(config.train)
     init_key, root_key = jax.random.split(jax.random.key(config.seed))
 
@@ -133,11 +178,11 @@ def train(
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
     replicated = NamedSharding(mesh, P())
-    data_sharding = NamedSharding(mesh, P("data"))
     state = jax.jit(init_state, out_shardings=replicated)()
     mgr = checkpoints.Manager(workdir / "checkpoints", max_to_keep=config.train.max_to_keep)
     start = mgr.latest_step()
-    if start is not None:
+    resumed = start is not None
+    if resumed:
         state = mgr.restore(start, target=state)
         state = jax.device_put(state, replicated)
         log.info("resumed from %s at step %d", workdir / "checkpoints", start)
@@ -148,59 +193,64 @@ def train(
     start = int(state.step)
     frozen = _replicate(stage.frozen, mesh)
 
-    def step_fn(state: TrainState, frozen, batch):
-        key = jax.random.fold_in(root_key, state.step)
-        (loss, aux), grads = jax.value_and_grad(stage.loss, has_aux=True)(state.params, frozen, key, batch)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, **aux, "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads)))}
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    train_step = make_step(stage.loss, tx, root_key, mesh, with_batch=stage.batches is not None)
+    val_step = jax.jit(stage.validate, in_shardings=(replicated, replicated, replicated), out_shardings=replicated)
+    val_data = _replicate(stage.val_data, mesh) if stage.val_data is not None else None
 
-    batch_sharding = data_sharding if stage.batches is not None else None
-    train_step = jax.jit(
-        step_fn,
-        in_shardings=(replicated, replicated, batch_sharding),
-        out_shardings=(replicated, replicated),
-        donate_argnums=(0,),
-    )
-    val_step = jax.jit(stage.validate, in_shardings=(replicated, replicated, None))
-
-    writer = MetricWriter(workdir, enabled=is_main)
+    writer = MetricWriter(workdir, enabled=is_main, resume_step=start if resumed else None)
     total = int(config.train.steps)
+    eval_every, log_every, ckpt_every = (int(config.train[k]) for k in ("eval_every", "log_every", "checkpoint_every"))
     bar = None
     if progress and is_main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
     t_last, n_last = time.perf_counter(), start
+    saved = start if resumed else None
     try:
-        for step in range(start, total):
-            if config.train.eval_every and step % config.train.eval_every == 0:
-                evaluate(val_step, state, frozen, stage.val_data, writer, step, config)
-            data = None
-            if stage.batches is not None:
-                data = stage.batches(step)
-            state, metrics = train_step(state, frozen, data)
-            loss = float(metrics["loss"])
-            if not math.isfinite(loss):
-                last = mgr.latest_step()
-                where = f"the last good checkpoint is step {last}" if last is not None else "no checkpoint was saved"
-                raise TrainingDiverged(f"non-finite loss ({loss}) at step {step}; stopping ({where} in {workdir})")
-            done = step + 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}")
-            if done % config.train.log_every == 0 or done == total:
-                now = time.perf_counter()
-                rate = (done - n_last) / max(now - t_last, 1e-9)
-                t_last, n_last = now, done
-                writer.scalars(done, {**{k: float(v) for k, v in metrics.items()}, "steps_per_s": rate})
-            if done % config.train.checkpoint_every == 0 or done == total:
-                mgr.save(done, state)
-            if on_step is not None:
-                on_step(done, state)
-        if config.train.eval_every:
-            evaluate(val_step, state, frozen, stage.val_data, writer, total, config)
+        with preemption.StopRequest() as stop:
+            if eval_every and start == 0:
+                writer.scalars(0, evaluate(val_step, state, frozen, val_data, writer, 0, config))
+            for step in range(start, total):
+                data = None
+                if stage.batches is not None:
+                    data = stage.batches(step)
+                state, metrics = train_step(state, frozen, data)
+                loss = float(metrics["loss"])
+                if not math.isfinite(loss):
+                    last = mgr.latest_step()
+                    where = (
+                        f"the last good checkpoint is step {last}" if last is not None else "no checkpoint was saved"
+                    )
+                    raise TrainingDiverged(f"non-finite loss ({loss}) at step {step}; stopping ({where} in {workdir})")
+                done = step + 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                row = {}
+                if done % log_every == 0 or done == total:
+                    now = time.perf_counter()
+                    rate = (done - n_last) / max(now - t_last, 1e-9)
+                    t_last, n_last = now, done
+                    row.update({**{k: float(v) for k, v in metrics.items()}, "steps_per_s": rate})
+                if eval_every and (done % eval_every == 0 or done == total):
+                    row.update(evaluate(val_step, state, frozen, val_data, writer, done, config))
+                writer.scalars(done, row)
+                if done % ckpt_every == 0 or done == total:
+                    mgr.save(done, state)
+                    saved = done
+                signum = stop.agreed()
+                if signum:
+                    if saved != done:
+                        mgr.save(done, state, force=True)
+                    mgr.wait()
+                    raise preemption.Interrupted(
+                        signum,
+                        f"interrupted by {preemption.signal_name(signum)} after step {done}: checkpoint {done} "
+                        f"saved in {workdir / 'checkpoints'}; run the same command again to resume",
+                    )
+                if on_step is not None:
+                    on_step(done, state)
     finally:
         if bar is not None:
             bar.close()
@@ -211,7 +261,7 @@ def train(
 
 def evaluate(val_step, state, frozen, val_data, writer: MetricWriter, step: int, config) -> dict[str, float]:
     """Validation on the fixed seeded pairs (a list of batches), every sample scored: the mean of each per-sample
-    metric, and a source | target | reenacted grid of the first batch."""
+    metric (returned, for the step's metrics line), and a source | target | reenacted grid of the first batch."""
     scores: dict[str, list] = {}
     images = None
     for vb in val_data:
@@ -222,7 +272,6 @@ def evaluate(val_step, state, frozen, val_data, writer: MetricWriter, step: int,
             v = np.asarray(v)
             scores.setdefault(k, []).append(v if valid is None else v[valid])
     means = {f"val/{k}": float(np.mean(np.concatenate(v))) for k, v in scores.items()}
-    writer.scalars(step, means)
     n = config.eval.grid_pairs
     rows = [np.asarray(images[k][:n]) for k in ("source", "target", "reenacted")]
     grid = visualize.make_grid(np.stack(rows, 1).reshape(-1, *rows[0].shape[1:]), nrow=3)

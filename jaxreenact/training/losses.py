@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
+from jaxreenact.common.mesh import Padding, masked_mean
 from jaxreenact.latent import directions
 from jaxreenact.models import arcface as arcface_lib
 from jaxreenact.models import lpips as lpips_lib
@@ -22,51 +23,64 @@ EYE_PAIRS = ((36, 39), (37, 41), (38, 40), (42, 45), (43, 47), (44, 46))
 MOUTH_PAIRS = ((48, 54), (49, 59), (50, 58), (51, 57), (52, 56), (53, 55), (60, 64), (61, 67), (62, 66), (63, 65))
 
 
-def shape_loss(trans_verts_gt, trans_verts):
-    """L1 (mean over every B×V×3 element) between GT and reenacted `trans_verts`."""
-    return jnp.mean(jnp.abs(trans_verts_gt - trans_verts))
+def shape_loss(trans_verts_gt, trans_verts, weight=None):
+    """L1 (mean over every B×V×3 element) between GT and reenacted `trans_verts`; `weight` [B]: see
+    `common.mesh.masked_mean` (0 for padded rows)."""
+    return masked_mean(jnp.abs(trans_verts_gt - trans_verts), weight)
 
 
-def _pair_distance_loss(lmk_gt, lmk, pairs):
+def _pair_distance_loss(lmk_gt, lmk, pairs, weight=None):
     """mean over pairs of L1(|gt_i − gt_j|, |r_i − r_j|), per coordinate (the authors' accumulation order)."""
     loss = 0.0
     for i, j in pairs:
         d_gt = jnp.abs(lmk_gt[:, i, :] - lmk_gt[:, j, :])
         d_e = jnp.abs(lmk[:, i, :] - lmk[:, j, :])
-        loss = loss + jnp.mean(jnp.abs(d_gt - d_e))
+        loss = loss + masked_mean(jnp.abs(d_gt - d_e), weight)
     return loss / len(pairs)
 
 
-def eye_loss(landmarks2d_gt, landmarks2d):
+def eye_loss(landmarks2d_gt, landmarks2d, weight=None):
     """Eye-opening loss on 68 iBUG landmarks [B,68,2] (pairs (36,39),(37,41),(38,40),(42,45),(43,47),(44,46))."""
-    return _pair_distance_loss(landmarks2d_gt, landmarks2d, EYE_PAIRS)
+    return _pair_distance_loss(landmarks2d_gt, landmarks2d, EYE_PAIRS, weight)
 
 
-def mouth_loss(landmarks2d_gt, landmarks2d):
+def mouth_loss(landmarks2d_gt, landmarks2d, weight=None):
     """Mouth loss on 68 iBUG landmarks [B,68,2] (10 pairs, outer and inner lips)."""
-    return _pair_distance_loss(landmarks2d_gt, landmarks2d, MOUTH_PAIRS)
+    return _pair_distance_loss(landmarks2d_gt, landmarks2d, MOUTH_PAIRS, weight)
 
 
-def shape_losses(geom_gt: Mapping, geom: Mapping) -> dict:
+def shape_losses(geom_gt: Mapping, geom: Mapping, weight=None) -> dict:
     """dict(shape, eye, mouth) between two `pose.deca.geometry` outputs (GT first, as the authors call them)."""
     return {
-        "shape": shape_loss(geom_gt["trans_verts"], geom["trans_verts"]),
-        "eye": eye_loss(geom_gt["landmarks2d"], geom["landmarks2d"]),
-        "mouth": mouth_loss(geom_gt["landmarks2d"], geom["landmarks2d"]),
+        "shape": shape_loss(geom_gt["trans_verts"], geom["trans_verts"], weight),
+        "eye": eye_loss(geom_gt["landmarks2d"], geom["landmarks2d"], weight),
+        "mouth": mouth_loss(geom_gt["landmarks2d"], geom["landmarks2d"], weight),
     }
 
 
-def reenactment_losses(s: Setup, params, frozen, key, w_s, img_s, img_t, id_ref, pixel_ref=None, paired=False):
+def reenactment_losses(
+    s: Setup, params, frozen, key, w_s, img_s, img_t, id_ref, pixel_ref=None, paired=False, pad: Padding | None = None
+):
     """One batch's losses. w_s: source W+ (untruncated); img_s/img_t: source/target images (no gradient);
-    id_ref: the image the identity and perceptual losses compare with (source, or the target in paired mode)."""
+    id_ref: the image the identity and perceptual losses compare with (source, or the target in paired mode).
+
+    `pad`: the per-sample inputs are a padded global batch (`common.mesh.Padding`): the 50 % scheme draws for
+    the real rows only, and padded rows weigh 0 in every loss term, so the losses and the gradient are those of
+    the real rows."""
     sg = jax.lax.stop_gradient
+    weight = None if pad is None else pad.weights()
     codes_s = jax.tree.map(sg, deca_codes(s, frozen, img_s))
     codes_t = jax.tree.map(sg, deca_codes(s, frozen, img_t))
     p_s = pose.params_to_p(codes_s, s.layout)
     p_t = pose.params_to_p(codes_t, s.layout)
     if s.disentanglement_50 and not paired:
-        dp, idx = pose.delta_p_50(key, p_s, p_t, s.units, s.layout)
-        gt = pose.gt_params_50(codes_s, codes_t, deca_lib.angles_of(codes_s), dp, idx, s.units, s.layout)
+        # Positional (first half full Δp) and random: on the real rows, then copied to the padded ones.
+        real = (lambda x: x) if pad is None else pad.real
+        re_pad = (lambda x: x) if pad is None else pad.pad
+        dp, idx = pose.delta_p_50(key, real(p_s), real(p_t), s.units, s.layout)
+        rc_s, rc_t = real(codes_s), real(codes_t)
+        gt = pose.gt_params_50(rc_s, rc_t, deca_lib.angles_of(rc_s), dp, idx, s.units, s.layout)
+        dp, gt = re_pad(dp), re_pad(gt)
     else:
         dp = pose.delta_p(p_s, p_t, s.units, s.layout)
         gt = {"pose": codes_t["pose"], "exp": codes_t["exp"]}
@@ -77,11 +91,16 @@ def reenactment_losses(s: Setup, params, frozen, key, w_s, img_s, img_t, id_ref,
     gt_shape = codes_t["shape"] if paired else codes_s["shape"]
     geom_gt = jax.tree.map(sg, geometry(s, frozen, gt_shape, gt["exp"], gt["pose"]))
     geom_r = geometry(s, frozen, codes_r["shape"], codes_r["exp"], codes_r["pose"])
-    terms = shape_losses(geom_gt, geom_r)
-    terms["identity"] = arcface_lib.identity_loss(frozen["arcface"], img_r, id_ref, module=s.nets.arcface)
-    terms["perceptual"] = lpips_lib.lpips_loss(frozen["lpips"], img_r, id_ref, range_255=paired, module=s.nets.lpips)
+    terms = shape_losses(geom_gt, geom_r, weight)
+    terms["identity"] = arcface_lib.identity_loss(
+        frozen["arcface"], img_r, id_ref, module=s.nets.arcface, weight=weight
+    )
+    terms["perceptual"] = lpips_lib.lpips_loss(
+        frozen["lpips"], img_r, id_ref, range_255=paired, module=s.nets.lpips, weight=weight
+    )
     if paired:
         # The authors' pixel L1 is on [0, 255]-converted images (an upstream quirk, kept: METHOD.md 4.2).
-        terms["pixel"] = jnp.mean(jnp.abs(lpips_lib.range_1_to_255(img_r) - lpips_lib.range_1_to_255(pixel_ref)))
+        pixel = jnp.abs(lpips_lib.range_1_to_255(img_r) - lpips_lib.range_1_to_255(pixel_ref))
+        terms["pixel"] = masked_mean(pixel, weight)
     total = sum(s.lam[k] * v for k, v in terms.items())
     return total, {f"loss/{k}": v for k, v in terms.items()}

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxreenact.common.errors import UserError
+from jaxreenact.common.mesh import batch_padding, shard_rows
 from jaxreenact.training import real
 from jaxreenact.training.losses import reenactment_losses
 from jaxreenact.training.setup import Setup, init_params_fn, synthetic_sources
@@ -19,16 +20,22 @@ from jaxreenact.training.stage import Stage
 from jaxreenact.training.synthetic import synthetic_validation
 
 
-def mixed_loss(s: Setup, batch: int):
+def mixed_loss(s: Setup, batch: int, mesh=None):
+    """The stage's loss; `data` holds the real half (B/2 rows, laid out as the padded batch of `mesh` when given:
+    `common.mesh.Padding`), the synthetic half and the targets are drawn here."""
     half = batch // 2
+    devices = 1 if mesh is None else mesh.size
+    pad, pad_real, pad_syn = (batch_padding(n, devices) for n in (batch, half, batch - half))
 
     def loss(params, frozen, key, data):
         k_s, k_t, k_attr = jax.random.split(key, 3)
-        w_syn, img_syn = synthetic_sources(s, frozen, k_s, batch - half)
-        _, img_t = synthetic_sources(s, frozen, k_t, batch)
-        w_s = jnp.concatenate([data["latent"], w_syn], axis=0)
-        img_s = jnp.concatenate([data["image"], img_syn], axis=0)
-        return reenactment_losses(s, params, frozen, k_attr, w_s, img_s, img_t, id_ref=img_s)
+        w_syn, img_syn = synthetic_sources(s, frozen, k_s, batch - half, mesh)
+        _, img_t = synthetic_sources(s, frozen, k_t, batch, mesh)
+        real = pad_real.real({"latent": data["latent"], "image": data["image"]})
+        w_s = jnp.concatenate([real["latent"], pad_syn.real(w_syn)], axis=0)
+        img_s = jnp.concatenate([real["image"], pad_syn.real(img_syn)], axis=0)
+        w_s, img_s = shard_rows(pad.pad((w_s, img_s)), mesh)
+        return reenactment_losses(s, params, frozen, k_attr, w_s, img_s, img_t, id_ref=img_s, pad=pad)
 
     return loss
 
@@ -40,15 +47,16 @@ def build(config, mesh, s: Setup, frozen) -> Stage:
     if b % 2:
         raise UserError(f"config.train.batch_size={b} must be even (half real, half synthetic)")
     half = b // 2
-    if half % mesh.size:
-        raise UserError(f"the real half of the batch ({half}) must be divisible by the {mesh.size} devices")
+    padded = batch_padding(half, mesh.size).padded  # each host reads its part of the padded real half
     batches = real.stream(
-        lambda start: ds.frame_batches(half, config.seed, start, pidx, pcount), ("image", "latent"), mesh
+        lambda start: ds.frame_batches(half, config.seed, start, pidx, pcount, padded_size=padded),
+        ("image", "latent"),
+        mesh,
     )
     validate, val = synthetic_validation(config, s)
     return Stage(
         init_params=init_params_fn(s.a),
-        loss=mixed_loss(s, b),
+        loss=mixed_loss(s, b, mesh),
         validate=validate,
         frozen=frozen,
         batches=batches,

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreenact.common.errors import UserError
+from jaxreenact.common.mesh import batch_padding, shard_rows
 from jaxreenact.face import deca_box
 from jaxreenact.latent import directions
 from jaxreenact.latent import render as render_lib
@@ -54,7 +55,15 @@ def weight_names(config) -> tuple[str, ...]:
     return names
 
 
+DTYPES = ("float32", "bfloat16")
+
+
 def make_setup(config, nets: Networks) -> Setup:
+    dtype = config.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise UserError(f"config.dtype={dtype!r}: use one of {', '.join(DTYPES)}")
+    if dtype != "float32" and nets.g is not None:  # the generator's synthesis (the bulk of the step's flops)
+        nets = dataclasses.replace(nets, g=nets.g.clone(dtype=dtype))
     ranges_path = config.ranges_file or pose.default_ranges_path(config.dataset_type)
     ranges = pose.load_ranges(ranges_path)
     layout = pose.LAYOUTS[config.dataset_type]
@@ -115,8 +124,13 @@ def reenact_from_codes(s: Setup, params, frozen, w_plus, codes_s, codes_t):
     return render(s, frozen, directions.shift_wplus(w_plus, shift))
 
 
-def synthetic_sources(s: Setup, frozen, key, batch: int):
-    """z ~ N(0, I) → untruncated W+ and its truncated image (`G(z, ψ)`), both [B, ...]."""
+def synthetic_sources(s: Setup, frozen, key, batch: int, mesh=None):
+    """z ~ N(0, I) → untruncated W+ and its truncated image (`G(z, ψ)`), both [B, ...].
+
+    With a `mesh`: the `batch` draws (the same as on one device) laid out as the padded batch of that mesh
+    (`common.mesh.batch_padding`, rows beyond `batch` repeat real ones) and split over its `data` axis."""
     z = jax.random.normal(key, (batch, 512), jnp.float32)
+    if mesh is not None:
+        z = shard_rows(batch_padding(batch, mesh.size).pad(z), mesh)
     w = render_lib.sample_wplus(s.nets.g, frozen["g"], z)
     return w, jax.lax.stop_gradient(render(s, frozen, w))

@@ -5,19 +5,24 @@ from __future__ import annotations
 import jax
 
 from jaxreenact.common.errors import UserError
+from jaxreenact.common.mesh import batch_padding
 from jaxreenact.training.losses import reenactment_losses
 from jaxreenact.training.setup import Setup, init_params_fn, synthetic_sources
 from jaxreenact.training.stage import Stage
 from jaxreenact.training.validation import validation_metrics
 
 
-def synthetic_loss(s: Setup, batch: int):
+def synthetic_loss(s: Setup, batch: int, mesh=None):
+    """The stage's loss of a global batch of `batch` pairs; with a `mesh`, data-parallel over its `data` axis on
+    the batch padded to a multiple of its devices (`common.mesh.Padding`: the numbers of one device)."""
+    pad = batch_padding(batch, mesh.size) if mesh is not None else None
+
     def loss(params, frozen, key, data):
         del data
         k_s, k_t, k_attr = jax.random.split(key, 3)
-        w_s, img_s = synthetic_sources(s, frozen, k_s, batch)
-        _, img_t = synthetic_sources(s, frozen, k_t, batch)
-        return reenactment_losses(s, params, frozen, k_attr, w_s, img_s, img_t, id_ref=img_s)
+        w_s, img_s = synthetic_sources(s, frozen, k_s, batch, mesh)
+        _, img_t = synthetic_sources(s, frozen, k_t, batch, mesh)
+        return reenactment_losses(s, params, frozen, k_attr, w_s, img_s, img_t, id_ref=img_s, pad=pad)
 
     return loss
 
@@ -43,13 +48,12 @@ def synthetic_validation(config, s: Setup):
 
 
 def build(config, mesh, s: Setup, frozen) -> Stage:
-    del mesh
     if config.loss.disentanglement_50 and config.train.batch_size % 2:
         raise UserError(f"config.train.batch_size={config.train.batch_size} must be even (50% scheme)")
     validate, val = synthetic_validation(config, s)
     return Stage(
         init_params=init_params_fn(s.a),
-        loss=synthetic_loss(s, config.train.batch_size),
+        loss=synthetic_loss(s, config.train.batch_size, mesh),
         validate=validate,
         frozen=frozen,
         val_data=val,

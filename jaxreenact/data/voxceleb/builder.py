@@ -192,6 +192,13 @@ class BuildReport:
         return "\n".join(lines)
 
 
+def _complete(target: pathlib.Path) -> bool:
+    """A finished build: TFDS's dataset_info.json and our index and report (written last) are there."""
+    return (target / "dataset_info.json").is_file() and (
+        (target / INDEX_FILE).is_file() or (target / REPORT_FILE).is_file()
+    )
+
+
 def build_frames_dataset(
     root: str | os.PathLike,
     out: str | os.PathLike,
@@ -205,15 +212,18 @@ def build_frames_dataset(
 
     Never downloads; everything TFDS writes stays inside `out`. Unusable files are skipped and reported (returned,
     printed by the CLI, and written to ``build_report.json`` beside the data). An existing build of the same split
-    is an error unless `overwrite`.
+    is an error unless `overwrite`. A split is built all or nothing: interrupted (SIGTERM, Ctrl-C), the build
+    leaves the splits already built and no part of this one, and the rerun builds it again.
     """
     _check_split(split)
     if int(image_size) < 1:
         raise UserError(f"image size must be positive, got {image_size}")
     scan = scan_tree(root)
     target = dataset_dir(out, split)
-    if target.exists() and not (target / "dataset_info.json").is_file():
+    if target.exists() and not _complete(target):
         shutil.rmtree(target)  # what a failed or interrupted build left
+    for p in target.parent.glob(f"incomplete.*{VERSION}"):  # TFDS's work folder of an interrupted build
+        shutil.rmtree(p, ignore_errors=True)
     if target.exists():
         if not overwrite:
             raise UserError(f"{target} already exists: pass --overwrite to rebuild it, or choose another --out")

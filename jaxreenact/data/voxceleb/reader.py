@@ -9,6 +9,8 @@ Determinism and multi-host contract (the same for frames and pairs):
   is dropped (``drop_remainder=True``, for training) or padded with ``valid=False`` rows (for evaluation);
 * host ``p`` of ``P`` reads rows ``[p*B/P, (p+1)*B/P)`` of every global batch (B must be divisible by P), so the
   hosts read disjoint slices that together cover the global batch, and `to_global` assembles the global array;
+* a global batch may be laid out as ``padded_size`` rows (a multiple of the device count, `common.mesh.Padding`):
+  row i >= B repeats row ``i % B`` and is marked ``valid=False``; the hosts then split the padded rows;
 * ``start_step`` skips whole batches without reading them, and `frame_batches` / `pair_batches` map a global
   training step to (epoch, step in epoch), so a resumed run continues with exactly the same data order.
 """
@@ -54,18 +56,26 @@ def host_batches(
     process_count: int = 1,
     start_step: int = 0,
     drop_remainder: bool = True,
+    padded_size: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """This host's (rows of `order`, valid mask) for each global batch from `start_step` (the sharding contract).
 
     `order` may be 1-D (example indices) or 2-D (one row per item, e.g. [source, target]). Without
     `drop_remainder` the last global batch is padded with copies of the epoch's first items, marked invalid.
+    `padded_size` (>= `batch_size`): each global batch laid out as that many rows, row i >= `batch_size` a copy
+    of row ``i % batch_size`` marked invalid (`common.mesh.Padding`).
     """
-    rows = host_rows(batch_size, process_index, process_count)
+    padded = int(batch_size if padded_size is None else padded_size)
+    if padded < batch_size:
+        raise ValueError(f"padded_size {padded} is smaller than the batch ({batch_size})")
+    rows = host_rows(padded, process_index, process_count)
+    layout = (np.arange(padded) % batch_size)[rows]  # the global batch row each of this host's rows holds
+    real = (np.arange(padded) < batch_size)[rows]
     order = np.asarray(order)
     n = len(order)
     for step in range(int(start_step), num_batches(n, batch_size, drop_remainder)):
-        idx = np.arange(step * batch_size, (step + 1) * batch_size)[rows]
-        valid = idx < n
+        idx = step * batch_size + layout
+        valid = (idx < n) & real
         yield order[np.where(valid, idx, idx % max(n, 1))], valid
 
 
@@ -168,28 +178,40 @@ class VoxCelebFrames:
         process_count: int = 1,
         start_step: int = 0,
         drop_remainder: bool = True,
+        padded_size: int | None = None,
     ) -> Iterator[dict[str, np.ndarray]]:
         """This host's part of each global batch of `epoch` (`batch_size` is GLOBAL), from `start_step`.
 
         Dict: image [b,S,S,3] float32 [-1,1], latent [b,14,512], index (example), video, valid (bool), with
-        b = batch_size / process_count.
+        b = batch_size / process_count (`padded_size` / process_count with a padded layout, `host_batches`).
         """
         order = self.epoch_order(seed, epoch)
-        for idx, valid in host_batches(order, batch_size, process_index, process_count, start_step, drop_remainder):
+        for idx, valid in host_batches(
+            order, batch_size, process_index, process_count, start_step, drop_remainder, padded_size
+        ):
             batch = self.read(idx)
             batch["valid"] = valid
             yield batch
 
     def frame_batches(
-        self, batch_size: int, seed: int, start_step: int = 0, process_index: int = 0, process_count: int = 1
+        self,
+        batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        process_index: int = 0,
+        process_count: int = 1,
+        padded_size: int | None = None,
     ) -> Iterator[dict[str, np.ndarray]]:
-        """Endless training stream: global step t reads batch t % steps_per_epoch of epoch t // steps_per_epoch."""
+        """Endless training stream: global step t reads batch t % steps_per_epoch of epoch t // steps_per_epoch
+        (each laid out as `padded_size` rows when given, `host_batches`)."""
         steps = self.steps_per_epoch(batch_size)
         if steps == 0:
             raise UserError(f"the split has {self.num_examples} frames, fewer than one global batch ({batch_size})")
         epoch, step = divmod(int(start_step), steps)
         while True:
-            yield from self.iterate_frames(batch_size, seed, epoch, process_index, process_count, start_step=step)
+            yield from self.iterate_frames(
+                batch_size, seed, epoch, process_index, process_count, start_step=step, padded_size=padded_size
+            )
             epoch, step = epoch + 1, 0
 
     # -- pairs -----------------------------------------------------------------------------------------------
@@ -239,13 +261,17 @@ class VoxCelebFrames:
         process_count: int = 1,
         start_step: int = 0,
         drop_remainder: bool = True,
+        padded_size: int | None = None,
     ) -> Iterator[dict[str, np.ndarray]]:
-        """This host's part of each global batch of `pairs` ([n, 2]); `batch_size` is GLOBAL.
+        """This host's part of each global batch of `pairs` ([n, 2]); `batch_size` is GLOBAL (`padded_size`:
+        `host_batches`).
 
         Dict: source_image, target_image [b,S,S,3] float32 [-1,1]; source_latent, target_latent [b,14,512];
         source_index, target_index, video, valid.
         """
-        for rows, valid in host_batches(pairs, batch_size, process_index, process_count, start_step, drop_remainder):
+        for rows, valid in host_batches(
+            pairs, batch_size, process_index, process_count, start_step, drop_remainder, padded_size
+        ):
             both = self.read(rows.reshape(-1))  # one fetch for sources and targets, interleaved
             yield {
                 "source_image": both["image"][0::2],
@@ -269,10 +295,13 @@ class VoxCelebFrames:
         process_count: int = 1,
         start_step: int = 0,
         drop_remainder: bool = True,
+        padded_size: int | None = None,
     ) -> Iterator[dict[str, np.ndarray]]:
         """The paired batches of `epoch` (METHOD.md 5 sampling, `epoch_pairs`), sharded per host, from `start_step`."""
         pairs = self.epoch_pairs(seed, epoch, max_pairs)
-        yield from self.iterate_pairs(pairs, batch_size, process_index, process_count, start_step, drop_remainder)
+        yield from self.iterate_pairs(
+            pairs, batch_size, process_index, process_count, start_step, drop_remainder, padded_size
+        )
 
     def paired_steps_per_epoch(self, batch_size: int, max_pairs: int = 2, drop_remainder: bool = True) -> int:
         return num_batches(self.num_pairs(max_pairs), batch_size, drop_remainder)
@@ -285,8 +314,10 @@ class VoxCelebFrames:
         max_pairs: int = 2,
         process_index: int = 0,
         process_count: int = 1,
+        padded_size: int | None = None,
     ) -> Iterator[dict[str, np.ndarray]]:
-        """Endless paired training stream; global step t is batch t % steps_per_epoch of epoch t // steps_per_epoch."""
+        """Endless paired training stream; global step t is batch t % steps_per_epoch of epoch t // steps_per_epoch
+        (each laid out as `padded_size` rows when given, `host_batches`)."""
         steps = self.paired_steps_per_epoch(batch_size, max_pairs)
         if steps == 0:
             raise UserError(
@@ -303,6 +334,7 @@ class VoxCelebFrames:
                 process_index=process_index,
                 process_count=process_count,
                 start_step=step,
+                padded_size=padded_size,
             )
             epoch, step = epoch + 1, 0
 

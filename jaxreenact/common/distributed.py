@@ -1,0 +1,75 @@
+"""Multi-process runs: when a program calls `jax.distributed.initialize()`, and how it is told where the others are.
+
+A program runs as one process of many when its environment says so:
+
+* explicitly: ``JAXREENACT_COORDINATOR=host:port JAXREENACT_NUM_PROCESSES=N JAXREENACT_PROCESS_ID=i`` (what
+  `launch/local_multiprocess.sh` sets for processes on one machine);
+* ``JAXREENACT_DISTRIBUTED=1``: JAX finds the cluster itself (Slurm's variables, Cloud TPU's metadata, ...);
+* detected: a Slurm step of more than one task (``SLURM_NTASKS`` > 1) or a Cloud TPU pod slice (several
+  ``TPU_WORKER_HOSTNAMES``).
+
+On CPU the processes talk through the gloo collectives (the default of the JAX here, set explicitly below).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import jax
+
+from jaxreenact.common.errors import UserError
+
+COORDINATOR = "JAXREENACT_COORDINATOR"
+NUM_PROCESSES = "JAXREENACT_NUM_PROCESSES"
+PROCESS_ID = "JAXREENACT_PROCESS_ID"
+
+
+def requested(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the environment asks for a multi-process run (module docstring)."""
+    if environ.get(COORDINATOR) or environ.get("JAXREENACT_DISTRIBUTED") == "1":
+        return True
+    if int(environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        return True
+    return "," in environ.get("TPU_WORKER_HOSTNAMES", "")
+
+
+def initialize(environ: Mapping[str, str] = os.environ) -> bool:
+    """Join the multi-process run the environment describes (nothing when it describes none); returns whether
+    this is one process of several. Call it before anything touches a device."""
+    if not requested(environ):
+        return False
+    if environ.get(COORDINATOR):
+        try:
+            n, i = int(environ[NUM_PROCESSES]), int(environ[PROCESS_ID])
+        except (KeyError, ValueError):
+            raise UserError(
+                f"{COORDINATOR} is set: also set {NUM_PROCESSES} (the number of processes) and {PROCESS_ID} "
+                "(this process, 0-based) to integers"
+            ) from None
+        if not 0 <= i < n:
+            raise UserError(f"{PROCESS_ID}={i} must be in [0, {NUM_PROCESSES}={n})")
+        kwargs = {"coordinator_address": environ[COORDINATOR], "num_processes": n, "process_id": i}
+    else:
+        kwargs = {}
+    # Only the CPU backend reads this (GPUs and TPUs have their own collectives); touching no device before
+    # `initialize` is the rule, so it is set unconditionally.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**kwargs)
+    return jax.process_count() > 1
+
+
+def refuse(program: str, environ: Mapping[str, str] = os.environ) -> None:
+    """A one-line `UserError` when `program` (one that runs as one process) is started as one of several."""
+    if requested(environ):
+        raise UserError(
+            f"{program} runs as one process on this host's devices; start it as a single task "
+            "(unset JAXREENACT_COORDINATOR / JAXREENACT_DISTRIBUTED, or srun -n 1)"
+        )
+
+
+def share(items: list, process_index: int | None = None, process_count: int | None = None) -> list:
+    """This process's share of `items` (every `process_count`-th, from `process_index`): disjoint, covering."""
+    i = jax.process_index() if process_index is None else process_index
+    n = jax.process_count() if process_count is None else process_count
+    return list(items[i::n])
