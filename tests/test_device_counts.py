@@ -29,7 +29,7 @@ def test_padding_is_exact_for_the_authors_batch(devices):
     np.testing.assert_array_equal(xp, x[src])  # padded rows are copies of real rows: finite, never NaN
     w = pad.weights()
     got = float(masked_mean(jnp.asarray(xp), w))
-    np.testing.assert_allclose(got, x.mean(), rtol=1e-6)
+    np.testing.assert_allclose(got, x.astype(np.float64).mean(), rtol=1e-6, atol=1e-7)
     # The gradient of the masked mean with respect to the real rows equals the unpadded one.
     g = jax.grad(lambda a: masked_mean(pad.pad(a), w))(jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(g), np.full_like(x, 1 / x.size), rtol=1e-5)
@@ -60,7 +60,8 @@ def assert_same_numbers(recs, extra=()):
     ref = recs[1]
     for n, rec in recs.items():
         for k in (*KEYS, *extra):
-            np.testing.assert_allclose(rec[k], ref[k], rtol=2e-5, atol=1e-7, err_msg=f"{k} on {n} devices")
+            # atol: float rounding of a sum of landmark distances (224-px units) whose difference is the term
+            np.testing.assert_allclose(rec[k], ref[k], rtol=2e-5, atol=2e-6, err_msg=f"{k} on {n} devices")
     assert ref["grad_norm"] > 0 and ref["loss"] > 0
 
 

@@ -1,0 +1,122 @@
+"""Training as 2 real processes on this machine (issue 16): `launch/local_multiprocess.sh` starts 2 processes over
+127.0.0.1 with 2 simulated CPU devices each (gloo collectives). The test sends SIGTERM to process 1 mid-training and
+checks that both processes stop after a checkpoint of the same step with exit status 143, that the losses equal
+those of one process with 4 devices, that only process 0 wrote metrics and images, and that the checkpoint resumes
+in a single process to the numbers of an uninterrupted run. The synthetic stage and the mixed stage (each process
+reads its own part of each real batch); batch 6 over 4 devices, so the batch is padded to 8 as well.
+"""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import mixed, synthetic
+from jaxreenact.training import loop, stages
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LAUNCHER = ROOT / "launch" / "local_multiprocess.sh"
+STEPS = 5
+KEYS = ("loss", "grad_norm", "loss/identity", "loss/perceptual", "loss/shape", "loss/eye", "loss/mouth")
+
+
+def settings(stage, tmp_path) -> dict:
+    s = {"train.steps": STEPS, "train.batch_size": 6, "train.log_every": 1, "train.checkpoint_every": 100}
+    # Validation (and so the image grid) once at step 0 in the synthetic run; the mixed run skips it (same code).
+    s["train.eval_every"] = 100 if stage == "synthetic" else 0
+    if stage == "mixed":
+        s["data.fake_dir"] = str(tmp_path / "fake")  # one made-up dataset for every run
+    return s
+
+
+def config(module, s: dict, **more):
+    c = module.get_config("tiny")
+    with c.unlocked():
+        for k, v in {**s, **more}.items():
+            obj = c
+            *path, last = k.split(".")
+            for p in path:
+                obj = getattr(obj, p)
+            setattr(obj, last, v)
+    return c
+
+
+def rows(workdir) -> list[dict]:
+    path = pathlib.Path(workdir) / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+
+
+def wait(cond, proc, timeout, what):
+    t0 = time.monotonic()
+    while not cond():
+        if proc.poll() is not None:
+            return
+        if time.monotonic() - t0 > timeout:
+            proc.kill()
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("module", [synthetic, mixed], ids=["synthetic", "mixed"])
+def test_two_processes_train_as_one_process_with_4_devices(tmp_path, module):
+    stage = module.__name__.split(".")[-1]
+    s = settings(stage, tmp_path)
+    # The reference: one process, 4 of the simulated devices, uninterrupted (this also builds the fake dataset).
+    ref_state = loop.train(config(module, s, **{"mesh.data": 4}), tmp_path / "ref", stages.build_stage, progress=False)
+    ref = {r["step"]: r for r in rows(tmp_path / "ref")}
+
+    work = tmp_path / "mp"
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env.update(PYTHON=sys.executable, PYTHONPATH=str(ROOT), JAX_DEFAULT_MATMUL_PRECISION="highest", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1",
+               JAX_COMPILATION_CACHE_DIR=os.environ.get("JAXREENACT_TEST_CACHE", "/tmp/jaxreenact-jax-cache"))  # fmt: skip
+    flags = [f"--config.{k}={v}" for k, v in s.items()]
+    log = tmp_path / "launcher.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(["bash", str(LAUNCHER), f"configs/{stage}.py:tiny", str(work), "2", "2", *flags],
+                                cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait(lambda: "process 1 of 2: pid" in log.read_text(), proc, 60, "the launcher")
+        pid1 = int(re.search(r"process 1 of 2: pid (\d+)", log.read_text()).group(1))
+        wait(lambda: any(r["step"] >= 1 for r in rows(work)), proc, 900, "the first step")
+        os.kill(pid1, signal.SIGTERM)  # process 1 only: process 0 learns of it through the agreement
+        rc = proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = log.read_text()
+    stops = re.findall(r"jaxreenact.train: interrupted by SIGTERM after step (\d+): checkpoint", out)
+    assert rc == 143 and len(stops) == 2 and len(set(stops)) == 1, out[-3000:]
+    k = int(stops[0])
+    assert 1 <= k < STEPS, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert sorted(p.name for p in (work / "checkpoints").iterdir() if p.name.isdigit()) == [str(k)]
+
+    # Only process 0 wrote: one metrics line per step, one TensorBoard file, one grid.
+    got = rows(work)
+    assert [r["step"] for r in got] == list(range(0 if stage == "synthetic" else 1, k + 1))
+    assert len(list((work / "tb").iterdir())) == 1
+    if stage == "synthetic":
+        assert [p.name for p in (work / "images").iterdir()] == ["reenactment_0000000.png"]
+        assert "val/csim" in got[0]
+    # The losses of 2 processes x 2 devices are those of 1 process x 4 devices.
+    for r in got:
+        for key in KEYS if r["step"] else ():
+            np.testing.assert_allclose(r[key], ref[r["step"]][key], rtol=2e-5, err_msg=f"{key} at step {r['step']}")
+
+    # The checkpoint resumes in a single process and finishes as the uninterrupted run.
+    state = loop.train(config(module, s, **{"mesh.data": 4}), work, stages.build_stage, progress=False)
+    assert int(state.step) == STEPS
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref_state.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    steps = [r["step"] for r in rows(work)]
+    assert steps == sorted(set(steps)) and steps[-1] == STEPS
+    for r in rows(work)[-(STEPS - k) :]:
+        np.testing.assert_allclose(r["loss"], ref[r["step"]]["loss"], rtol=2e-5)
