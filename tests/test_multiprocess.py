@@ -120,3 +120,39 @@ def test_two_processes_train_as_one_process_with_4_devices(tmp_path, module):
     assert steps == sorted(set(steps)) and steps[-1] == STEPS
     for r in rows(work)[-(STEPS - k) :]:
         np.testing.assert_allclose(r["loss"], ref[r["step"]]["loss"], rtol=2e-5)
+
+
+def test_environment_detection_and_one_process_programs(monkeypatch):
+    from jaxreenact.common import distributed
+    from jaxreenact.common.errors import UserError
+
+    assert not distributed.requested({})
+    assert distributed.requested({"SLURM_NTASKS": "2"}) and not distributed.requested({"SLURM_NTASKS": "1"})
+    assert distributed.requested({"TPU_WORKER_HOSTNAMES": "a,b"}) and not distributed.requested(
+        {"TPU_WORKER_HOSTNAMES": "a"}
+    )
+    assert distributed.requested({distributed.COORDINATOR: "127.0.0.1:1234"})
+    with pytest.raises(UserError, match="JAXREENACT_NUM_PROCESSES"):
+        distributed.initialize({distributed.COORDINATOR: "127.0.0.1:1234"})
+    # evaluate and data.build refuse a multi-process start in one line
+    with pytest.raises(UserError, match="runs as one process"):
+        distributed.refuse("python -m jaxreenact.evaluate", {"SLURM_NTASKS": "4"})
+    items = list(range(11))
+    shares = [distributed.share(items, i, 3) for i in range(3)]
+    assert sorted(sum(shares, [])) == items and not set(shares[0]) & set(shares[1])
+
+
+def test_invert_splits_the_frames_between_processes(tmp_path):
+    from jaxreenact.data import fake
+    from jaxreenact.inference import inversion
+    from jaxreenact.weights import load_bundle
+
+    root = fake.make_fake_tree(tmp_path / "tree", n_ids=1, n_videos=2, n_frames=3, image_size=64)
+    for f in root.glob("*/*/inversion/latent_codes/*.npy"):
+        f.unlink()
+    nets, variables = load_bundle(("e4e",), tiny_seed=0)
+    counts = []
+    for i in (1, 0):  # one after the other: the split must not depend on what the other process did already
+        report = inversion.invert_tree(root, nets, variables, 2, progress=False, process_index=i, process_count=2)
+        counts.append(report.inverted)
+    assert sum(counts) == 6 and len(list(root.glob("*/*/inversion/latent_codes/*.npy"))) == 6

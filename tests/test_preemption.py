@@ -89,6 +89,7 @@ def test_sigterm_checkpoints_the_step_and_resumes_bit_identical(tmp_path):
         r.pop("steps_per_s", None)
         w.pop("steps_per_s", None)
         assert r == w
+    assert (work / "images" / "reenactment_0000006.png").is_file() and "val/csim" in got[6]
     # TensorBoard: each resume purges what followed its checkpoint, so a reader keeps one record per step.
     files = sorted((work / "tb").iterdir())
     assert len(files) == 3

@@ -12,8 +12,8 @@ For every ``ROOT/<id>/<video>/frames_cropped/<name>.png`` it writes (METHOD.md 5
   interrupt never leaves a half-written latent that a later run would take as done.
 * A frame that cannot be read is reported (file and reason) and skipped; the run goes on.
 * Several processes (`jaxreenact.common.distributed`: launch/local_multiprocess.sh, Slurm) split the frames still
-  to do: each inverts every n-th one on its own devices, no collective; an interrupted process loses only its
-  current batch.
+  between them by a hash of each frame's path (the split does not depend on what was done before), each on its
+  own devices, no collective; an interrupted process loses only its current batch.
 * The inverted frames are rendered without truncation (ψ = 1), i.e. what the latent itself shows.
 """
 
@@ -24,13 +24,13 @@ import functools
 import io
 import os
 import pathlib
+import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from jaxreenact.common import distributed
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.files import atomic_write_bytes
 from jaxreenact.common.images import from_uint8, to_uint8_jax
@@ -150,9 +150,12 @@ def invert_tree(
 ) -> Report:
     """Invert every frame of the tree at `root` that is not done yet (see the module docstring). `frozen` holds
     the "e4e" variables (and "g" with `save_images`). With several processes (default: JAX's), this one takes
-    its share of the frames (`common.distributed.share`). Returns the report (`inverted`: this process's)."""
+    its share of the frames (module docstring). Returns the report (`inverted`: this process's)."""
     jobs, report = plan(root, save_images, overwrite)
-    jobs = distributed.share(jobs, process_index, process_count)
+    i = jax.process_index() if process_index is None else process_index
+    n = jax.process_count() if process_count is None else process_count
+    if n > 1:  # by a hash of the frame's path: the same split whatever each process found done when it started
+        jobs = [j for j in jobs if zlib.crc32(str(j.frame.relative_to(root)).encode()) % n == i]
     sharding = batch_sharded(local_mesh())
     batch = round_up(batch_size, sharding.mesh.size)  # a multiple of the device count
     bar = tqdm(total=len(jobs), desc="invert", unit="frame", disable=not progress)
