@@ -58,13 +58,12 @@ def run(batch: int, iters: int, with_torch: bool = True) -> list[dict]:
         t0 = time.perf_counter()
         jfn(variables, *jx).block_until_ready()
         compile_s = time.perf_counter() - t0
-        (tj,) = common.median_times(
-            [lambda jfn=jfn, variables=variables, jx=jx: jfn(variables, *jx).block_until_ready()], iters
-        )
-        tt = float("nan")
-        if with_torch:
-            with torch.inference_mode():
-                (tt,) = common.median_times([lambda tmod=tmod, tx=tx: tmod(*tx)], iters)
+        fns = [lambda jfn=jfn, variables=variables, jx=jx: jfn(variables, *jx).block_until_ready()]
+        if with_torch:  # interleaved with the JAX calls, so the load of other processes hits both alike
+            fns.append(lambda tmod=tmod, tx=tx: tmod(*tx))
+        with torch.inference_mode():
+            tj, *rest = common.median_times(fns, iters)
+        tt = rest[0] if rest else float("nan")
         rows.append({"name": name, "jax": batch / tj, "torch": batch / tt, "compile": compile_s})
         print(
             f"{name}: JAX {batch / tj:.2f} img/s, PyTorch {batch / tt:.2f} img/s, compile {compile_s:.1f}s", flush=True
@@ -80,8 +79,8 @@ def section(rows, batch: int, iters: int) -> str:
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. Machine: {common.machine()}.",
         "Forward pass only, fp32, batch "
         f"{batch}, median of {iters} calls after a warm-up; same random weights and inputs on both sides (PyTorch: "
-        "the tests' pure-torch reference, `inference_mode`). The 2 CPU cores were shared with other jobs: expect "
-        "±30% noise.",
+        "the tests' pure-torch reference, `inference_mode`), JAX and PyTorch calls interleaved. The 2 CPU cores were "
+        "shared with other jobs: expect ±30% noise.",
         "",
         "| network | JAX images/s | PyTorch images/s | JAX / PyTorch | JAX compile (s) |",
         "|---|---:|---:|---:|---:|",

@@ -7,6 +7,9 @@
 # `:tiny` config, which needs none. The workdir is shared by the processes (it is one folder here).
 # Signals: SIGTERM / SIGINT to this script (or to any one process) stop every process after one checkpoint of the
 # same step; the exit status is the processes' (143 / 130), and the same command resumes.
+# Environment: JAXREENACT_COORDINATOR / _NUM_PROCESSES / _PROCESS_ID (default), or with JAXREENACT_LAUNCH=slurm the
+# variables a Slurm step sets (SLURM_JOB_ID, SLURM_STEP_NODELIST=127.0.0.1, SLURM_NTASKS, SLURM_PROCID,
+# SLURM_LOCALID), which JAX's own cluster detection reads, as on a real cluster.
 # Usage: launch/local_multiprocess.sh configs/synthetic.py:tiny /tmp/mp [N=2] [D=2] [extra --config.x=y flags]
 set -uo pipefail
 CONFIG=${1:-configs/synthetic.py:tiny}
@@ -15,11 +18,23 @@ N=${3:-2}
 D=${4:-2}
 shift $(( $# < 4 ? $# : 4 ))
 PYTHON=${PYTHON:-python}
-PORT=${JAXREENACT_PORT:-$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+# A free port; Slurm style: one in JAX's range for Slurm jobs (61440 + job id % 4096), the job id chosen to match.
+PORT=${JAXREENACT_PORT:-$("$PYTHON" -c '
+import random, socket, sys
+for p in ([0] if sys.argv[1] != "slurm" else random.sample(range(61440, 65536), 200)):
+    try:
+        s = socket.socket(); s.bind(("127.0.0.1", p)); print(s.getsockname()[1]); break
+    except OSError:
+        pass
+' "${JAXREENACT_LAUNCH:-}")}
 pids=()
 for ((i = 0; i < N; i++)); do
-  JAX_PLATFORMS=cpu JAX_NUM_CPU_DEVICES="$D" XLA_FLAGS="--xla_force_host_platform_device_count=$D" \
-    JAXREENACT_COORDINATOR="127.0.0.1:$PORT" JAXREENACT_NUM_PROCESSES="$N" JAXREENACT_PROCESS_ID="$i" \
+  if [ "${JAXREENACT_LAUNCH:-}" = slurm ]; then
+    ENV=(SLURM_JOB_ID=$((PORT - 61440)) SLURM_STEP_NODELIST=127.0.0.1 SLURM_NTASKS="$N" SLURM_PROCID="$i" SLURM_LOCALID="$i")
+  else
+    ENV=(JAXREENACT_COORDINATOR="127.0.0.1:$PORT" JAXREENACT_NUM_PROCESSES="$N" JAXREENACT_PROCESS_ID="$i")
+  fi
+  env JAX_PLATFORMS=cpu JAX_NUM_CPU_DEVICES="$D" XLA_FLAGS="--xla_force_host_platform_device_count=$D" "${ENV[@]}" \
     "$PYTHON" -m jaxreenact.train --config="$CONFIG" --workdir="$WORKDIR" --no_progress "$@" &
   pids+=($!)
   echo "local_multiprocess: process $i of $N: pid $!" >&2

@@ -3,7 +3,8 @@
 checks that both processes stop after a checkpoint of the same step with exit status 143, that the losses equal
 those of one process with 4 devices, that only process 0 wrote metrics and images, and that the checkpoint resumes
 in a single process to the numbers of an uninterrupted run. The synthetic stage and the mixed stage (each process
-reads its own part of each real batch); batch 6 over 4 devices, so the batch is padded to 8 as well.
+reads its own part of each real batch; started with Slurm's variables, the synthetic one with explicit ones); batch
+6 over 4 devices, so the batch is padded to 8 as well.
 """
 
 import json
@@ -75,6 +76,8 @@ def test_two_processes_train_as_one_process_with_4_devices(tmp_path, module):
 
     work = tmp_path / "mp"
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    if stage == "mixed":  # Slurm's variables and JAX's own cluster detection; the synthetic run: explicit ones
+        env["JAXREENACT_LAUNCH"] = "slurm"
     env.update(PYTHON=sys.executable, PYTHONPATH=str(ROOT), JAX_DEFAULT_MATMUL_PRECISION="highest", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1",
                JAX_COMPILATION_CACHE_DIR=os.environ.get("JAXREENACT_TEST_CACHE", "/tmp/jaxreenact-jax-cache"))  # fmt: skip
     flags = [f"--config.{k}={v}" for k, v in s.items()]
@@ -86,7 +89,10 @@ def test_two_processes_train_as_one_process_with_4_devices(tmp_path, module):
         wait(lambda: "process 1 of 2: pid" in log.read_text(), proc, 60, "the launcher")
         pid1 = int(re.search(r"process 1 of 2: pid (\d+)", log.read_text()).group(1))
         wait(lambda: any(r["step"] >= 1 for r in rows(work)), proc, 900, "the first step")
-        os.kill(pid1, signal.SIGTERM)  # process 1 only: process 0 learns of it through the agreement
+        try:
+            os.kill(pid1, signal.SIGTERM)  # process 1 only: process 0 learns of it through the agreement
+        except ProcessLookupError:
+            pytest.fail(f"process 1 ended before the signal:\n{log.read_text()[-3000:]}")
         rc = proc.wait(timeout=600)
     finally:
         if proc.poll() is None:

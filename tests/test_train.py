@@ -27,14 +27,6 @@ def tiny(**overrides):
     return c
 
 
-class Stop(Exception):
-    pass
-
-
-def leaves(state):
-    return [np.asarray(x) for x in jax.tree.leaves(state.params)]
-
-
 def _stage(c):
     mesh = make_mesh(c.mesh.data)
     return stages.build_stage(c, mesh)
