@@ -70,7 +70,8 @@ out, quick, write, total = pathlib.Path(sys.argv[1]), sys.argv[2] == "1", sys.ar
 import jax  # noqa: E402
 
 dev = jax.devices()[0]
-title = f"Accelerator suite: {dev.platform} {dev.device_kind}" + (" (quick smoke run)" if quick else "")
+kind = dev.device_kind if dev.device_kind != dev.platform else ""
+title = f"Accelerator suite: {dev.platform} {kind}".rstrip() + (" (quick smoke run)" if quick else "")
 cmd = "bench/accelerator.sh" + (" --quick" if quick else "")
 lines = [f"## {title}", "", f"`{cmd}` — {total} s in all. Machine: {common.machine()}."]
 if quick:

@@ -29,6 +29,7 @@ from torch_face_ref import ArcFaceRef, E4ERef, LPIPSRef, load  # noqa: E402
 import goldens as G  # noqa: E402
 from converters import arcface, e4e, lpips  # noqa: E402
 from converters.common import to_numpy  # noqa: E402
+from jaxreenact.common.mesh import cpu_chunks  # noqa: E402
 
 
 def _nets():
@@ -39,7 +40,9 @@ def _nets():
     del sd, av
     sd = dict(G.state_dict("e4e_vox256", "enc"))
     em, ev, _ = e4e.convert({"e": sd}, "e4e")
-    yield "e4e encoder (256)", jax.jit(em.apply), ev, load(E4ERef(), sd), [(256, 256)]
+    # The library's call (jaxreenact.inference.frames.e4e_codes): a few images at a time on a CPU.
+    e4e_fn = jax.jit(lambda v, x: cpu_chunks(lambda xx: em.apply(v, xx), x))
+    yield "e4e encoder (256)", e4e_fn, ev, load(E4ERef(), sd), [(256, 256)]
     del sd, ev
     a, lin = G.state_dict("lpips_perceptual", "alexnet"), G.state_dict("lpips_perceptual", "lin")
     lm, lv, _ = lpips.convert(a, lin, "alexnet", "lin")

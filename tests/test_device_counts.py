@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from configs import mixed, paired, synthetic
+from jaxreenact.common import mesh
 from jaxreenact.common.mesh import batch_padding, masked_mean
 from jaxreenact.data.pipeline import host_rows
 from jaxreenact.data.voxceleb import host_batches
@@ -79,3 +80,18 @@ def test_mixed_batch_12_same_on_1_and_8_devices(tmp_path):
 def test_paired_batch_4_same_on_1_and_3_devices(tmp_path):
     """The paired default batch 4 read as 6 rows on 3 devices; the pixel term too."""
     assert_same_numbers({n: one_step(paired, tmp_path, "p", n) for n in (1, 3)}, extra=("loss/pixel",))
+
+
+def test_cpu_chunks_computes_the_same_rows(monkeypatch):
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((6, 3, 4)), jnp.float32)
+
+    def fn(a):
+        return {"sum": a.sum(axis=(1, 2)), "scaled": a * jnp.arange(4.0)}
+
+    want = fn(x)
+    monkeypatch.setattr(jax, "local_device_count", lambda: 1)  # as on a one-device CPU host
+    jaxpr = str(jax.make_jaxpr(lambda a: mesh.cpu_chunks(fn, a, rows=2))(x))
+    assert "scan" in jaxpr  # run 2 rows at a time
+    got = jax.jit(lambda a: mesh.cpu_chunks(fn, a, rows=2))(x)
+    for k in want:
+        np.testing.assert_allclose(np.asarray(got[k]), np.asarray(want[k]), rtol=1e-6)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreenact.common.images import from_uint8, to_uint8_jax
-from jaxreenact.common.mesh import map_batches
+from jaxreenact.common.mesh import cpu_chunks, map_batches
 from jaxreenact.latent import render as render_lib
 from jaxreenact.pose import deca as deca_lib
 from jaxreenact.pose import params as pose
@@ -52,5 +52,6 @@ def render_w(g, g_vars, w, truncation: float = render_lib.TRUNCATION):
 
 @functools.partial(jax.jit, static_argnames=("e4e",))
 def e4e_codes(e4e, e4e_vars, images_u8):
-    """e4e W+ [B, n_latent, 512] of uint8 crops [B, 256, 256, 3] (no latent_avg added, as the authors)."""
-    return e4e.apply(e4e_vars, from_uint8(images_u8))
+    """e4e W+ [B, n_latent, 512] of uint8 crops [B, 256, 256, 3] (no latent_avg added, as the authors); a few
+    images at a time on a CPU (`common.mesh.cpu_chunks`)."""
+    return cpu_chunks(lambda x: e4e.apply(e4e_vars, from_uint8(x)), images_u8)

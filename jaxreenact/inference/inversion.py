@@ -34,7 +34,7 @@ from tqdm import tqdm
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.files import atomic_write_bytes
 from jaxreenact.common.images import from_uint8, to_uint8_jax
-from jaxreenact.common.mesh import batch_sharded, local_mesh, pad_rows, round_up
+from jaxreenact.common.mesh import batch_sharded, cpu_chunks, local_mesh, pad_rows, round_up
 from jaxreenact.data import voxceleb
 from jaxreenact.data.images import encode_png
 from jaxreenact.data.pipeline import ordered_map
@@ -110,7 +110,7 @@ def read_frame(path: pathlib.Path) -> np.ndarray:
 
 @functools.partial(jax.jit, static_argnames=("nets", "render_images"))
 def _invert(nets: Networks, e4e_vars, g_vars, images_u8, render_images: bool):
-    w = nets.e4e.apply(e4e_vars, from_uint8(images_u8))
+    w = cpu_chunks(lambda x: nets.e4e.apply(e4e_vars, from_uint8(x)), images_u8)
     if not render_images:
         return w, None
     return w, to_uint8_jax(render(nets.g, g_vars, w, 1.0))
