@@ -16,7 +16,6 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jaxreenact.common.errors import report_user_errors
-from jaxreenact.data import fake
 from jaxreenact.evaluation import protocol, report
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -27,15 +26,7 @@ _NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Disable the progress bar
 
 
 def run(config, workdir, progress: bool = True, locate=None) -> dict:
-    """Library entry: make the tiny tree when asked, evaluate, print the table."""
-    import pathlib
-
-    if config.tiny and not config.root:
-        t = config.tiny_tree
-        root = pathlib.Path(workdir) / "tiny_tree"
-        if not root.is_dir():
-            fake.make_fake_tree(root, n_ids=t.n_ids, n_videos=t.n_videos, n_frames=t.n_frames, seed=config.seed)
-        config.root = str(root)
+    """Evaluate, print the table and the outputs."""
     results = protocol.evaluate(config, workdir, progress=progress, locate=locate)
     print(report.table1(results))
     print(f"wrote {workdir}/results.json, table1.md, self/ cross/ plots/ grids/")

@@ -34,13 +34,14 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from jaxreenact.common import checkpoints
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.files import atomic_write_bytes
 from jaxreenact.common.images import from_uint8
 from jaxreenact.common.mesh import map_batches
-from jaxreenact.data import voxceleb
+from jaxreenact.data import fake, voxceleb
 from jaxreenact.evaluation import metrics, pairs, report
 from jaxreenact.face import deca_crop
 from jaxreenact.face.pipeline import FaceLocator, FixedLocate
@@ -325,10 +326,15 @@ def items_of(config) -> list[Item]:
 
 
 def evaluate(config, workdir, progress: bool = True, locate=None) -> dict:
-    """Run the protocol (see the module doc); write the reports into `workdir`; return the results dict."""
-    from tqdm import tqdm
-
+    """Run the protocol (see the module doc); write the reports into `workdir`; return the results dict. A tiny
+    config without a root evaluates a made-up tree written into the workdir."""
     workdir = pathlib.Path(workdir)
+    if config.tiny and not config.root:
+        t = config.tiny_tree
+        root = workdir / "tiny_tree"
+        if not root.is_dir():
+            fake.make_fake_tree(root, n_ids=t.n_ids, n_videos=t.n_videos, n_frames=t.n_frames, seed=config.seed)
+        config.root = str(root)
     items = items_of(config)
     sha = weights_sha256(config)
     cache = workdir / "cache" / fingerprint(config, sha)
