@@ -12,8 +12,9 @@ the HWC float32 tensor in [0, 255] that `TestData.get_image_tensor` permutes out
 2. Candidates: face score > 0.05 (`get_predictions`), NMS at IoU 0.3 with `+1` pixel areas in descending score order,
    then score > 0.5 (`SFDDetector._filter_bboxes`). `nms` does this with fixed shapes: the `max_faces` top-scored
    anchors, a greedy pass over them, the survivors compacted in order. The greedy result for a box depends only on
-   boxes scored above it, so the returned list is exactly the package's first `max_faces` detections (complete
-   when fewer candidates score above 0.5). Face [0] is the top-scoring anchor whenever it scores above 0.5.
+   boxes scored above it, so the list holds exactly the package's detections that score at least as high as the
+   `max_faces`-th anchor: all of them when no more than `max_faces` anchors score above 0.5. Face [0] is the
+   top-scoring anchor whenever it scores above 0.5 (`max_faces=1` is enough for it).
    Exactly equal top scores (a saturated softmax) are ordered by numpy's unstable `argsort` upstream, which is not
    reproducible; here the earlier anchor (head by head, row-major) comes first.
 3. FAN crop (`api.get_landmarks_from_image`, `utils.crop`): centre = box centre with y moved up by 0.12·(y2 − y1),
@@ -29,9 +30,11 @@ the HWC float32 tensor in [0, 255] that `TestData.get_image_tensor` permutes out
    (`models.fan.decode_heatmaps`), then `transform_np(..., invert=True)` (float64 `pinv` upstream, float32 here)
    and `.astype(int32)`: integer landmarks (x = p·h/64 + c − h/2, truncated toward zero).
 
-Numerics: the networks agree with PyTorch to ~1e-5 relative, so box corners agree to ~1e-4 px; the integer steps
-(crop corners, landmark truncation) then agree except where an exact value lies within ~1e-4 of an integer
-(one landmark coordinate in a few thousand; a landmark box edge far more rarely).
+Where the port cannot follow: the networks agree with PyTorch to ~1e-6 relative and the box decoding is float32,
+so boxes agree to ~1e-4 px; the integer steps (crop corners, landmark truncation) then agree unless an exact value
+lies within ~1e-4 of an integer, and a heatmap whose two best values differ by ~1e-7 relative may pick the other
+one (on random-weight networks: one landmark coordinate in a couple of thousand). A box that misses the image in
+one axis makes the package's `crop` raise; here its crop is zeros.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ CENTER_Y_OFFSET = 0.12
 SCALE_FACTOR = 200.0
 CROP = 256  # utils.CROP_RESOLUTION
 HEATMAP = 64
-MAX_FACES = 8
+MAX_FACES = 32
 
 
 class Faces(NamedTuple):
