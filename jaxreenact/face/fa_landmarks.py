@@ -155,7 +155,8 @@ def crop_corners(center, scale, resolution: int = CROP):
 
 def cv2_resize_taps(n, size: int = CROP):
     """OpenCV INTER_LINEAR taps of one axis from n (traced int) source pixels to `size`: indices i0, i1 [size]
-    (clipped to [0, n-1]) and 11-bit weights w0, w1 (int32, w0 + w1 = 2048)."""
+    (clipped to [0, n-1]) and 11-bit weights w0, w1 (int32, w0 + w1 = 2048). OpenCV rounds float weights; for a
+    power-of-two `size` up to 1024 (256 here) they are exact multiples of 1/2048 and this integer form equals it."""
     n = jnp.maximum(jnp.asarray(n, jnp.int32), 1)
     t = (2 * jnp.arange(size, dtype=jnp.int32) + 1) * n - size  # source position · 2·size, exact
     s = jnp.floor_divide(t, 2 * size)
