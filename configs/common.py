@@ -29,10 +29,11 @@ def get_config(arg=None):
     c.model.num_layers_shift = K.NUM_LAYERS_SHIFT  # W+ rows 0-7
     c.model.learned_directions = K.LEARNED_DIRECTIONS
     c.model.shift_scale = K.SHIFT_SCALE
-    # How DECA's 224 crop box is found on 256x256 faces. "fixed": the box of a centred face of the authors'
-    # framing (cheap). "landmarks": as the authors, S3FD + 2D-FAN on every image DECA reads (3 per sample), inside
-    # the jitted step (jaxreenact.face.deca_box); several times the cost of a step. See README for the trade-off.
-    c.model.deca_box = "fixed"
+    # How DECA's 224 crop box is found on 256x256 faces. "landmarks" (the authors'): face_alignment's S3FD + 2D-FAN
+    # on every image DECA reads (3 per sample), reproduced under jit (jaxreenact.face.fa_landmarks); needs
+    # weights.sfd and weights.fan. "fixed": the box of a centred face of the authors' framing, several times
+    # cheaper (the :tiny variants use it). See README for the trade-off.
+    c.model.deca_box = "landmarks"
     c.model.deca_box_size = K.DECA_BOX_SIZE  # "fixed": side (px) of the 68-landmark box
     c.model.deca_box_center = K.DECA_BOX_CENTER  # "fixed": its (x, y) centre in the 256x256 frame
 
@@ -87,6 +88,7 @@ def variant(c, arg):
 def tiny(c):
     """Shrink a config to small random-weight networks that train on a 2-core CPU in minutes."""
     c.tiny = True
+    c.model.deca_box = "fixed"  # the real-size S3FD would dominate a CPU smoke run
     c.train.batch_size = 4
     c.train.steps = 50
     c.train.log_every = 5
