@@ -79,6 +79,31 @@ def load_latent_source(path: pathlib.Path, n_latent: int) -> np.ndarray:
     return a[None]
 
 
+def latent_source_parts(nets, variables, layout: pose.PoseLayout, path) -> tuple:
+    """(w, generator variables, p, shown image) of a `.npy` latent source: W+ as given, the loaded generator,
+    and DECA's p of the rendered G(trunc(w)) read with the fixed 68-landmark box (see the module doc)."""
+    w = load_latent_source(pathlib.Path(path), nets.g.n_latent)
+    g_vars = variables["g"]
+    shown = np.asarray(frames_lib.render_w(nets.g, g_vars, jnp.asarray(w)))[0]
+    p = frames_lib.p_of_crops(nets, variables, layout, shown[None], fixed_deca_theta(1))[0]
+    return w, g_vars, p, shown
+
+
+def start_units(p: np.ndarray, space: pose.PoseSpace) -> np.ndarray:
+    """The source's own value of each direction [D], in shift units (`start` of the sweep)."""
+    return np.asarray(pose.to_units(jnp.asarray(np.asarray(p)[None]), space.units, space.layout))[0]
+
+
+def sweep(nets, variables, g_vars, w, shown: np.ndarray, d: int, start: float, batch: int) -> tuple:
+    """The sweep of direction `d` for a source at `start`: (shifts [N], edited uint8 [N, 256, 256, 3],
+    [shown | edited] frames [N, 256, 512, 3])."""
+    shifts = shift_sequence(start)
+    dp = np.zeros((len(shifts), nets.A.input_dim), np.float32)
+    dp[:, d] = shifts
+    edited = frames_lib.render_dp(nets, variables, g_vars, w, dp, batch)
+    return shifts, edited, [np.concatenate([shown, e], axis=1) for e in edited]
+
+
 @dataclasses.dataclass
 class Options:
     source: str
@@ -105,7 +130,8 @@ def needed_weights(opts: Options, latent_source: bool, locate=None) -> dict[str,
     return {n: opts.weights[n] for n in names}
 
 
-def _gif_bytes(frames: list[np.ndarray], fps: float) -> bytes:
+def gif_bytes(frames: list[np.ndarray], fps: float = FPS) -> bytes:
+    """An endlessly looping GIF of RGB uint8 frames."""
     ims = [Image.fromarray(f) for f in frames]
     buf = io.BytesIO()
     ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=round(1000 / fps), loop=0)
@@ -135,15 +161,12 @@ def run(opts: Options, locate=None) -> dict:
     )
     space = pose.pose_space("voxceleb")
     if latent_source:
-        w = load_latent_source(src_path, nets.g.n_latent)
-        g_vars = variables["g"]
-        shown = np.asarray(frames_lib.render_w(nets.g, g_vars, jnp.asarray(w)))[0]
-        p = frames_lib.p_of_crops(nets, variables, space.layout, shown[None], fixed_deca_theta(1))[0]
+        w, g_vars, p, shown = latent_source_parts(nets, variables, space.layout, src_path)
     else:
         pre = build_preprocessor(paths, opts.tiny, locate)
         src = prepare_source(nets, variables, space.layout, pre, src_path, opts.tune, opts.tune_steps, opts.progress)
         w, g_vars, p, shown = src.w, src.g_vars, src.p, src.crop
-    start_all = np.asarray(pose.to_units(jnp.asarray(p[None]), space.units, space.layout))[0]
+    start_all = start_units(p, space)
     names = direction_names(space.layout)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -151,12 +174,8 @@ def run(opts: Options, locate=None) -> dict:
     rows, per_dir = [], {}
     for d in tqdm(dirs, desc="edit", unit="direction", disable=not opts.progress):
         tag = f"{d}_{names[d]}"
-        shifts = shift_sequence(float(start_all[d]))
-        dp = np.zeros((len(shifts), space.layout.num_directions), np.float32)
-        dp[:, d] = shifts
-        edited = frames_lib.render_dp(nets, variables, g_vars, w, dp, opts.batch_size)
-        frames = [np.concatenate([shown, e], axis=1) for e in edited]
-        atomic_write_bytes(out / f"{tag}.gif", _gif_bytes(frames, FPS))
+        shifts, edited, frames = sweep(nets, variables, g_vars, w, shown, d, float(start_all[d]), opts.batch_size)
+        atomic_write_bytes(out / f"{tag}.gif", gif_bytes(frames, FPS))
         video_lib.write_video(out / f"{tag}.mp4", frames, fps=FPS)
         if opts.save_images:
             for i, e in enumerate(edited):

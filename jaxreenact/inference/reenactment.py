@@ -32,7 +32,7 @@ from jaxreenact.data import preprocessing
 from jaxreenact.data import video as video_lib
 from jaxreenact.inference import frames
 from jaxreenact.inference.driving import drive, open_store
-from jaxreenact.inference.source import build_preprocessor, prepare_source
+from jaxreenact.inference.source import Source, build_preprocessor, prepare_source
 from jaxreenact.pose import motion as motion_lib
 from jaxreenact.pose import params as pose
 from jaxreenact.weights import check_paths, default_paths, load_bundle
@@ -69,8 +69,10 @@ def needed_weights(opts: Options, locate=None) -> dict[str, str]:
     return {n: opts.weights[n] for n in names}
 
 
-def run(opts: Options, locate=None) -> dict:
-    """The whole reenactment (see the module doc); returns the summary (also written to `out/summary.json`)."""
+def run(opts: Options, locate=None, bundle=None, preprocessor=None, source: Source | None = None) -> dict:
+    """The whole reenactment (see the module doc); returns the summary (also written to `out/summary.json`).
+    A long-lived caller (the web app) passes the networks it loaded once (`bundle` = (Networks, variables)), its
+    face `preprocessor` and an already prepared `source` of `opts.source` (with `opts.tune`, `opts.tune_steps`)."""
     t0 = time.perf_counter()
     if opts.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {opts.batch_size}")
@@ -87,15 +89,18 @@ def run(opts: Options, locate=None) -> dict:
         raise UserError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
 
-    nets, variables = load_bundle(
-        [n for n in paths if n not in ("sfd", "fan")], paths, tiny_seed=opts.seed if opts.tiny else None
-    )
+    if bundle is None:
+        bundle = load_bundle(
+            [n for n in paths if n not in ("sfd", "fan")], paths, tiny_seed=opts.seed if opts.tiny else None
+        )
+    nets, variables = bundle
     space = pose.pose_space("voxceleb")
     if nets.A.input_dim != space.layout.num_directions:
         raise UserError(f"--A {paths['A']}: A has {nets.A.input_dim} directions, the voxceleb layout needs "
                         f"{space.layout.num_directions}")  # fmt: skip
-    pre = build_preprocessor(paths, tiny=opts.tiny, locate=locate)
-    src = prepare_source(nets, variables, space.layout, pre, opts.source, opts.tune, opts.tune_steps, opts.progress)
+    pre = preprocessor if preprocessor is not None else build_preprocessor(paths, tiny=opts.tiny, locate=locate)
+    src = source or prepare_source(nets, variables, space.layout, pre, opts.source, opts.tune, opts.tune_steps,
+                                   opts.progress)  # fmt: skip
     save_png(out / "source.png", src.crop)
     save_png(out / "source_inverted.png", np.asarray(frames.render_w(nets.g, src.g_vars, jnp.asarray(src.w)))[0])
     zero = np.zeros((1, space.layout.num_directions), np.float32)
