@@ -5,9 +5,9 @@ renders that agree with the library's sweep, Δp export, the sweep GIF, a latent
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
-import pathlib
 import threading
 import time
 import urllib.error
@@ -24,9 +24,8 @@ from jaxreenact.face.pipeline import FixedLocate
 from jaxreenact.inference import editing
 from jaxreenact.webapp import server, service
 
-DATA = pathlib.Path(__file__).parent / "data"
-PHOTO = DATA / "source_0002775.png"
-VIDEO = DATA / "driving_lWOTF8SdzJw_2614-2801.mp4"
+PHOTO = service.example_path("source")  # the shipped examples, wherever this installation keeps them
+VIDEO = service.example_path("driving")
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +234,37 @@ def test_errors_shown_in_the_page(tmp_path, tiny_bundle):
     finally:
         svc.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_converted_checkpoints_load_once_and_serve_the_edit_tab(tmp_path, tiny_bundle):
+    """The path of real weights: converted checkpoints (here of the tiny networks) load at start; a render on them
+    equals the render on the same networks in memory."""
+    from converters.common import save_converted
+    from jaxreenact.weights.registry import REGISTRY
+
+    nets, variables = tiny_bundle
+    paths = dict(service.default_paths(service.WEIGHT_NAMES))
+    for n in service.BUNDLE_NAMES:
+        paths[n] = str(tmp_path / "weights" / n)
+        save_converted(
+            paths[n], getattr(nets, REGISTRY[n].key), variables[REGISTRY[n].key], converter="test", sources={}
+        )
+    pngs = []
+    for opts, bundle in ((service.Options(weights=paths), None), (service.Options(tiny=True), tiny_bundle)):
+        svc = service.Service(dataclasses.replace(opts, progress=False, tmp=str(tmp_path)), locate=FixedLocate(),
+                              bundle=bundle)  # fmt: skip
+        try:
+            assert svc.weights_message is None and svc.loaded == set(service.WEIGHT_NAMES)
+            s = svc.new_session()
+            st = svc.job_status(s, svc.edit_source(s, {"source": "example", "tune": False})["job"])
+            while st["state"] in ("queued", "running"):
+                time.sleep(0.05)
+                st = svc.job_status(s, st["job"])
+            assert st["state"] == "done", st
+            pngs.append(_png(svc.render(s, {"dp": np.linspace(-2, 2, 15).tolist()})))
+        finally:
+            svc.close()
+    np.testing.assert_array_equal(pngs[0], pngs[1])
 
 
 def test_program_errors_are_one_line(tmp_path, monkeypatch, capsys, tiny_bundle):

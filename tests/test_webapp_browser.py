@@ -25,10 +25,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxreenact.webapp.service import example_path
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DATA = ROOT / "tests" / "data"
-PHOTO = DATA / "source_0002775.png"
-VIDEO = DATA / "driving_lWOTF8SdzJw_2614-2801.mp4"
+PHOTO = example_path("source")  # the shipped examples, wherever this installation keeps them
+VIDEO = example_path("driving")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -209,4 +210,6 @@ def _docs_image(screenshot: pathlib.Path, out: pathlib.Path, width: int = 900) -
         im = im.convert("RGB")
         im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
     out.parent.mkdir(parents=True, exist_ok=True)
-    im.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
+    im.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.FLOYDSTEINBERG).save(
+        out, optimize=True
+    )

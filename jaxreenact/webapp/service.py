@@ -165,7 +165,7 @@ class Service:
             self.bundle = bundle or load_bundle(BUNDLE_NAMES, tiny_seed=opts.seed)
         else:
             try:
-                check_paths(self.paths)
+                check_paths({n: p for n, p in self.paths.items() if locate is None or n not in ("sfd", "fan")})
             except UserError as e:
                 self.weights_message = str(e)
             self.loaded = {n for n, p in self.paths.items() if pathlib.Path(p).exists()}
