@@ -95,6 +95,7 @@ def test_page_uploads_reenact_and_byte_ranges(app, tmp_path):
     for f in ("/static/app.js", "/static/app.css"):
         assert c.call(f, method="GET")[0] == 200
     assert c.call("/api/reenact", {})[1]["error"].startswith("this page's session is unknown")
+    assert c.call("/", method="GET", headers={"Host": "evil.example:80"})[0] == 403  # no DNS rebinding
     info = c.ok("/api/session", {})
     c.sid = info["session"]
     assert info["tiny"] and "mean nothing" in info["banner"] and len(info["directions"]) == 15

@@ -145,7 +145,7 @@ def _pixels(d, img_id: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"), np.int16)
 
 
-def test_reenact_and_edit_in_chromium(app, chrome, artifacts):
+def test_reenact_and_edit_in_chromium(chrome, app, artifacts):  # chrome first: a missing browser skips at once
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 

@@ -102,6 +102,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self, fn) -> None:
         try:
+            self._check_host()
             fn()
         except UserError as e:
             self._json({"error": str(e)}, 400)
@@ -112,6 +113,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except Exception as e:  # shown in the page; the traceback goes to the log
             traceback.print_exc(file=sys.stderr)
             self._json({"error": f"internal error ({type(e).__name__}: {e}); see the app's log"}, 500)
+
+    def _check_host(self) -> None:
+        """On a loopback address, only pages of this machine may call the app (no DNS rebinding)."""
+        if self.server.server_address[0] not in ("127.0.0.1", "::1"):
+            return
+        host = urllib.parse.urlsplit("//" + (self.headers.get("Host") or "")).hostname or ""
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise HTTPError(403, f"Host {host!r}: this app answers only to 127.0.0.1 / localhost")
 
     def _session(self):
         return self.service.session(self.headers.get("X-Session"))
