@@ -243,15 +243,6 @@ def rule_table(template, rule: Callable = torch_key, skip=()) -> dict[str, tuple
     }
 
 
-def ir_se_depth(sd: Mapping[str, Any], source: str) -> int:
-    """num_layers (50, 100 or 152) of an IR-SE body, from the number of its `body.<i>` units (ArcFace, e4e)."""
-    units = len({k.split(".")[1] for k in sd if k.startswith("body.")})
-    depth = {len(unit_specs(n)): n for n in (50, 100, 152)}.get(units)
-    if depth is None:
-        raise ConversionError(f"{source}: {units} body units; an IR-SE 50/100/152 body has 24, 49 or 50")
-    return depth
-
-
 def template_of(module, *inputs):
     """The variable tree of `module` as shapes (`jax.eval_shape` of its init on `inputs`): what a table must fill."""
     return jax.eval_shape(module.init, jax.random.key(0), *inputs)
@@ -283,8 +274,7 @@ def convert_table(template, sd: Mapping[str, np.ndarray], source: str, table: Ma
         if key.endswith(".running_mean") and km.has(nbt):
             km.skip(nbt)
     for key, want in (dropped or {}).items():
-        want_shape = tuple(want) if isinstance(want, tuple) else np.shape(want)
-        got = km.take(key, shape=want_shape)
+        got = km.take(key, shape=want if isinstance(want, tuple) else np.shape(want))
         if not isinstance(want, tuple) and not np.allclose(got, want, rtol=1e-6, atol=1e-7):
             raise ConversionError(
                 f"{source}: key {key!r} holds {np.round(got, 4).tolist()}, but the JAX module builds in "
@@ -331,6 +321,15 @@ def describe(obj: Any) -> str:
         return "an IR-SE ArcFace state dict: use converters.arcface"
     shown = ", ".join(repr(k) for k in keys[:6])
     return f"an unknown checkpoint with keys {shown}{' ...' if len(keys) > 6 else ''}"
+
+
+def ir_se_depth(sd: Mapping[str, Any], source: str) -> int:
+    """num_layers (50, 100 or 152) of an IR-SE body, from the number of its `body.<i>` units (ArcFace, e4e)."""
+    units = len({k.split(".")[1] for k in sd if k.startswith("body.")})
+    depth = {len(unit_specs(n)): n for n in (50, 100, 152)}.get(units)
+    if depth is None:
+        raise ConversionError(f"{source}: {units} body units; an IR-SE 50/100/152 body has 24, 49 or 50")
+    return depth
 
 
 def strip_data_parallel(sd: dict) -> dict:

@@ -4,11 +4,12 @@
 
 Reads `ckpt['g_ema']` (the EMA generator the authors load) and, if present, `ckpt['latent_avg']`; every other
 top-level entry (`g`, `d`, `g_optim`, `d_optim`, `args`, ...) is ignored and reported. Size, channel multiplier,
-style_dim and n_mlp are inferred from the keys and shapes. Every state-dict key is accounted for: an unknown,
-missing or mis-shaped key is a `ConversionError` naming it. The blur FIR buffers (`convs.{2k}.conv.blur.kernel`,
-`to_rgbs.{k}.upsample.kernel`) are constants of the JAX module; they are checked to equal
-`outer([1,3,3,1])/64 * 4`. The truncation centre `buffers/mean_latent` is computed here once, as the mean of
-`mapping(z)` over 4096 `z = numpy.random.default_rng(0).standard_normal((4096, style_dim), float32)`.
+style_dim and n_mlp are inferred from the keys and shapes. The key map is the table `key_table(module)`, applied by
+`converters.common.convert_table`: every state-dict key is accounted for, and an unknown, missing or mis-shaped key
+is a `ConversionError` naming it. The blur FIR buffers (`convs.{2k}.conv.blur.kernel`, `to_rgbs.{k}.upsample.kernel`)
+are constants of the JAX module; they are checked to equal `outer([1,3,3,1])/64 * 4`. The truncation centre
+`buffers/mean_latent` is computed here once, as the mean of `mapping(z)` over 4096
+`z = numpy.random.default_rng(0).standard_normal((4096, style_dim), float32)`.
 """
 
 from __future__ import annotations
