@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import argparse
 
-import jax
 import numpy as np
 
-from converters.common import KeyMap, check_tree, run_cli, save_converted, to_numpy, torch_load
+from converters.common import LINEAR, convert_table, run_cli, save_converted, template_of, to_numpy, torch_load
 from jaxreenact.common.errors import ConversionError
 from jaxreenact.latent.directions import DirectionMatrix
 
 KNOWN = {"A_matrix", "learned_directions", "shift_scale", "w_plus", "num_layers_shift", "shift_dim"}
 # Entries of a training checkpoint of the authors' trainer that are not part of A.
 TRAINER_EXTRA = {"step", "optimizer", "opt"}
+TABLE = {"params/linear/weight": ("linear.weight", LINEAR), "params/linear/bias": "linear.bias"}
 
 
 def load_torch(path, return_info: bool = False):
@@ -32,10 +32,11 @@ def load_torch(path, return_info: bool = False):
         raise ConversionError(f"{path}: unexpected top-level key(s) {unknown}")
     if ckpt.get("w_plus", True) is not True:
         raise ConversionError(f"{path}: w_plus=False direction matrices are not supported (the paper uses W+)")
-    sd = KeyMap(to_numpy(ckpt["A_matrix"], str(path)), f"{path}['A_matrix']")
-    w = sd.take("linear.weight")
-    if w.ndim != 2:
-        raise ConversionError(f"{path}: 'linear.weight' has shape {w.shape}, expected [layers*512, directions]")
+    sd = to_numpy(ckpt["A_matrix"], str(path))
+    w = sd.get("linear.weight")
+    if w is None or w.ndim != 2:
+        got = "is missing" if w is None else f"has shape {w.shape}"
+        raise ConversionError(f"{path}: 'linear.weight' {got}, expected [layers*512, directions]")
     out_dim, in_dim = w.shape
     shift_dim = int(ckpt.get("shift_dim", 512))
     num_layers = int(ckpt.get("num_layers_shift", out_dim // shift_dim))
@@ -45,12 +46,9 @@ def load_torch(path, return_info: bool = False):
         )
     if int(ckpt.get("learned_directions", in_dim)) != in_dim:
         raise ConversionError(f"{path}: learned_directions={ckpt['learned_directions']} but the weight has {in_dim}")
-    b = sd.take("linear.bias", shape=(out_dim,))
-    sd.finish()
     module = DirectionMatrix(input_dim=in_dim, num_layers=num_layers, shift_dim=shift_dim)
-    variables = {"params": {"linear": {"weight": np.ascontiguousarray(w.T), "bias": b}}}
-    template = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, in_dim), np.float32))
-    check_tree(template, variables, str(path))
+    template = template_of(module, np.zeros((1, in_dim), np.float32))
+    variables = convert_table(template, sd, f"{path}['A_matrix']", TABLE)
     info = {
         "shift_scale": float(ckpt.get("shift_scale", 6.0)),
         "learned_directions": in_dim,
