@@ -48,9 +48,16 @@ def bbox2point(left, right, top, bottom, kind: str = "kpt68"):
 def crop_matrix(lmk68, scale: float = SCALE, crop_size: int = CROP_SIZE):
     """Landmarks [B, 68, 2] (or [68, 2]) → float32 [B, 3, 3] (or [3, 3]) pixel similarity `theta` (source → crop).
     NumPy (float64 arithmetic) for host arrays; jax.numpy for jax arrays, so it also runs under jit."""
-    xp = _xp(lmk68)
-    box = bbox_from_landmarks(lmk68)
-    old, c = bbox2point(box[..., 0], box[..., 2], box[..., 1], box[..., 3])
+    return crop_matrix_from_box(bbox_from_landmarks(lmk68), scale, crop_size)
+
+
+def crop_matrix_from_box(box, scale: float = SCALE, crop_size: int = CROP_SIZE, kind: str = "kpt68"):
+    """A detector box [..., 4] = (left, top, right, bottom) → float32 theta [..., 3, 3], as DECA's `TestData` builds
+    it from the box its detector returns (`kpt68`: FAN's landmark box; `bbox`: a face detector's box). Host arrays
+    are computed in float64 (the authors' Python floats), jax arrays in float32 under jit."""
+    xp = _xp(box)
+    box = xp.asarray(box, np.float64 if xp is np else jnp.float32)
+    old, c = bbox2point(box[..., 0], box[..., 2], box[..., 1], box[..., 3], kind)
     size = xp.floor(xp.asarray(old) * scale)  # int(): old_size is positive
     s = (crop_size - 1) / size
     zero, one = xp.zeros_like(s), xp.ones_like(s)

@@ -155,6 +155,25 @@ def to_units(p_raw, units: ShiftUnits, layout: PoseLayout = VOXCELEB):
     return jnp.where(jnp.asarray(units.is_angle), ang, lin)
 
 
+def to_units_host(p_raw, units: ShiftUnits, layout: PoseLayout = VOXCELEB) -> np.ndarray:
+    """`to_units` in float64 NumPy on host values: what the authors' `run_inference.make_shift` computes (the
+    scales are np.float64, so under NumPy 2 each term is float64 before the result is stored as float32)."""
+    p = np.asarray(p_raw, np.float64)
+    scales = np.ones(layout.num_directions)
+    for k, idx in enumerate((layout.yaw, layout.pitch, layout.roll)):
+        if idx != -1:
+            scales[idx] = layout.angle_scales[k]
+    ang = p * layout.shift_scale / scales
+    lin = np.asarray(units.a, np.float64) * p + np.asarray(units.b, np.float64)
+    return np.where(np.asarray(units.is_angle), ang, lin)
+
+
+def make_shift(p_src_raw, p_tgt_raw, units: ShiftUnits, layout: PoseLayout = VOXCELEB) -> np.ndarray:
+    """Δp [B, D] float32 = units(target) − units(source), computed in float64 on the host (`make_shift` of the
+    authors' inference; `delta_p` is the float32, jit-able form of the training step)."""
+    return (to_units_host(p_tgt_raw, units, layout) - to_units_host(p_src_raw, units, layout)).astype(np.float32)
+
+
 def from_units(p_units, units: ShiftUnits, layout: PoseLayout = VOXCELEB):
     """Inverse of `to_units`: angle = u·scale/shift_scale; x = (u − b)/a."""
     scales = np.ones(layout.num_directions)
