@@ -42,11 +42,11 @@ class FolderResult:
         return format_rows(title, self.rows)
 
 
-def check_folder(folder: Folder, weights_dir=None, tmp_root=None) -> FolderResult:
-
+def check_folder(folder: Folder, weights_dir=None, tmp_root=None, shared=None) -> FolderResult:
+    """One folder's rows. `shared`: a dict of conversions reused across folders (see `networks.Networks`)."""
     run = KINDS[folder.kind]
     with Checkpoints(weights_dir, tmp_root) as ckpt, jax.default_matmul_precision("highest"):
-        nets = _networks.Networks(components(folder), ckpt)
+        nets = _networks.Networks(components(folder), ckpt, shared)
         try:
             rows = run(folder.spec, folder.inputs, folder.expected, nets)
         except NotYet as e:
@@ -59,9 +59,9 @@ def check_folders(paths, weights_dir=None, tmp_root=None, echo=None) -> list[Fol
     folders = [read_folder(p, KINDS) for p in paths]
     for f in folders:
         components(f)  # a missing sibling spec (direction_matrix's generator) fails before any work
-    out = []
+    out, shared = [], {}
     for f in folders:
-        r = check_folder(f, weights_dir, tmp_root)
+        r = check_folder(f, weights_dir, tmp_root, shared)
         if echo is not None:
             echo(r.format())
         out.append(r)

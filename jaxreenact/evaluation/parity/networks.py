@@ -11,6 +11,7 @@ sample). An expected array no rule covers is a failing row, so a new array is ne
 
 from __future__ import annotations
 
+import json
 import re
 
 import jax
@@ -100,9 +101,8 @@ def _torch(e):
     return e.get("format", "torch") == "torch"
 
 
-def _files(comp: Component) -> dict[str, dict]:
-    """role -> file entry of a component, as its converter takes them."""
-    name = comp.name
+def _files(comp: Component, name: str) -> dict[str, dict]:
+    """role -> file entry of network `name` (a component name, or e4e_psp), as its converter takes them."""
     if name in ("generator", "A", "id_loss"):
         return {"file": _entry(comp, "PyTorch file", _torch)}
     if name == "lpips":
@@ -120,34 +120,42 @@ def _files(comp: Component) -> dict[str, dict]:
             "flame": flame[0],
             "landmarks": _entry(comp, "landmark embedding", lambda e: e.get("format") == "flame_landmarks"),
         }
-    if name == "e4e":
-        return {
-            "official": _entry(comp, "official e4e file ({'e': ...})", lambda e: "e" in (e.get("layout") or {})),
-            "psp": _entry(comp, "pSp-layout e4e file", lambda e: "state_dict" in (e.get("layout") or {})),
-        }
+    if name == "e4e":  # the layout a file holds decides
+        return {"file": _entry(comp, "official e4e file ({'e': ...})", lambda e: "e" in (e.get("layout") or {}))}
+    if name == "e4e_psp":
+        return {"file": _entry(comp, "pSp-layout e4e file", lambda e: "state_dict" in (e.get("layout") or {}))}
     raise UserError(f"{comp.spec_path}: unknown component {name!r}")
 
 
 class Networks:
     """`get(name)` -> (module, variables) of a component, converted from its upstream files on first use.
-    Names: generator, deca, id_loss, lpips, A, e4e (official layout), e4e_psp (the pSp layout, with latent_avg)."""
+    Names: generator, deca, id_loss, lpips, A, e4e (official layout), e4e_psp (the pSp layout, with latent_avg).
 
-    def __init__(self, comps: dict[str, Component], checkpoints: Checkpoints):
-        self.comps, self.ckpt, self.cache = comps, checkpoints, {}
+    `shared` (a dict) carries conversions across folders: a component whose weights, FLAME model and used files
+    are those of one already converted (a pipeline's `same_weights_as` network) is not converted again."""
 
-    def get(self, name: str):
-        if name not in self.cache:
-            self.cache[name] = self._load(name)
-        return self.cache[name]
+    def __init__(self, comps: dict[str, Component], checkpoints: Checkpoints, shared: dict | None = None):
+        self.comps, self.ckpt = comps, checkpoints
+        self.cache = {} if shared is None else shared
 
-    def _load(self, name: str):
+    def _roles(self, name: str) -> tuple[Component, dict[str, dict]]:
         comp_name = "e4e" if name == "e4e_psp" else name
         comp = self.comps.get(comp_name)
         if comp is None:
             raise UserError(f"this golden spec has no {comp_name!r} component (it has {', '.join(self.comps)})")
-        roles = _files(comp)
-        if comp_name == "e4e":
-            roles = {"file": roles["psp" if name == "e4e_psp" else "official"]}
+        return comp, _files(comp, name)
+
+    def get(self, name: str):
+        comp, roles = self._roles(name)
+        used = {r: (e["file"], e.get("format"), e.get("layout")) for r, e in roles.items()}
+        where = str(self.ckpt.weights_dir) if self.ckpt.weights_dir is not None else None
+        block = {k: comp.block.get(k) for k in ("weights", "flame")} if where is None else {}
+        key = (name, where, json.dumps([block, used], sort_keys=True, default=str))
+        if key not in self.cache:
+            self.cache[key] = self._load(name, comp, roles)
+        return self.cache[key]
+
+    def _load(self, name: str, comp: Component, roles: dict[str, dict]):
         p = self.ckpt.paths(comp, list(roles.values()))
         f = {r: p[e["file"]] for r, e in roles.items()}
         if name == "generator":

@@ -80,8 +80,9 @@ def reenact_frames(spec, inputs, expected, nets):
     # Δp from the expected DECA outputs (make_shift: driving − source, float64 on the host).
     need = ("deca_source_angles", "deca_source_pose", "deca_source_exp", "deca_driving_angles", "deca_driving_pose",
             "deca_driving_exp")  # fmt: skip
-    if rows.want("shift_vector") and all(k in expected for k in need) and "ranges_voxceleb" in inputs:
-        units = pose.shift_units(np.asarray(inputs["ranges_voxceleb"], np.float64), layout)
+    ranges = next((inputs[k] for k in sorted(inputs) if k.startswith("ranges")), None)
+    if rows.want("shift_vector") and all(k in expected for k in need) and ranges is not None:
+        units = pose.shift_units(np.asarray(ranges, np.float64), layout)
         p_src = np.asarray(pose.p_vector(*(jnp.asarray(expected[f"deca_source_{k}"]) for k in ("angles", "pose", "exp")),
                                          layout))  # fmt: skip
         p_drv = np.asarray(pose.p_vector(*(jnp.asarray(expected[f"deca_driving_{k}"]) for k in ("angles", "pose", "exp")),
