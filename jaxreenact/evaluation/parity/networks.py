@@ -28,7 +28,7 @@ from jaxreenact.common.errors import UserError
 from jaxreenact.evaluation.parity.registry import register
 from jaxreenact.evaluation.parity.report import Row, compare, failed
 from jaxreenact.evaluation.parity.spec import Checkpoints, Component
-from jaxreenact.latent import directions
+from jaxreenact.latent import directions, render
 from jaxreenact.models.arcface import id_crop, identity_loss
 from jaxreenact.models.deca import batch_orth_proj
 from jaxreenact.models.lpips import lpips_loss, per_layer
@@ -371,6 +371,6 @@ def direction_matrix(spec, inputs, expected, nets):
                 v, w, truncation=p, truncation_latent=t, input_is_latent=True, return_latents=True
             )  # fmt: skip
         )(gv, shifted, psi, trunc)
-        rows.add("image", nchw(img))
+        rows.add("image", nchw(render.to_256(img)))  # generate_image pools a larger generator's image to 256
         rows.add("image_latent", lat)
     return rows.finish()
