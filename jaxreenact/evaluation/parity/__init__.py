@@ -13,9 +13,11 @@ float32 with the highest matmul precision, as the tolerances assume.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import jax
 
+from jaxreenact.common.errors import UserError
 from jaxreenact.evaluation.parity import networks as _networks  # noqa: F401  (registers the network kinds)
 from jaxreenact.evaluation.parity import pipelines as _pipelines  # noqa: F401  (registers the pipeline kinds)
 from jaxreenact.evaluation.parity.registry import KINDS, NotYet, register
@@ -57,8 +59,16 @@ def check_folder(folder: Folder, weights_dir=None, tmp_root=None, shared=None) -
 def check_folders(paths, weights_dir=None, tmp_root=None, echo=None) -> list[FolderResult]:
     """Check every folder (all read first); `echo(text)` gets each folder's table as it finishes."""
     folders = [read_folder(p, KINDS) for p in paths]
+    if weights_dir is not None and not pathlib.Path(weights_dir).is_dir():
+        raise UserError(f"--weights {weights_dir}: no such directory")
+    missing = []
     for f in folders:
-        components(f)  # a missing sibling spec (direction_matrix's generator) fails before any work
+        comps = components(f)  # a missing sibling spec (direction_matrix's generator) fails before any work
+        if weights_dir is not None:
+            missing += [f"{e['file']} ({c.name} of {f.name})" for c, e in _networks.required_files(comps)
+                        if not (pathlib.Path(weights_dir) / e["file"]).is_file()]  # fmt: skip
+    if missing:
+        raise UserError(f"--weights {weights_dir}: missing {', '.join(dict.fromkeys(missing))}")
     out, shared = [], {}
     for f in folders:
         r = check_folder(f, weights_dir, tmp_root, shared)

@@ -127,6 +127,15 @@ def _files(comp: Component, name: str) -> dict[str, dict]:
     raise UserError(f"{comp.spec_path}: unknown component {name!r}")
 
 
+def required_files(comps: dict[str, Component]) -> list[tuple[Component, dict]]:
+    """Every (component, file entry) the converters of a folder's components read (both e4e layouts)."""
+    out = []
+    for name, comp in comps.items():
+        for n in ("e4e", "e4e_psp") if name == "e4e" else (name,):
+            out += [(comp, e) for e in _files(comp, n).values()]
+    return out
+
+
 class Networks:
     """`get(name)` -> (module, variables) of a component, converted from its upstream files on first use.
     Names: generator, deca, id_loss, lpips, A, e4e (official layout), e4e_psp (the pSp layout, with latent_avg).
