@@ -109,3 +109,23 @@ def test_paired_step_end_to_end(nets):
     d_got, d_want = after - before, exp["A_weight_after"][0] - before
     # Adam's first step is ~lr·sign(g + wd·A): the same sign almost everywhere.
     assert np.mean(np.abs(d_got - d_want) <= np.maximum(5e-8, 1e-3 * np.abs(d_want))) > 0.99
+
+
+def test_without_the_50_scheme_full_delta_p_and_target_gt(nets):
+    """disentanglement_50 off (a hidden variant): every sample gets the full Δp (checked against numpy on the
+    expected DECA values and the spec's direction_coefficients) and the target's pose and expression as GT."""
+    name = "train_step_synthetic"
+    spec = copy.deepcopy(goldens.spec(name))
+    spec["upstream"]["config"]["disentanglement_50"] = False
+    inp, exp = goldens.inputs(name), dict(goldens.expected(name))
+    dc = spec["direction_coefficients"]
+    ang = (exp["deca_target_angles"] - exp["deca_source_angles"]).astype(np.float64)
+    jaw = (exp["deca_target_pose"][..., 3] - exp["deca_source_pose"][..., 3]).astype(np.float64)
+    ex = (exp["deca_target_exp"] - exp["deca_source_exp"]).astype(np.float64)[..., :11]
+    exp["shift_vector"] = np.concatenate(
+        [ang * 6 / np.array(dc["angle_scales"]), dc["a_jaw"] * jaw[..., None], ex * np.array(dc["a_exp"])], -1
+    ).astype(np.float32)
+    exp["gt_pose"], exp["gt_exp"] = exp["deca_target_pose"], exp["deca_target_exp"]
+    only = {"shift_vector", "gt_pose", "gt_exp", "gt_shape"}
+    rows = train_steps.KINDS[spec["kind"]](spec, {k: v for k, v in inp.items() if k != "rand_u"}, exp, nets, only=only)
+    assert [r["name"] for r in rows if not r["passed"]] == [], table(rows)
