@@ -12,11 +12,23 @@ import jax
 import jax.numpy as jnp
 
 from jaxreenact.common.errors import UserError
+from jaxreenact.pose import params as pose
 from jaxreenact.training import real
-from jaxreenact.training.losses import reenactment_losses
-from jaxreenact.training.setup import Setup, init_params_fn, synthetic_sources
+from jaxreenact.training.losses import reenactment_losses_from
+from jaxreenact.training.setup import Setup, init_params_fn, sample_z, synthetic_sources_from_z
 from jaxreenact.training.stage import Stage
 from jaxreenact.training.synthetic import synthetic_validation
+
+
+def mixed_losses_from(s: Setup, params, frozen, image_real, w_real, z_syn, z_t, draws=None, thetas=None):
+    """The pure core of a mixed step: sources = the real frames [B/2, 256, 256, 3] with their e4e W+ followed by
+    the synthetic G(z_syn, ψ) (z_syn [B − B/2, 512], W repeated, untruncated); targets G(z_t, ψ) (z_t [B, 512]);
+    the 50 % draws and the DECA crops as `reenactment_losses_from` takes them."""
+    w_syn, img_syn = synthetic_sources_from_z(s, frozen, z_syn)
+    _, img_t = synthetic_sources_from_z(s, frozen, z_t)
+    w_s = jnp.concatenate([w_real, w_syn], axis=0)
+    img_s = jnp.concatenate([image_real, img_syn], axis=0)
+    return reenactment_losses_from(s, params, frozen, w_s, img_s, img_t, id_ref=img_s, draws=draws, thetas=thetas)
 
 
 def mixed_loss(s: Setup, batch: int):
@@ -24,11 +36,9 @@ def mixed_loss(s: Setup, batch: int):
 
     def loss(params, frozen, key, data):
         k_s, k_t, k_attr = jax.random.split(key, 3)
-        w_syn, img_syn = synthetic_sources(s, frozen, k_s, batch - half)
-        _, img_t = synthetic_sources(s, frozen, k_t, batch)
-        w_s = jnp.concatenate([data["latent"], w_syn], axis=0)
-        img_s = jnp.concatenate([data["image"], img_syn], axis=0)
-        return reenactment_losses(s, params, frozen, k_attr, w_s, img_s, img_t, id_ref=img_s)
+        draws = pose.draw_single_attribute(k_attr, batch // 2, s.layout) if s.disentanglement_50 else None
+        z_syn, z_t = sample_z(k_s, batch - half), sample_z(k_t, batch)
+        return mixed_losses_from(s, params, frozen, data["image"], data["latent"], z_syn, z_t, draws)
 
     return loss
 

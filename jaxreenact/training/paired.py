@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxreenact.training import real
-from jaxreenact.training.losses import reenactment_losses
+from jaxreenact.training.losses import reenactment_losses_from
 from jaxreenact.training.setup import Setup, init_params_fn
 from jaxreenact.training.stage import Stage
 from jaxreenact.training.validation import validation_metrics
@@ -19,13 +19,19 @@ from jaxreenact.training.validation import validation_metrics
 KEYS = ("source_image", "target_image", "source_latent", "target_latent")
 
 
+def paired_losses_from(s: Setup, params, frozen, source_image, source_latent, target_image, thetas=None):
+    """The pure core of a paired step (it draws nothing): full Δp from the two frames' DECA codes, the shifted
+    source W+, losses against the target frame; DECA crops as `reenactment_losses_from` takes them."""
+    return reenactment_losses_from(
+        s, params, frozen, source_latent, source_image, target_image, id_ref=target_image, thetas=thetas,
+        pixel_ref=target_image, paired=True,
+    )  # fmt: skip
+
+
 def paired_loss(s: Setup):
     def loss(params, frozen, key, data):
-        img_t = data["target_image"]
-        return reenactment_losses(
-            s, params, frozen, key, data["source_latent"], data["source_image"], img_t, id_ref=img_t,
-            pixel_ref=img_t, paired=True,
-        )  # fmt: skip
+        del key
+        return paired_losses_from(s, params, frozen, data["source_image"], data["source_latent"], data["target_image"])
 
     return loss
 

@@ -90,11 +90,14 @@ def load_init_params(path: str | os.PathLike):
     return load_A(path)[1]
 
 
-def deca_codes(s: Setup, frozen, images):
-    """DECA codes of generator-range images [B,256,256,3], the crop box as `s.deca_box` says."""
-    theta = jnp.broadcast_to(jnp.asarray(s.theta), (images.shape[0], 3, 3))
-    if s.deca_box == "landmarks":
-        theta, _, _ = deca_box.landmark_theta((s.nets.sfd, frozen["sfd"]), (s.nets.fan, frozen["fan"]), images, theta)
+def deca_codes(s: Setup, frozen, images, theta=None):
+    """DECA codes of generator-range images [B,256,256,3]. theta: the crop matrices [B,3,3] (a replay's recorded
+    boxes); None: the crop box as `s.deca_box` says."""
+    if theta is None:
+        theta = jnp.broadcast_to(jnp.asarray(s.theta), (images.shape[0], 3, 3))
+        if s.deca_box == "landmarks":
+            sfd, fan = (s.nets.sfd, frozen["sfd"]), (s.nets.fan, frozen["fan"])
+            theta, _, _ = deca_box.landmark_theta(sfd, fan, images, theta)
     return deca_lib.encode(s.nets.deca, frozen["deca"], images, theta)
 
 
@@ -115,8 +118,17 @@ def reenact_from_codes(s: Setup, params, frozen, w_plus, codes_s, codes_t):
     return render(s, frozen, directions.shift_wplus(w_plus, shift))
 
 
-def synthetic_sources(s: Setup, frozen, key, batch: int):
-    """z ~ N(0, I) → untruncated W+ and its truncated image (`G(z, ψ)`), both [B, ...]."""
-    z = jax.random.normal(key, (batch, 512), jnp.float32)
+def synthetic_sources_from_z(s: Setup, frozen, z):
+    """z [B, 512] → untruncated W+ and its truncated image (`G(z, ψ)`), both [B, ...] (the image without gradient)."""
     w = render_lib.sample_wplus(s.nets.g, frozen["g"], z)
     return w, jax.lax.stop_gradient(render(s, frozen, w))
+
+
+def sample_z(key, batch: int):
+    """z ~ N(0, I) [B, 512] (the authors' `make_noise`)."""
+    return jax.random.normal(key, (batch, 512), jnp.float32)
+
+
+def synthetic_sources(s: Setup, frozen, key, batch: int):
+    """`synthetic_sources_from_z` of z ~ N(0, I) drawn from `key`."""
+    return synthetic_sources_from_z(s, frozen, sample_z(key, batch))
