@@ -156,11 +156,15 @@ def test_broken_folders_exit_2_with_one_line(golden_dir, tmp_path):
         assert out == ""
 
 
-def test_kind_without_runner_is_not_checked(tmp_path):
-    d = tmp_path / "train_step_synthetic"
+def test_kind_without_runner_is_not_checked(tmp_path, monkeypatch):
+    from jaxreenact.evaluation.parity import registry
+
+    monkeypatch.setitem(registry.KINDS, "future_kind", registry.KINDS["stylegan2_vox256"])
+    registry.not_yet("future_kind", "future_kind: no runner yet")
+    d = tmp_path / "future_kind"
     d.mkdir()
-    (d / "spec.json").write_text(json.dumps({"kind": "train_step_synthetic", "expected": {"loss": {}}}))
+    (d / "spec.json").write_text(json.dumps({"kind": "future_kind", "expected": {"loss": {}}}))
     np.savez(d / "inputs.npz", z=np.zeros(1))
     np.savez(d / "expected.npz", loss=np.zeros(2))
     code, out, err = run(d)
-    assert code == 1 and "NOT CHECKED" in out and "not checked: train_step_synthetic" in out.splitlines()[-1]
+    assert code == 1 and "NOT CHECKED" in out and "not checked: future_kind" in out.splitlines()[-1]

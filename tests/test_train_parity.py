@@ -44,7 +44,7 @@ def table(rows) -> str:
 def run(name, nets, spec=None, only=None):
     spec = spec or goldens.spec(name)
     rows = train_steps.KINDS[spec["kind"]](spec, goldens.inputs(name), goldens.expected(name), nets, only=only)
-    return {r["name"]: r for r in rows}
+    return {r.name: r for r in rows}
 
 
 @pytest.mark.parametrize("name", KINDS)
@@ -53,7 +53,7 @@ def test_train_step_matches_the_authors(name, nets):
     rows = run(name, nets)
     print(f"\n{name}\n{table(rows.values())}")
     assert list(rows) == list(spec["expected"])
-    bad = [r for r in rows.values() if not r["passed"]]
+    bad = [r for r in rows.values() if not r.ok]
     assert not bad, "\n" + table(bad)
 
 
@@ -64,8 +64,8 @@ def test_a_wrong_loss_weight_fails(nets):
     spec["upstream"]["config"]["lambda_identity"] = 9.0
     rows = run(name, nets, spec, only={"loss_identity", "loss", "loss_perceptual"})
     assert list(rows) == ["loss_identity", "loss_perceptual", "loss"]
-    assert not rows["loss_identity"]["passed"] and not rows["loss"]["passed"]
-    assert rows["loss_perceptual"]["passed"]
+    assert not rows["loss_identity"].ok and not rows["loss"].ok
+    assert rows["loss_perceptual"].ok
 
 
 def test_an_unswapped_50_ground_truth_axis_fails(nets, monkeypatch):
@@ -75,8 +75,8 @@ def test_an_unswapped_50_ground_truth_axis_fails(nets, monkeypatch):
     name = "train_step_synthetic"
     assert set(goldens.inputs(name)["target_indices"][0].tolist()) & {0, 1, 2}  # an angle sample at step 0
     rows = run(name, nets, only={"gt_pose", "gt_exp", "shift_vector"})
-    assert not rows["gt_pose"]["passed"]
-    assert rows["gt_exp"]["passed"] and rows["shift_vector"]["passed"]
+    assert not rows["gt_pose"].ok
+    assert rows["gt_exp"].ok and rows["shift_vector"].ok
 
 
 def test_paired_step_end_to_end(nets):
@@ -128,4 +128,4 @@ def test_without_the_50_scheme_full_delta_p_and_target_gt(nets):
     exp["gt_pose"], exp["gt_exp"] = exp["deca_target_pose"], exp["deca_target_exp"]
     only = {"shift_vector", "gt_pose", "gt_exp", "gt_shape"}
     rows = train_steps.KINDS[spec["kind"]](spec, {k: v for k, v in inp.items() if k != "rand_u"}, exp, nets, only=only)
-    assert [r["name"] for r in rows if not r["passed"]] == [], table(rows)
+    assert [r.name for r in rows if not r.ok] == [], table(rows)

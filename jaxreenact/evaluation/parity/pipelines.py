@@ -22,8 +22,9 @@ import numpy as np
 from flax import traverse_util
 
 from jaxreenact.common.errors import UserError
+from jaxreenact.evaluation.parity import train_steps
 from jaxreenact.evaluation.parity.networks import Rows, image_input, nchw
-from jaxreenact.evaluation.parity.registry import not_yet, register
+from jaxreenact.evaluation.parity.registry import register
 from jaxreenact.evaluation.parity.report import Row, failed
 from jaxreenact.face import deca_crop
 from jaxreenact.latent import render, tuning
@@ -228,5 +229,5 @@ def generator_tuning(spec, inputs, expected, nets):
 
 
 # ----------------------------------------------------------------------------------------------- train steps
-for _kind in ("train_step_synthetic", "train_step_mixed", "train_step_paired"):
-    not_yet(_kind, f"{_kind}: the training-step parity runner is not written yet (issue 14, item 2)")
+for _kind, _run in train_steps.KINDS.items():
+    register(_kind)(_run)

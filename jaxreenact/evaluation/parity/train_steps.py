@@ -4,8 +4,8 @@
     rows = KINDS[spec["kind"]](spec, inputs, expected, networks)  # only={names}: report just those
 
 `networks.get(name)` gives the `(module, variables)` of one of the spec's components (generator, deca, id_loss,
-lpips, A), converted from the upstream files with `converters.<name>.load_torch`. Each row is a dict(name, measure,
-value, tol, passed, note), one per expected array, in the spec's order; an expected array no rule computes is a
+lpips, A), converted from the upstream files with `converters.<name>.load_torch`. Each row is a `report.Row`, one per expected
+array, in the spec's order; an expected array no rule computes is a
 failing row, so a new array is never skipped silently.
 
 The port runs its training code, fed the recorded draws and boxes, stage by stage as the specs' `comparison` says
@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxreenact.evaluation.parity.report import Row, compare, failed
 from jaxreenact.face import deca_crop
 from jaxreenact.latent import directions
 from jaxreenact.pose import deca as deca_lib
@@ -55,49 +56,11 @@ FLIP_RMS = 1e-5  # an update may flip where |g + wd·A| is below this fraction o
 
 
 # ----------------------------------------------------------------------------------------------- rows
-def _row(name, measure, value, tol, passed, note=""):
-    return {"name": name, "measure": measure, "value": float(value), "tol": float(tol), "passed": bool(passed),
-            "note": note}  # fmt: skip
+def _row(name, measure, value, tol, passed, note="") -> Row:
+    return Row(name, measure, float(value), float(tol), bool(passed), note)
 
 
-def failed(name: str, note: str, measure: str = "-") -> dict:
-    return _row(name, measure, float("nan"), float("nan"), False, note)
-
-
-def compare(name: str, got, want, entry: dict | None) -> dict:
-    """One expected array against the port's, measured as its spec entry says: `tol_rel_l2` (‖a − b‖/‖b‖,
-    gradients), `tol_rel` (max |a − b| / max(|b|, tol_max_abs/tol_rel): within tol_max_abs or tol_rel of its own
-    size), `tol_max_abs`; integer arrays exactly."""
-    entry = entry or {}
-    got, want = np.asarray(got), np.asarray(want)
-    if got.shape != want.shape:
-        if got.size != want.size:
-            return failed(name, f"shape {list(got.shape)} != expected {list(want.shape)}")
-        got = got.reshape(want.shape)
-    if np.issubdtype(want.dtype, np.integer) or entry.get("tol_max_abs") == 0:
-        n = int(np.sum(got.astype(np.float64) != want.astype(np.float64)))
-        return _row(name, "exact", n, 0, n == 0, f"{n} of {want.size} differ" if n else "")
-    a, b = got.astype(np.float64), want.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        return failed(name, f"{int(np.sum(~np.isfinite(a)))} non-finite value(s) in the port's output")
-    err = np.abs(a - b)
-    max_abs = f"max abs {float(err.max(initial=0)):.3g}"
-    if "tol_rel_l2" in entry:
-        nb = float(np.linalg.norm(b))
-        v = float(np.linalg.norm(a - b)) / (nb if nb > 0 else 1.0)
-        return _row(name, "rel_l2", v, entry["tol_rel_l2"], v <= entry["tol_rel_l2"], max_abs)
-    if "tol_rel" in entry:
-        tol = float(entry["tol_rel"])
-        floor = float(entry["tol_max_abs"]) / tol if "tol_max_abs" in entry else np.finfo(np.float64).tiny
-        v = float(np.max(err / np.maximum(np.abs(b), floor), initial=0.0))
-        return _row(name, "rel", v, tol, v <= tol, max_abs)
-    if "tol_max_abs" in entry:
-        v = float(err.max(initial=0.0))
-        return _row(name, "max_abs", v, entry["tol_max_abs"], v <= entry["tol_max_abs"])
-    return failed(name, "the spec gives no tolerance for this array")
-
-
-def update_row(name, before, after, want_after, eff_grad, allowed_flips=None) -> dict:
+def update_row(name, before, after, want_after, eff_grad, allowed_flips=None) -> Row:
     """A after an Adam step, as the specs' `compare` says: the update Δ = A_after − A_before within rtol 1e-3 or
     5e-8 abs of upstream's. An entry whose effective gradient |g + wd·A| is below 1e-5 of its rms may step the
     other way (its sign is float noise); at most `allowed_flips` such entries (the spec's cross_checks count).
@@ -154,7 +117,7 @@ def nchw(x) -> np.ndarray:
     return np.transpose(np.asarray(x), (0, 3, 1, 2))
 
 
-def _config(spec) -> dict:
+def _config(spec) -> Row:
     return dict((spec.get("upstream") or {}).get("config") or {})
 
 
@@ -186,7 +149,7 @@ def _steps_view(stacked: np.ndarray, want: np.ndarray) -> np.ndarray:
     return stacked[0] if want.ndim == stacked.ndim - 1 else stacked
 
 
-def a_params_torch(weight, bias) -> dict:
+def a_params_torch(weight, bias) -> Row:
     """A's parameters from the PyTorch layout (`linear.weight` [out, in], `linear.bias` [out])."""
     return {"params": {"linear": {"weight": jnp.asarray(np.asarray(weight).T), "bias": jnp.asarray(bias)}}}
 
