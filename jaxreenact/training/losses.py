@@ -56,9 +56,14 @@ def shape_losses(geom_gt: Mapping, geom: Mapping) -> dict:
     }
 
 
-def reenactment_losses(s: Setup, params, frozen, key, w_s, img_s, img_t, id_ref, pixel_ref=None, paired=False):
+def reenactment_losses(
+    s: Setup, params, frozen, key, w_s, img_s, img_t, id_ref, pixel_ref=None, paired=False, w_ref=None
+):
     """One batch's losses. w_s: source W+ (untruncated); img_s/img_t: source/target images (no gradient);
-    id_ref: the image the identity and perceptual losses compare with (source, or the target in paired mode)."""
+    id_ref: the image the identity and perceptual losses compare with (source, or the target in paired mode);
+    w_ref: the target's e4e W+ for the paired stage's W regulariser (used only when its weight is not 0).
+
+    As upstream, the shape, eye and mouth terms exist only when the shape weight is > 0 (`setup.loss_weights`)."""
     sg = jax.lax.stop_gradient
     codes_s = jax.tree.map(sg, deca_codes(s, frozen, img_s))
     codes_t = jax.tree.map(sg, deca_codes(s, frozen, img_t))
@@ -71,17 +76,25 @@ def reenactment_losses(s: Setup, params, frozen, key, w_s, img_s, img_t, id_ref,
         dp = pose.delta_p(p_s, p_t, s.units, s.layout)
         gt = {"pose": codes_t["pose"], "exp": codes_t["exp"]}
     shift = s.a.apply(params, dp)
-    img_r = render(s, frozen, directions.shift_wplus(w_s, shift))
-    codes_r = deca_codes(s, frozen, img_r)
-    # Identity comes from the source (from the target in paired mode: same person, METHOD.md 3.4).
-    gt_shape = codes_t["shape"] if paired else codes_s["shape"]
-    geom_gt = jax.tree.map(sg, geometry(s, frozen, gt_shape, gt["exp"], gt["pose"]))
-    geom_r = geometry(s, frozen, codes_r["shape"], codes_r["exp"], codes_r["pose"])
-    terms = shape_losses(geom_gt, geom_r)
+    w_shifted = directions.shift_wplus(w_s, shift)
+    img_r = render(s, frozen, w_shifted)
+    terms = {}
+    if s.lam["shape"] > 0:
+        codes_r = deca_codes(s, frozen, img_r)
+        # Identity comes from the source (from the target in paired mode: same person, METHOD.md 3.4).
+        gt_shape = codes_t["shape"] if paired else codes_s["shape"]
+        geom_gt = jax.tree.map(sg, geometry(s, frozen, gt_shape, gt["exp"], gt["pose"]))
+        geom_r = geometry(s, frozen, codes_r["shape"], codes_r["exp"], codes_r["pose"])
+        terms.update(shape_losses(geom_gt, geom_r))
     terms["identity"] = arcface_lib.identity_loss(frozen["arcface"], img_r, id_ref, module=s.nets.arcface)
     terms["perceptual"] = lpips_lib.lpips_loss(frozen["lpips"], img_r, id_ref, range_255=paired, module=s.nets.lpips)
     if paired:
         # The authors' pixel L1 is on [0, 255]-converted images (an upstream quirk, kept: METHOD.md 4.2).
         terms["pixel"] = jnp.mean(jnp.abs(lpips_lib.range_1_to_255(img_r) - lpips_lib.range_1_to_255(pixel_ref)))
+        if s.lam["w_reg"] != 0:
+            # The authors' lambda_w_reg: L1 (mean) between the latent G renders (shifted, then truncated) and the
+            # target's raw e4e W+ (`calculate_losses_paired`).
+            w_r = directions.truncate(w_shifted, frozen["g"]["buffers"]["mean_latent"], s.truncation)
+            terms["w_reg"] = jnp.mean(jnp.abs(w_r - w_ref))
     total = sum(s.lam[k] * v for k, v in terms.items())
     return total, {f"loss/{k}": v for k, v in terms.items()}

@@ -2,13 +2,13 @@
 
 Source and target are two frames of one video (METHOD.md 5 sampling); full Δp; the shape ground truth is the
 target's own DECA parameters; identity, perceptual (on [0, 255] images, an upstream quirk kept) and pixel L1
-compare with the target frame.
+compare with the target frame; the W regulariser (`loss.w_reg`, 0 as upstream) compares latents. Validation: fixed
+same-video pairs of the validation split (`config.data.val_split`, `jaxreenact.training.real.val_pairs`).
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from jaxreenact.training import real
 from jaxreenact.training.losses import reenactment_losses
@@ -24,7 +24,7 @@ def paired_loss(s: Setup):
         img_t = data["target_image"]
         return reenactment_losses(
             s, params, frozen, key, data["source_latent"], data["source_image"], img_t, id_ref=img_t,
-            pixel_ref=img_t, paired=True,
+            pixel_ref=img_t, paired=True, w_ref=data["target_latent"],
         )  # fmt: skip
 
     return loss
@@ -45,17 +45,11 @@ def build(config, mesh, s: Setup, frozen) -> Stage:
     batches = real.stream(
         lambda start: ds.pair_batches(b, config.seed, start, config.data.max_pairs, pidx, pcount), KEYS, mesh
     )
-    vb = config.eval.batch_size
-    pairs = ds.eval_pairs(config.eval.seed)[: max(vb, config.eval.num_pairs // vb * vb)]
-    val = [
-        {k: jnp.asarray(v) for k, v in batch.items() if k in (*KEYS, "valid")}
-        for batch in ds.iterate_pairs(pairs, vb, drop_remainder=False)
-    ]
     return Stage(
         init_params=init_params_fn(s.a),
         loss=paired_loss(s),
         validate=paired_validate(s),
         frozen=frozen,
         batches=batches,
-        val_data=val,
+        val_data=real.val_pairs(config, KEYS),
     )
