@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tiny_checkpoints
 
 from configs import eval as eval_config
 from jaxreenact import evaluate
@@ -15,6 +16,8 @@ from jaxreenact.data import fake
 from jaxreenact.evaluation import pairs, protocol, report
 from jaxreenact.face.pipeline import FixedLocate
 from jaxreenact.models import arcface
+from jaxreenact.pose import params as pose
+from jaxreenact.weights import load_bundle
 
 
 def test_cross_pairs_frozen_deterministic_and_cross_subject(tmp_path):
@@ -134,3 +137,30 @@ def test_line_plot_svg_gaps_and_escaping():
     import xml.dom.minidom
 
     xml.dom.minidom.parseString(svg)  # well-formed
+
+
+def test_an_A_workdir_is_accepted_with_its_units_and_fingerprinted(tmp_path):
+    """config.weights.A = a training workdir on the real loading path (converted files, not tiny): the evaluator
+    holds that A, builds Δp in its units (shift_scale from the workdir), and the cache key follows A's parameters."""
+    names = [n for n in protocol.WEIGHT_NAMES if n != "A"]
+    paths = tiny_checkpoints.converted(tmp_path / "w", names)
+    _, av = load_bundle(("A",), tiny_seed=0)
+    work = tiny_checkpoints.training_workdir(tmp_path / "run", av["A"], shift_scale=3.0)
+    c = eval_config.get_config()
+    with c.unlocked():
+        c.root = str(fake.make_fake_tree(tmp_path / "t", n_ids=1, n_videos=1, n_frames=1, image_size=16))
+        for n, p in {**paths, "A": str(work)}.items():
+            setattr(c.weights, n, p)
+    ev = protocol.load(c, locate=FixedLocate())
+    assert ev.nets.A.shift_scale == 3.0 and ev.space.layout.shift_scale == 3.0
+    np.testing.assert_array_equal(ev.variables["A"]["params"]["linear"]["bias"], av["A"]["params"]["linear"]["bias"])
+    six = pose.pose_space("voxceleb")
+    np.testing.assert_allclose(ev.space.units.a[4:], six.units.a[4:] / 2, rtol=1e-12)  # expressions: ±3
+    assert ev.space.units.a[3] == six.units.a[3]  # the jaw line is ±6 in the authors' code
+    sha = protocol.weights_sha256(c)
+    assert sha["A"] == {"training workdir (latest checkpoint) params": protocol.tree_sha256(av["A"])}
+    other = jax.tree.map(lambda x: np.asarray(x) + 1, av["A"])
+    tiny_checkpoints.training_workdir(tmp_path / "run2", other)
+    with c.unlocked():
+        c.weights.A = str(tmp_path / "run2")
+    assert protocol.fingerprint(c, protocol.weights_sha256(c)) != protocol.fingerprint(c, sha)
