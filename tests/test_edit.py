@@ -4,9 +4,9 @@ import pathlib
 
 import numpy as np
 import pytest
-import tiny_checkpoints
 from PIL import Image
 
+import tiny_checkpoints
 from jaxreenact import edit
 from jaxreenact.common.errors import UserError
 from jaxreenact.data import images as images_lib

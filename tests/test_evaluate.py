@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tiny_checkpoints
 
+import tiny_checkpoints
 from configs import eval as eval_config
 from jaxreenact import evaluate
 from jaxreenact.common.errors import UserError

@@ -4,8 +4,8 @@ import pathlib
 
 import numpy as np
 import pytest
-import tiny_checkpoints
 
+import tiny_checkpoints
 from converters.common import save_converted
 from jaxreenact import reenact
 from jaxreenact.data import images as images_lib
