@@ -3,6 +3,7 @@
 Layout: `{'A_matrix': {'linear.weight' [L·512, D], 'linear.bias' [L·512]}, 'learned_directions': D,
 'shift_scale': 6.0, 'w_plus': True, 'num_layers_shift': L, 'shift_dim': 512}`. The authors' own trainer saves no
 `shift_dim` (METHOD.md 2.1); we default it to 512 and say so, rather than fail as their inference scripts do.
+`shift_scale` (the units of Δp A was trained with) is kept on the module, and inference builds Δp in those units.
 """
 
 from __future__ import annotations
@@ -46,11 +47,14 @@ def load_torch(path, return_info: bool = False):
         )
     if int(ckpt.get("learned_directions", in_dim)) != in_dim:
         raise ConversionError(f"{path}: learned_directions={ckpt['learned_directions']} but the weight has {in_dim}")
-    module = DirectionMatrix(input_dim=in_dim, num_layers=num_layers, shift_dim=shift_dim)
+    shift_scale = float(ckpt.get("shift_scale", 6.0))
+    if not shift_scale > 0:
+        raise ConversionError(f"{path}: shift_scale={ckpt['shift_scale']!r}, expected a positive number")
+    module = DirectionMatrix(input_dim=in_dim, num_layers=num_layers, shift_dim=shift_dim, shift_scale=shift_scale)
     template = template_of(module, np.zeros((1, in_dim), np.float32))
     variables = convert_table(template, sd, f"{path}['A_matrix']", TABLE)
     info = {
-        "shift_scale": float(ckpt.get("shift_scale", 6.0)),
+        "shift_scale": shift_scale,
         "learned_directions": in_dim,
         "num_layers_shift": num_layers,
         "shift_dim_in_file": "shift_dim" in ckpt,

@@ -20,7 +20,7 @@ def parse_args(argv=None):
     p.add_argument("--source", required=True, help="a face photo, or a .npy W [512] / W+ [14, 512] latent")
     p.add_argument("--directions", type=int, nargs="+", required=True, metavar="D", help=f"direction indices: {names}")
     p.add_argument("--out", required=True, help="output folder")
-    add_tune_flags(p, "a photo source")
+    add_tune_flags(p, "a photo source", default_on=False)  # off by default, as the authors' editing script
     p.add_argument("--save-images", action="store_true", help="also write every edited frame as PNG under images/")
     p.add_argument("--batch-size", type=int, default=16, help="frames per jitted batch (default 16)")
     add_weight_flags(p, editing.WEIGHT_NAMES)
@@ -35,7 +35,7 @@ def main(argv=None, locate=None):
         source=a.source,
         out=a.out,
         directions=a.directions,
-        tune=not a.no_tune,
+        tune=a.tune,
         tune_steps=a.tune_steps,
         save_images=a.save_images,
         batch_size=a.batch_size,

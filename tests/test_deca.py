@@ -129,6 +129,44 @@ def test_loss_gradients_wrt_image_match_torch(deca, gold):
         assert err < 1e-3, f"{which}: grad relative L2 error {err:.3g}"
 
 
+def test_torch_reference_matches_the_golden(deca, gold):
+    """The pure-PyTorch reference the gradient and extreme-pose tests trust (deca_torch_ref) reproduces the golden
+    itself: E_flame's parameters, FLAME (also with neck and eye joints), the decode projections and the losses."""
+    torch = pytest.importorskip("torch")
+    import deca_torch_ref as ref
+
+    module, variables, _ = deca
+    inp, exp, spec = gold
+    x = goldens.image_input(inp["image_u8"], deca=True)
+    sd = {k: t.float() for k, t in goldens.state_dict(NAME, "E_flame").items()}
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    fb = {k: np.asarray(v) for k, v in variables["buffers"]["flame"].items()}
+    flame_t = ref.Flame(fb, module.parents)
+    s, e, p, cam = (t(inp[k]) for k in ("shape", "exp", "pose", "cam"))
+    with torch.no_grad():
+        prm = ref.e_flame(sd, t(np.transpose(x, (0, 3, 1, 2))))
+        v, l2, l3, dyn = flame_t(s, e, p)
+        nv, nl2, nl3, _ = flame_t(s, e, p, eye_pose=t(inp["eye_pose"]), neck_pose=t(inp["neck_pose"]))
+        cam8 = torch.tensor([[8.0, 0.0, 0.0]]).expand(len(s), 3)
+        tv8, l28 = ref.image_space(v, cam8), ref.image_space(l2, cam8)[:, :, :2]
+    _close(prm.numpy(), exp["params"], spec, "params", "reference E_flame")
+    for k, got in (("flame_vertices", v), ("flame_landmarks2d", l2), ("flame_landmarks3d", l3),
+                   ("neck_eye_vertices", nv), ("neck_eye_landmarks2d", nl2), ("neck_eye_landmarks3d", nl3),
+                   ("decode_landmarks2d", ref.image_space(l2, cam)[:, :, :2]),
+                   ("decode_landmarks3d", ref.image_space(l3, cam)),
+                   ("decode_trans_verts", ref.image_space(v, cam))):  # fmt: skip
+        _close(got.numpy(), exp[k], spec, k, f"reference {k}")
+    np.testing.assert_array_equal(dyn.numpy(), exp["dyn_lmk_faces_idx"])
+    perm = [1, 2, 3, 4, 5, 0]
+    got = {
+        "shape": torch.nn.functional.l1_loss(tv8, tv8[perm]),
+        "eye": ref.pair_loss(l28, l28[perm], losses.EYE_PAIRS),
+        "mouth": ref.pair_loss(l28, l28[perm], losses.MOUTH_PAIRS),
+    }
+    for k, val in got.items():
+        _close(val.numpy(), exp[f"loss_{k}_cam8"], spec, f"loss_{k}_cam8", f"reference loss_{k}_cam8")
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
 
     d = deca_files()

@@ -78,7 +78,15 @@ def test_strict_keys(tmp_path):
     # The authors' trainer saves no shift_dim: accepted, 512 assumed.
     torch.save({"A_matrix": sd, **base}, tmp_path / "trained.pt")
     m, _ = direction_matrix.load_torch(tmp_path / "trained.pt")
-    assert m.shift_dim == 512 and m.num_layers == 8
+    assert m.shift_dim == 512 and m.num_layers == 8 and m.shift_scale == 6.0
+    # The units A was trained in travel with it (inference builds Δp in them, as the authors' scripts read them).
+    torch.save({"A_matrix": sd, **base, "shift_scale": 3.0}, tmp_path / "s3.pt")
+    assert direction_matrix.load_torch(tmp_path / "s3.pt")[0].shift_scale == 3.0
+    direction_matrix.main([str(tmp_path / "s3.pt"), str(tmp_path / "A3")])
+    assert load(tmp_path / "A3")[0].shift_scale == 3.0
+    torch.save({"A_matrix": sd, **base, "shift_scale": 0.0}, tmp_path / "s0.pt")
+    with pytest.raises(ConversionError, match="shift_scale"):
+        direction_matrix.load_torch(tmp_path / "s0.pt")
 
 
 def test_missing_file_is_user_error(tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import tiny_checkpoints
 from jaxreenact import edit
 from jaxreenact.common.errors import UserError
 from jaxreenact.data import images as images_lib
@@ -37,8 +38,9 @@ def test_shift_sequence_is_the_authors_sweep():
 
 def test_edit_photo_writes_gif_mp4_and_sheet(tmp_path):
     out = tmp_path / "e"
-    s = edit.main(["--source", str(PHOTO), "--directions", "0", "3", "--out", str(out), "--tune-steps", "1",
+    s = edit.main(["--source", str(PHOTO), "--directions", "0", "3", "--out", str(out), "--tune", "--tune-steps", "1",
                    "--save-images"] + COMMON)  # fmt: skip
+    assert s["tuned"]
     assert list(s["directions"]) == ["0_yaw", "3_jaw"]
     for tag, d in s["directions"].items():
         n = len(editing.shift_sequence(d["start"]))
@@ -102,3 +104,28 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
         )
     assert "broken.png: not an image file" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written on a failed run
+
+
+def test_tuning_is_off_by_default_and_an_A_workdir_sets_the_units(tmp_path):
+    """As the authors' editing script: no generator tuning unless --tune. `--A` = a training workdir (converted
+    files, not --tiny): its shift_scale sets the sweep (±shift_scale in steps of shift_scale/10) and the source's
+    start (angles and expressions scale with it; the jaw keeps its ±6 line, as upstream)."""
+    paths = tiny_checkpoints.converted(tmp_path / "w", ("generator", "deca"))
+    _, av = load_bundle(("A",), tiny_seed=0)
+    np.save(tmp_path / "w.npy", np.random.default_rng(0).standard_normal(512).astype(np.float32))
+    summaries = {}
+    for scale in (6.0, 3.0):
+        work = tiny_checkpoints.training_workdir(tmp_path / f"run{scale:g}", av["A"], shift_scale=scale)
+        argv = ["--source", str(tmp_path / "w.npy"), "--directions", "3", "4", "--out", str(tmp_path / f"e{scale:g}"),
+                "--A", str(work), "--batch-size", "8", "--no-progress"]  # fmt: skip
+        summaries[scale] = edit.main(argv + [f"--{n}={p}" for n, p in paths.items()])
+    six, three = summaries[6.0]["directions"], summaries[3.0]["directions"]
+    assert three["4_exp0"]["start"] == pytest.approx(six["4_exp0"]["start"] / 2, abs=2e-4)
+    assert three["3_jaw"]["start"] == pytest.approx(six["3_jaw"]["start"], abs=1e-4)
+    for d in three.values():
+        np.testing.assert_allclose(d["shifts"], editing.shift_sequence(d["start"], 3.0), atol=2e-4)
+        assert d["shifts"][0] == pytest.approx(-3.0 - d["start"], abs=2e-4)  # the sweep starts at -3 in target
+    # A photo source without --tune is not tuned (and needs no LPIPS).
+    s = edit.main(["--source", str(PHOTO), "--directions", "0", "--out", str(tmp_path / "p"), "--lpips",
+                   str(tmp_path / "no_lpips")] + COMMON)  # fmt: skip
+    assert s["tuned"] is False

@@ -5,6 +5,7 @@ import numpy as np
 
 from configs import mixed
 from jaxreenact.training import loop, setup, stages
+from train_helpers import assert_same_step, step_metrics
 
 
 def test_mixed_step_same_on_1_and_8_devices(tmp_path):
@@ -21,6 +22,8 @@ def test_mixed_step_same_on_1_and_8_devices(tmp_path):
         state = loop.train(c, tmp_path / f"d{n}", build_stage=stages.build_stage, progress=False)
         assert int(state.step) == 1
         params[n] = [np.asarray(x) for x in jax.tree.leaves(state.params)]
+    assert_same_step(step_metrics(tmp_path / "d1"), step_metrics(tmp_path / "d8"),
+                     ("identity", "perceptual", "shape", "eye", "mouth"))  # fmt: skip
     for a, b in zip(params[1], params[8], strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
     init = mixed.get_config("tiny")

@@ -14,6 +14,7 @@ from PIL import Image
 from converters import fan as conv_fan
 from converters import sfd as conv_sfd
 from jaxreenact import preprocess
+from jaxreenact.face import crop as crop_lib
 from jaxreenact.face.pipeline import FacePreprocessor, Located, choose_face
 
 DATA = pathlib.Path(__file__).parent / "data"
@@ -121,25 +122,120 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         assert match in err and "\n" not in err
 
 
-@pytest.mark.torch
-def test_end_to_end_with_random_weight_networks(tmp_path):
-    """Fresh-clone path: random-weight S3FD/FAN saved by PyTorch, converted with the CLIs, run on the video."""
-    pytest.importorskip("torch", reason="the random-weight checkpoints are written by PyTorch")
-    pytest.importorskip("face_alignment", reason="face-alignment's modules give the checkpoint layouts")
+WIDTH = 1000
+
+
+def _random_face_networks(frames_work):
+    """face-alignment's S3FD and FAN (one stack) with random weights, saved as PyTorch files. S3FD's trunk is
+    He-initialised (its features depend on the image); only the fc7 head scores faces, its box regression scaled
+    down to stay near the anchors, and its face bias set so that every frame's best anchor scores above 0.99 while
+    the others spread below and above it (several confident faces, NMS at work)."""
     import torch
     from face_alignment.detection.sfd.net_s3fd import s3fd
     from face_alignment.models.fan import FAN
 
     torch.manual_seed(0)
-    torch.save(s3fd().state_dict(), tmp_path / "s3fd.pth")
-    torch.save(FAN(4).state_dict(), tmp_path / "fan.pth.tar")
+    net = s3fd().eval()
+    heads = ("conv3_3_norm", "conv4_3_norm", "conv5_3_norm", "fc7", "conv6_2", "conv7_2")
+    with torch.no_grad():
+        for name, m in net.named_modules():
+            if isinstance(m, torch.nn.Conv2d) and "mbox" not in name:
+                m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5)
+                m.bias.zero_()
+        for h in heads:
+            conf, loc = getattr(net, f"{h}_mbox_conf"), getattr(net, f"{h}_mbox_loc")
+            loc.weight.mul_(0.002)
+            loc.bias.zero_()
+            conf.bias.zero_()
+            if h == "fc7":
+                conf.weight.mul_(0.02)
+            else:
+                conf.weight.zero_()
+                conf.bias[-1] = -30.0
+        x = torch.from_numpy(np.stack(frames_work).astype(np.float32)).permute(0, 3, 1, 2)  # the authors: RGB as is
+        cls = net(x)[2 * heads.index("fc7")]
+        best = (cls[:, 1] - cls[:, 0]).flatten(1).max(1).values.min()
+        net.fc7_mbox_conf.bias[1] = 6.0 - float(best)
+    torch.manual_seed(1)
+    fan = FAN(1).eval()
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for m in fan.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.uniform_(-0.2, 0.2, generator=g)
+    return net, fan
+
+
+def _reference_face(net, fan, work):
+    """The authors' detect → choose → FAN → crop box, from face-alignment's own S3FD decoding (`get_predictions`,
+    `nms`), the PyTorch re-statement of their FAN crop and heatmap decoding, and `crop_using_landmarks` by hand."""
+    import torch
+    import torch.nn.functional as F
+    import torch_face_ref as tfr
+    from face_alignment.detection.sfd.bbox import nms
+    from face_alignment.detection.sfd.detect import get_predictions
+
+    with torch.no_grad():
+        olist = net(torch.from_numpy(work[None].astype(np.float32)).permute(0, 3, 1, 2))
+    olist = [F.softmax(o, dim=1) if i % 2 == 0 else o for i, o in enumerate(olist)]
+    d = get_predictions([o.numpy() for o in olist], 1)[0]
+    d = d[d[:, 4] > 0.05]
+    d = d[nms(d, 0.3)]
+    d = d[d[:, 4] > 0.5]
+    confident = [k for k in range(len(d)) if d[k, 4] > 0.99]
+    box = d[confident[-1]]  # the last confident face in NMS order, as the authors
+    x1, y1, x2, y2 = (np.float32(v) for v in box[:4])
+    center = np.array([(x2 + x1) / 2, (y2 + y1) / 2 - (y2 - y1) * np.float32(0.12)], np.float32)
+    scale = np.float32((x2 - x1 + y2 - y1) / np.float32(195.0))
+    with torch.no_grad():
+        hm = fan(tfr.fan_crop(work, center, scale) / 255.0)[-1]
+    lm = tfr.fan_preds(hm, center[None], scale[None])[1][0].numpy()
+    c = np.round((lm.min(0) + lm.max(0)) / 2).astype(int)
+    size = int(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1])))
+    c[1] -= size // 6
+    return box, len(confident), lm, (c[0] - size, c[1] - size, c[0] + size, c[1] + size)
+
+
+@pytest.mark.torch
+def test_end_to_end_with_random_weight_networks_that_find_a_face(tmp_path):
+    """Fresh-clone path on the shared video: random-weight S3FD/FAN saved by PyTorch, converted with the CLIs; the
+    biased S3FD finds faces, so FAN and the crop run; each frame's box, face count, landmarks, crop box and crop are
+    checked against the reference of `_reference_face` on the same working image (cv2 INTER_AREA, width 256)."""
+    pytest.importorskip("torch", reason="the random-weight checkpoints are written by PyTorch")
+    pytest.importorskip("face_alignment", reason="face-alignment's modules give the checkpoint layouts")
+    cv2 = pytest.importorskip("cv2", reason="OpenCV gives the authors' working image")
+    import torch
+
+    from jaxreenact.data import video as video_lib
+
+    frames = list(video_lib.iter_frames(VIDEO, max_frames=3))
+    h, w = frames[0].shape[:2]
+    work = [cv2.resize(f, (WIDTH, int(h * WIDTH / w)), interpolation=cv2.INTER_AREA) for f in frames]
+    net, fan = _random_face_networks(work)
+    torch.save(net.state_dict(), tmp_path / "s3fd.pth")
+    torch.save(fan.state_dict(), tmp_path / "fan.pth.tar")
     conv_sfd.main([str(tmp_path / "s3fd.pth"), str(tmp_path / "sfd")])
     conv_fan.main([str(tmp_path / "fan.pth.tar"), str(tmp_path / "fan")])
     out = tmp_path / "out"
     args = [str(VIDEO), "--out", str(out), "--sfd", str(tmp_path / "sfd"), "--fan", str(tmp_path / "fan")]
-    summary = preprocess.main([*args, "--max-frames", "3", "--width", "256", "--batch-size", "2", "--no-progress"])
+    summary = preprocess.main([*args, "--max-frames", "3", "--width", str(WIDTH), "--batch-size", "2", "--no-progress"])
     assert summary["frames"] == 3 and summary["kind"] == "video" and summary["has_audio"]
-    assert summary["ok"] + summary["skipped"] == 3
+    assert summary["ok"] == 3 and summary["skipped"] == 0
     z = np.load(out / "faces.npz")
-    assert z["landmarks"].shape == (3, 68, 2) and len(z["status"]) == 3
-    assert len(list((out / "crops").iterdir())) == summary["ok"]
+    assert list(z["status"]) == ["ok"] * 3
+    for i in range(3):
+        box, n_conf, lm, cbox = _reference_face(net, fan, work[i])
+        assert z["n_faces"][i] == n_conf
+        np.testing.assert_allclose(z["boxes"][i][4], box[4], atol=1e-4)
+        np.testing.assert_allclose(z["boxes"][i][:4], box[:4], atol=5e-3)  # float32 pixels
+        np.testing.assert_allclose(z["landmarks"][i], lm, atol=1e-3)  # integer pixels, as the authors
+        assert tuple(z["crop_boxes"][i]) == cbox
+        # The crop: that box of the working image, FFHQ-padded where it leaves the frame (checked against the
+        # authors' code in test_crop.py), resized to 256² with PIL bicubic; the program's working image is its own
+        # INTER_AREA, within one grey level of OpenCV's.
+        crop = np.asarray(Image.open(out / "crops" / f"{i:06d}.png")).astype(int)
+        assert np.abs(crop - crop_lib.crop_face(work[i], lm, box=cbox)).max() <= 1
+    assert any(n > 1 for n in z["n_faces"])  # several confident faces: the choice among them was exercised

@@ -5,12 +5,15 @@ import pathlib
 import numpy as np
 import pytest
 
+import tiny_checkpoints
+from converters.common import save_converted
 from jaxreenact import reenact
 from jaxreenact.data import images as images_lib
 from jaxreenact.data import video as video_lib
-from jaxreenact.face.pipeline import FixedLocate
+from jaxreenact.face.pipeline import FixedLocate, Located
 from jaxreenact.pose import params as pose
 from jaxreenact.pose.motion import MotionOptions, motion_delta, parse_gains
+from jaxreenact.weights import load_A, load_bundle
 
 DATA = pathlib.Path(__file__).parent / "data"
 VIDEO = DATA / "driving_lWOTF8SdzJw_2614-2801.mp4"
@@ -87,3 +90,58 @@ def test_clear_errors(tmp_path, capsys):
         reenact.main(["--source", str(PHOTO), "--driving", str(VIDEO), "--out", str(tmp_path / "o")] + COMMON,
                      locate=FixedLocate(missing={0}))  # fmt: skip
     assert "no face found in the source" in capsys.readouterr().err
+
+
+def _scaled_A(a_vars, factor):
+    """A with its weight scaled by `factor` per direction ([15]): A'(Δp) = A(factor ⊙ Δp)."""
+    lin = a_vars["params"]["linear"]
+    w = np.asarray(lin["weight"]) * np.asarray(factor, np.float32)[:, None]
+    return {"params": {"linear": {"weight": w, "bias": np.asarray(lin["bias"])}}}
+
+
+def test_an_A_trained_here_is_read_from_its_workdir_in_its_own_units(tmp_path):
+    """The program on its real loading path (converted files, not --tiny) with `--A` = a training workdir: the same
+    frames as the same A converted; a workdir trained with shift_scale = 3 gets Δp in ±3 units (angles and
+    expressions halved, the jaw line kept at ±6 as upstream), i.e. the frames of A·diag(d) in ±6 units."""
+    paths = tiny_checkpoints.converted(tmp_path / "w", ("generator", "e4e", "deca"))
+    a, av = load_bundle(("A",), tiny_seed=0)
+    # Not the tiny A (a run that ignored --A would differ), and large: the tiny DECA's p moves by ~1e-3 units only.
+    a_vars = _scaled_A(av["A"], np.full(15, 3e4))
+    work6 = tiny_checkpoints.training_workdir(tmp_path / "run6", a_vars)
+    work3 = tiny_checkpoints.training_workdir(tmp_path / "run3", a_vars, shift_scale=3.0)
+    module, loaded = load_A(work3)
+    assert module.shift_scale == 3.0 and module.input_dim == 15 and module.num_layers == 8
+    np.testing.assert_array_equal(loaded["params"]["linear"]["weight"], a_vars["params"]["linear"]["weight"])
+    d = np.full(15, 0.5, np.float32)
+    d[3] = 1.0  # jaw: ±6 in either case
+    save_converted(tmp_path / "A_conv", a.A, a_vars, converter="test", sources={})
+    save_converted(tmp_path / "A_diag", a.A, _scaled_A(a_vars, d), converter="test", sources={})
+
+    drv = tmp_path / "drv"
+    img = images_lib.read_image(PHOTO)
+    images_lib.write_png(drv / "000.png", img[:, ::-1])
+    images_lib.write_png(drv / "001.png", np.full_like(img, 200))
+    u = np.random.default_rng(1).uniform(0, 1, (68, 2))
+
+    def locate(images):  # landmarks that depend on the frame, so each driving frame has its own p
+        out = []
+        for im in images:
+            h, w = im.shape[:2]
+            s = float(im.mean()) / 255.0
+            pts = np.stack([w * (0.40 + 0.15 * u[:, 0] + 0.05 * s), h * (0.35 + 0.3 * u[:, 1])], 1)
+            box = np.array([w * 0.4, h * 0.32, w * 0.6, h * 0.68, 0.999], np.float32)
+            out.append(Located(box[None], 1, box, pts.astype(np.float32)))
+        return out
+
+    def run(a_path, name):
+        out = tmp_path / name
+        argv = ["--source", str(PHOTO), "--driving", str(drv), "--out", str(out), "--no-tune", "--save-frames",
+                "--batch-size", "2", "--no-progress", "--A", str(a_path)]  # fmt: skip
+        reenact.main(argv + [f"--{n}={p}" for n, p in paths.items()], locate=locate)
+        return np.stack(_frames(out)).astype(int)
+
+    f6, f_conv = run(work6, "w6"), run(tmp_path / "A_conv", "conv")
+    np.testing.assert_array_equal(f6, f_conv)
+    f3, f_diag = run(work3, "w3"), run(tmp_path / "A_diag", "diag")
+    assert np.abs(f3 - f_diag).max() <= 1
+    assert np.abs(f3 - f6).max() > 8  # the units matter

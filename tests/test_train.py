@@ -13,6 +13,7 @@ from configs import synthetic
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.mesh import make_mesh
 from jaxreenact.training import loop, setup, stages
+from train_helpers import assert_same_step, step_metrics
 
 
 def tiny(**overrides):
@@ -42,6 +43,8 @@ def test_one_step_same_on_1_and_8_devices(tmp_path):
     for n in (1, 8):
         c = tiny(**{"train.steps": 1, "train.eval_every": 0, "mesh.data": n, "train.batch_size": 8})
         states[n] = loop.train(c, tmp_path / f"d{n}", build_stage=stages.build_stage, progress=False)
+    assert_same_step(step_metrics(tmp_path / "d1"), step_metrics(tmp_path / "d8"),
+                     ("identity", "perceptual", "shape", "eye", "mouth"))  # fmt: skip
     for a, b in zip(leaves(states[1]), leaves(states[8])):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
     # The step moved A at all (so the comparison is not of two initialisations).
@@ -77,8 +80,9 @@ def _stage(c):
     return stages.build_stage(c, mesh)
 
 
-def test_loss_falls_over_50_steps(tmp_path):
-    c = tiny(**{"train.eval_every": 0})
+def test_loss_falls_over_10_steps(tmp_path):
+    # 10 steps at lr 1e-3 move A about as far as the default 1e-4 would in 100; measured fall ~5 % (2 % asked).
+    c = tiny(**{"train.eval_every": 0, "train.steps": 10, "train.lr": 1e-3, "train.checkpoint_every": 10})
     stage = _stage(c)
     keys = [jax.random.key(1000 + i) for i in range(3)]
     loss = jax.jit(lambda p, k: stage.loss(p, stage.frozen, k, None)[0])
@@ -86,7 +90,7 @@ def test_loss_falls_over_50_steps(tmp_path):
     before = np.mean([float(loss(init, k)) for k in keys])
     final = loop.train(c, tmp_path / "run", build_stage=stages.build_stage, progress=False)
     after = np.mean([float(loss(final.params, k)) for k in keys])
-    assert int(final.step) == 50
+    assert int(final.step) == 10
     assert after < before * 0.98, (before, after)
 
 

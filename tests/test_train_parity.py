@@ -15,6 +15,7 @@ import pytest
 
 import goldens
 from jaxreenact.evaluation.parity import train_steps
+from jaxreenact.evaluation.parity.report import format_rows
 from jaxreenact.pose import params as pose
 from jaxreenact.training import loop
 from jaxreenact.training.paired import paired_losses_from
@@ -34,11 +35,7 @@ def nets(tmp_path_factory):
 
 
 def table(rows) -> str:
-    return "\n".join(
-        f"  {r['name']:<26} {r['measure']:<8} {r['value']:>10.3g} {r['tol']:>9.3g} "
-        f"{'PASS' if r['passed'] else 'FAIL'} {r['note']}"
-        for r in rows
-    )
+    return format_rows("rows", list(rows))
 
 
 def run(name, nets, spec=None, only=None):

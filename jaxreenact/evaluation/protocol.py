@@ -75,13 +75,13 @@ def needed_weights(config) -> dict[str, str]:
 
 def load(config, locate=None) -> Evaluator:
     """The evaluation's networks: converted checkpoints, or random tiny ones with `config.tiny`."""
-    space = pose.pose_space("voxceleb")
     if config.tiny:
         nets, variables = load_bundle(WEIGHT_NAMES, tiny_seed=config.seed)
-        return Evaluator(nets, variables, space, locate or FixedLocate())
+        return Evaluator(nets, variables, pose.pose_space("voxceleb"), locate or FixedLocate())
     nets, variables = load_bundle(WEIGHT_NAMES, needed_weights(config), how="config",
                                   hint="or use configs/eval.py:tiny, which needs none")  # fmt: skip
     locate = locate or FaceLocator((nets.sfd, variables["sfd"]), (nets.fan, variables["fan"]))
+    space = pose.pose_space("voxceleb", shift_scale=nets.A.shift_scale)  # the units A was trained in
     return Evaluator(nets, variables, space, locate)
 
 

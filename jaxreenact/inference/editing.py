@@ -1,12 +1,14 @@
 """Moving a face along one learned direction at a time: the library behind `python -m jaxreenact.edit`
 (the authors' `run_facial_editing.py`, METHOD.md 7.3).
 
-* Source: a photo (S3FD → FAN → the authors' crop → e4e, then generator tuning unless `tune=False`), or a `.npy`
+* Source: a photo (S3FD → FAN → the authors' crop → e4e, then generator tuning only with `tune=True`: `--tune`,
+  off by default as in the authors' `run_facial_editing.py`), or a `.npy`
   latent, W [512] or W+ [14, 512] / [1, 14, 512], used as it is (no face needed).
 * The source's own value of each direction (`start`, in shift units, as the authors' `get_direction_info`):
   DECA's p of the source crop through `pose.to_units`. For a latent source there is no photo, so DECA reads the
   rendered G(trunc(w)) with the fixed 68-landmark box of the authors' framing (`pose.deca.fixed_deca_theta`).
-* Steps (`shift_sequence`, the authors' `interpolate`): step = 6/10 = 0.6 shift units,
+* Steps (`shift_sequence`, the authors' `interpolate`), in A's own units (`DirectionMatrix.shift_scale`, 6 for the
+  authors' A): step = 6/10 = 0.6 shift units,
   ``concat(arange(-6 - start, start, 0.6), arange(start, 6 - start + 1e-5, 0.6))``. The authors split the sweep at
   `start`, not at 0, so the second half starts at Δ = start (and the first half stops one step short of it); we keep
   that quirk for parity: with start = 0 it is the plain sweep -6, -5.4, ..., 6 (21 frames). The frame at the step
@@ -29,6 +31,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from jaxreenact.common.constants import SHIFT_SCALE
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.files import atomic_write_bytes
 from jaxreenact.common.images import make_grid, save_png
@@ -40,7 +43,6 @@ from jaxreenact.pose.deca import fixed_deca_theta
 from jaxreenact.pose.motion import direction_names
 from jaxreenact.weights import check_paths, default_paths, load_bundle
 
-SHIFT_SCALE = 6.0
 SHIFTS_COUNT = 10
 FPS = 15
 SHEET_COLUMNS = 7
@@ -97,7 +99,7 @@ def start_units(p: np.ndarray, space: pose.PoseSpace) -> np.ndarray:
 def sweep(nets, variables, g_vars, w, shown: np.ndarray, d: int, start: float, batch: int) -> tuple:
     """The sweep of direction `d` for a source at `start`: (shifts [N], edited uint8 [N, 256, 256, 3],
     [shown | edited] frames [N, 256, 512, 3])."""
-    shifts = shift_sequence(start)
+    shifts = shift_sequence(start, nets.A.shift_scale)
     dp = np.zeros((len(shifts), nets.A.input_dim), np.float32)
     dp[:, d] = shifts
     edited = frames_lib.render_dp(nets, variables, g_vars, w, dp, batch)
@@ -109,7 +111,7 @@ class Options:
     source: str
     out: str
     directions: list[int]
-    tune: bool = True
+    tune: bool = False  # the authors' run_facial_editing.py: --optimize_generator off by default
     tune_steps: int = 200
     save_images: bool = False
     batch_size: int = 16
@@ -159,7 +161,7 @@ def run(opts: Options, locate=None) -> dict:
     nets, variables = load_bundle(
         [n for n in paths if n not in ("sfd", "fan")], paths, tiny_seed=opts.seed if opts.tiny else None
     )
-    space = pose.pose_space("voxceleb")
+    space = pose.pose_space("voxceleb", shift_scale=nets.A.shift_scale)  # the units A was trained in
     if latent_source:
         w, g_vars, p, shown = latent_source_parts(nets, variables, space.layout, src_path)
     else:

@@ -94,7 +94,7 @@ def run(opts: Options, locate=None, bundle=None, preprocessor=None, source: Sour
             [n for n in paths if n not in ("sfd", "fan")], paths, tiny_seed=opts.seed if opts.tiny else None
         )
     nets, variables = bundle
-    space = pose.pose_space("voxceleb")
+    space = pose.pose_space("voxceleb", shift_scale=nets.A.shift_scale)  # the units A was trained in
     if nets.A.input_dim != space.layout.num_directions:
         raise UserError(f"--A {paths['A']}: A has {nets.A.input_dim} directions, the voxceleb layout needs "
                         f"{space.layout.num_directions}")  # fmt: skip

@@ -104,12 +104,19 @@ class PoseSpace:
     units: ShiftUnits
 
 
-def pose_space(dataset: str = "voxceleb", ranges_file: str | os.PathLike | None = None) -> PoseSpace:
-    """The `PoseSpace` of a dataset layout, from `ranges_file` or the authors' ranges file shipped for it."""
+def pose_space(
+    dataset: str = "voxceleb", ranges_file: str | os.PathLike | None = None, shift_scale: float = SHIFT_SCALE
+) -> PoseSpace:
+    """The `PoseSpace` of a dataset layout, from `ranges_file` or the authors' ranges file shipped for it, in units
+    of ±`shift_scale` (the value an A was trained with: `DirectionMatrix.shift_scale`, as the authors' inference
+    reads it from the A checkpoint; the jaw line keeps ±6, as upstream)."""
     if dataset not in LAYOUTS:
         raise UserError(f"dataset {dataset!r}: use one of {', '.join(LAYOUTS)}")
+    if not float(shift_scale) > 0:
+        raise UserError(f"shift_scale must be positive, got {shift_scale!r}")
+    layout = dataclasses.replace(LAYOUTS[dataset], shift_scale=float(shift_scale))
     ranges = load_ranges(ranges_file or default_ranges_path(dataset))
-    return PoseSpace(LAYOUTS[dataset], ranges, shift_units(ranges, LAYOUTS[dataset]))
+    return PoseSpace(layout, ranges, shift_units(ranges, layout))
 
 
 def _line(lo: float, hi: float, scale: float) -> tuple[float, float]:

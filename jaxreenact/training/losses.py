@@ -86,24 +86,34 @@ def step_targets(s: Setup, codes_s, codes_t, angles_s, angles_t, draws=None, pai
     return dp, gt
 
 
-def shifted_losses(s: Setup, frozen, shift, w_s, gt, id_ref, pixel_ref=None, paired: bool = False, theta_r=None):
+def shifted_losses(s: Setup, frozen, shift, w_s, gt, id_ref, pixel_ref=None, paired: bool = False, theta_r=None,
+                   w_ref=None):  # fmt: skip
     """Everything after A: the reenacted image G(trunc(w_s + shift)), DECA of it (with gradient; crop matrices
     `theta_r` [B,3,3], or as `s.deca_box` says when None) and the loss terms against the ground truth `gt`
-    dict(shape, exp, pose) (no gradient) and the reference image `id_ref` (and `pixel_ref`, paired mode).
+    dict(shape, exp, pose) (no gradient) and the reference image `id_ref` (and `pixel_ref`, paired mode; `w_ref`,
+    the target's e4e W+ for the W regulariser of the paired stage when its weight is not 0).
 
     Both geometries use the camera [8, 0, 0] (the authors overwrite `cam` before decoding). Paired mode compares
     on [0, 255] images (LPIPS and the pixel L1, an upstream quirk kept: METHOD.md 4.2). Returns (total, terms
     {name: unweighted value}, aux dict(image, codes, geom_gt, geom_r)); total = Σ lam·term in the authors' order."""
     sg = jax.lax.stop_gradient
-    img_r = render(s, frozen, directions.shift_wplus(w_s, shift))
-    codes_r = deca_codes(s, frozen, img_r, theta_r)
-    geom_gt = jax.tree.map(sg, geometry(s, frozen, gt["shape"], gt["exp"], gt["pose"]))
-    geom_r = geometry(s, frozen, codes_r["shape"], codes_r["exp"], codes_r["pose"])
-    terms = shape_losses(geom_gt, geom_r)
+    w_shifted = directions.shift_wplus(w_s, shift)
+    img_r = render(s, frozen, w_shifted)
+    terms, codes_r, geom_gt, geom_r = {}, None, None, None
+    if s.lam["shape"] > 0:  # as upstream: the shape, eye and mouth terms exist only with a shape weight
+        codes_r = deca_codes(s, frozen, img_r, theta_r)
+        geom_gt = jax.tree.map(sg, geometry(s, frozen, gt["shape"], gt["exp"], gt["pose"]))
+        geom_r = geometry(s, frozen, codes_r["shape"], codes_r["exp"], codes_r["pose"])
+        terms.update(shape_losses(geom_gt, geom_r))
     terms["identity"] = arcface_lib.identity_loss(frozen["arcface"], img_r, id_ref, module=s.nets.arcface)
     terms["perceptual"] = lpips_lib.lpips_loss(frozen["lpips"], img_r, id_ref, range_255=paired, module=s.nets.lpips)
     if paired:
         terms["pixel"] = jnp.mean(jnp.abs(lpips_lib.range_1_to_255(img_r) - lpips_lib.range_1_to_255(pixel_ref)))
+        if s.lam.get("w_reg", 0) != 0 and w_ref is not None:
+            # The authors' lambda_w_reg: L1 (mean) between the latent G renders (shifted, then truncated) and the
+            # target's raw e4e W+ (`calculate_losses_paired`).
+            w_r = directions.truncate(w_shifted, frozen["g"]["buffers"]["mean_latent"], s.truncation)
+            terms["w_reg"] = jnp.mean(jnp.abs(w_r - w_ref))
     total = 0.0
     for k in TERM_ORDER:
         if k in terms:
@@ -112,7 +122,19 @@ def shifted_losses(s: Setup, frozen, shift, w_s, gt, id_ref, pixel_ref=None, pai
 
 
 def reenactment_losses_from(
-    s: Setup, params, frozen, w_s, img_s, img_t, id_ref, *, draws=None, thetas=None, pixel_ref=None, paired=False
+    s: Setup,
+    params,
+    frozen,
+    w_s,
+    img_s,
+    img_t,
+    id_ref,
+    *,
+    draws=None,
+    thetas=None,
+    pixel_ref=None,
+    paired=False,
+    w_ref=None,
 ):
     """One batch's losses, the pure core of every stage's step: no randomness inside.
 
@@ -127,15 +149,16 @@ def reenactment_losses_from(
     angles_s, angles_t = deca_lib.angles_of(codes_s), deca_lib.angles_of(codes_t)
     dp, gt = step_targets(s, codes_s, codes_t, angles_s, angles_t, draws, paired)
     shift = s.a.apply(params, dp)
-    total, terms, _ = shifted_losses(s, frozen, shift, w_s, gt, id_ref, pixel_ref, paired, thetas.get("shifted"))
+    total, terms, _ = shifted_losses(s, frozen, shift, w_s, gt, id_ref, pixel_ref, paired, thetas.get("shifted"), w_ref)
     return total, {f"loss/{k}": v for k, v in terms.items()}
 
 
-def reenactment_losses(s: Setup, params, frozen, key, w_s, img_s, img_t, id_ref, pixel_ref=None, paired=False):
+def reenactment_losses(s: Setup, params, frozen, key, w_s, img_s, img_t, id_ref, pixel_ref=None, paired=False,
+                       w_ref=None):  # fmt: skip
     """`reenactment_losses_from` with the 50 % scheme's draws sampled from `key` (crop boxes as `s.deca_box`)."""
     draws = None
     if s.disentanglement_50 and not paired:
         draws = pose.draw_single_attribute(key, img_s.shape[0] // 2, s.layout)
     return reenactment_losses_from(
-        s, params, frozen, w_s, img_s, img_t, id_ref, draws=draws, pixel_ref=pixel_ref, paired=paired
+        s, params, frozen, w_s, img_s, img_t, id_ref, draws=draws, pixel_ref=pixel_ref, paired=paired, w_ref=w_ref
     )

@@ -2,13 +2,13 @@
 
 Source and target are two frames of one video (METHOD.md 5 sampling); full Δp; the shape ground truth is the
 target's own DECA parameters; identity, perceptual (on [0, 255] images, an upstream quirk kept) and pixel L1
-compare with the target frame.
+compare with the target frame; the W regulariser (`loss.w_reg`, 0 as upstream) compares latents. Validation: fixed
+same-video pairs of the validation split (`config.data.val_split`, `jaxreenact.training.real.val_pairs`).
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from jaxreenact.training import real
 from jaxreenact.training.losses import reenactment_losses_from
@@ -19,19 +19,22 @@ from jaxreenact.training.validation import validation_metrics
 KEYS = ("source_image", "target_image", "source_latent", "target_latent")
 
 
-def paired_losses_from(s: Setup, params, frozen, source_image, source_latent, target_image, thetas=None):
+def paired_losses_from(s: Setup, params, frozen, source_image, source_latent, target_image, thetas=None,
+                       w_ref=None):  # fmt: skip
     """The pure core of a paired step (it draws nothing): full Δp from the two frames' DECA codes, the shifted
-    source W+, losses against the target frame; DECA crops as `reenactment_losses_from` takes them."""
+    source W+, losses against the target frame (`w_ref`: the target's e4e W+, for the W regulariser); DECA crops
+    as `reenactment_losses_from` takes them."""
     return reenactment_losses_from(
         s, params, frozen, source_latent, source_image, target_image, id_ref=target_image, thetas=thetas,
-        pixel_ref=target_image, paired=True,
+        pixel_ref=target_image, paired=True, w_ref=w_ref,
     )  # fmt: skip
 
 
 def paired_loss(s: Setup):
     def loss(params, frozen, key, data):
         del key
-        return paired_losses_from(s, params, frozen, data["source_image"], data["source_latent"], data["target_image"])
+        return paired_losses_from(s, params, frozen, data["source_image"], data["source_latent"], data["target_image"],
+                                  w_ref=data["target_latent"])  # fmt: skip
 
     return loss
 
@@ -51,17 +54,11 @@ def build(config, mesh, s: Setup, frozen) -> Stage:
     batches = real.stream(
         lambda start: ds.pair_batches(b, config.seed, start, config.data.max_pairs, pidx, pcount), KEYS, mesh
     )
-    vb = config.eval.batch_size
-    pairs = ds.eval_pairs(config.eval.seed)[: max(vb, config.eval.num_pairs // vb * vb)]
-    val = [
-        {k: jnp.asarray(v) for k, v in batch.items() if k in (*KEYS, "valid")}
-        for batch in ds.iterate_pairs(pairs, vb, drop_remainder=False)
-    ]
     return Stage(
         init_params=init_params_fn(s.a),
         loss=paired_loss(s),
         validate=paired_validate(s),
         frozen=frozen,
         batches=batches,
-        val_data=val,
+        val_data=real.val_pairs(config, KEYS),
     )

@@ -57,12 +57,14 @@ def weight_names(config) -> tuple[str, ...]:
 def make_setup(config, nets: Networks) -> Setup:
     ranges_path = config.ranges_file or pose.default_ranges_path(config.dataset_type)
     ranges = pose.load_ranges(ranges_path)
-    layout = pose.LAYOUTS[config.dataset_type]
+    if config.dataset_type not in pose.LAYOUTS:
+        raise UserError(f"config.dataset_type={config.dataset_type!r}: use one of {', '.join(pose.LAYOUTS)}")
+    layout = dataclasses.replace(pose.LAYOUTS[config.dataset_type], shift_scale=float(config.model.shift_scale))
     if config.model.deca_box not in DECA_BOXES:
         raise UserError(f"config.model.deca_box={config.model.deca_box!r}: use one of {', '.join(DECA_BOXES)}")
     if config.model.deca_box == "landmarks" and (nets.sfd is None or nets.fan is None):
         raise UserError('config.model.deca_box="landmarks" needs the S3FD and FAN networks (config.weights.sfd/fan)')
-    lam = {k: float(getattr(config.loss, k)) for k in ("identity", "perceptual", "shape", "eye", "mouth", "pixel")}
+    lam = loss_weights(config.loss)
     return Setup(
         nets=nets,
         units=pose.shift_units(ranges, layout),
@@ -77,8 +79,20 @@ def make_setup(config, nets: Networks) -> Setup:
     )
 
 
+def loss_weights(loss_cfg) -> dict[str, float]:
+    """The weight of each loss term. As upstream (`calculate_losses`), the eye and mouth losses live inside the shape
+    loss's `lambda_shape > 0` branch: a shape weight <= 0 turns all three off."""
+    lam = {k: float(getattr(loss_cfg, k)) for k in ("identity", "perceptual", "shape", "eye", "mouth", "pixel")}
+    lam["w_reg"] = float(loss_cfg.get("w_reg", 0.0))
+    if lam["shape"] <= 0:
+        lam["shape"] = lam["eye"] = lam["mouth"] = 0.0
+    return lam
+
+
 def a_module(config) -> directions.DirectionMatrix:
-    return directions.DirectionMatrix(config.model.learned_directions, config.model.num_layers_shift)
+    return directions.DirectionMatrix(
+        config.model.learned_directions, config.model.num_layers_shift, shift_scale=float(config.model.shift_scale)
+    )
 
 
 def init_params_fn(a: directions.DirectionMatrix):
@@ -94,11 +108,18 @@ def deca_codes(s: Setup, frozen, images, theta=None):
     """DECA codes of generator-range images [B,256,256,3]. theta: the crop matrices [B,3,3] (a replay's recorded
     boxes); None: the crop box as `s.deca_box` says."""
     if theta is None:
-        theta = jnp.broadcast_to(jnp.asarray(s.theta), (images.shape[0], 3, 3))
-        if s.deca_box == "landmarks":
-            sfd, fan = (s.nets.sfd, frozen["sfd"]), (s.nets.fan, frozen["fan"])
-            theta, _, _ = deca_box.landmark_theta(sfd, fan, images, theta)
+        return deca_codes_boxed(s.nets, frozen, images, s.deca_box, s.theta)
     return deca_lib.encode(s.nets.deca, frozen["deca"], images, theta)
+
+
+def deca_codes_boxed(nets: Networks, frozen, images, box: str, fixed_theta):
+    """DECA codes of generator-range images with training's crop rule `box` ("fixed": `fixed_theta` [1 or B, 3, 3];
+    "landmarks": S3FD + FAN, `fixed_theta` where no face is found). The one function training, validation and the
+    ranges statistics (`jaxreenact.training.ranges`) read DECA through."""
+    theta = jnp.broadcast_to(jnp.asarray(fixed_theta), (images.shape[0], 3, 3))
+    if box == "landmarks":
+        theta, _, _ = deca_box.landmark_theta((nets.sfd, frozen["sfd"]), (nets.fan, frozen["fan"]), images, theta)
+    return deca_lib.encode(nets.deca, frozen["deca"], images, theta)
 
 
 def geometry(s: Setup, frozen, shape, exp, pose_):

@@ -113,5 +113,6 @@ def add_weight_flags(parser, names) -> None:
     """`--<name> PATH` for each registry network `names`, defaulting to the registry's path."""
     for n in names:
         e = entry(n)
+        also = " or a training workdir of ours (its latest checkpoint)" if n == "A" else ""
         parser.add_argument(f"--{n}", default=e.default, metavar="DIR",
-                            help=f"converted {e.what} (`{e.convert('DIR')}`); default {e.default}")  # fmt: skip
+                            help=f"converted {e.what} (`{e.convert('DIR')}`){also}; default {e.default}")  # fmt: skip
