@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from converters.common import KeyMap, as_jax, bare_state_dict, check_tree, describe, file_cli, fill
+from converters.common import KeyMap, as_jax, bare_state_dict, check_tree, describe, file_cli, file_save, fill
 from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.arcface import ArcFace
 
@@ -62,10 +62,12 @@ def load_torch(path, **opts):
     return convert_state_dict(bare_state_dict(path, WHAT), str(path))
 
 
+save = file_save("arcface", load_torch, "model_ir_se50", lambda m: f"IR-SE{m.num_layers}, input {m.input_size}")
+
+
 def main(argv=None):
     file_cli("arcface", "Convert the ArcFace IR-SE50 identity network to a jaxreenact checkpoint.",
-             "TreB1eN model_ir_se50.pth (the identity-loss network)", load_torch, "model_ir_se50",
-             lambda m: f"IR-SE{m.num_layers}, input {m.input_size}", argv)  # fmt: skip
+             "TreB1eN model_ir_se50.pth (the identity-loss network)", save, argv)  # fmt: skip
 
 
 if __name__ == "__main__":

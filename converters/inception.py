@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from converters.common import KeyMap, as_jax, bare_state_dict, check_tree, describe, file_cli, fill
+from converters.common import KeyMap, as_jax, bare_state_dict, check_tree, describe, file_cli, file_save, fill
 from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.inception import FEATURE_DIM, FID_INPUT_SIZE, FIDInceptionV3
 
@@ -64,10 +64,12 @@ def load_torch(path, **opts):
     return convert_state_dict(bare_state_dict(path, WHAT), str(path))
 
 
+save = file_save("inception", load_torch, "pt_inception", lambda m: f"FID Inception-v3, pool3 features {FEATURE_DIM}")
+
+
 def main(argv=None):
     file_cli("inception", "Convert pytorch-fid's FID Inception-v3 to a jaxreenact checkpoint.",
-             f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth (from {FID_WEIGHTS_URL})", load_torch,
-             "pt_inception", lambda m: f"FID Inception-v3, pool3 features {FEATURE_DIM}", argv)  # fmt: skip
+             f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth (from {FID_WEIGHTS_URL})", save, argv)  # fmt: skip
 
 
 if __name__ == "__main__":

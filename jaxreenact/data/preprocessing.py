@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import os
 import pathlib
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ from jaxreenact.face.pipeline import FaceLocator, FacePreprocessor, FrameResult,
 from jaxreenact.models.fan import FAN
 from jaxreenact.models.sfd import S3FD
 
+log = logging.getLogger("jaxreenact.data")
+
 
 @dataclasses.dataclass
 class InputSpec:
@@ -40,6 +43,7 @@ class InputSpec:
     num_frames: int | None
     fps: float | None = None
     has_audio: bool | None = None
+    note: str | None = None  # a video that breaks mid-stream: how many of its frames decode
 
 
 def inspect_input(path: str | os.PathLike, max_frames: int | None = None) -> InputSpec:
@@ -59,7 +63,10 @@ def inspect_input(path: str | os.PathLike, max_frames: int | None = None) -> Inp
     if ext in video_lib.VIDEO_EXTS:
         info = video_lib.probe_video(path)
         n = info.num_frames if max_frames is None else min(info.num_frames, max_frames)
-        return InputSpec("video", path, n, info.fps, info.has_audio)
+        note = info.broken_note()
+        if note:
+            log.warning("%s", note)
+        return InputSpec("video", path, n, info.fps, info.has_audio, note)
     raise UserError(
         f"{path}: unknown input type {ext or '(no extension)'}; give an image "
         f"({', '.join(images_lib.IMAGE_EXTS)}), a video ({', '.join(video_lib.VIDEO_EXTS)}) or a folder of images"
@@ -129,13 +136,15 @@ def run(
     max_frames: int | None = None,
     progress: bool = True,
     settings: dict | None = None,
+    spec: InputSpec | None = None,
 ) -> dict:
-    """Preprocess `input_path` into `out` (see the module doc); returns the summary dict (also in summary.json)."""
+    """Preprocess `input_path` into `out` (see the module doc); returns the summary dict (also in summary.json).
+    `spec`: `inspect_input(input_path, max_frames)` when the caller has already checked the input."""
     from tqdm import tqdm
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
-    spec = inspect_input(input_path, max_frames)
+    spec = spec or inspect_input(input_path, max_frames)
     out = pathlib.Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
@@ -172,6 +181,7 @@ def run(
         "no_face": [n for n, s in zip(names, status) if s == "no_face"],
         "held_frames": [n for n, s in zip(names, status) if s == "held"],
         "multiple_faces": [n for n, r in zip(names, results) if r.n_faces > 1],
+        "input_note": spec.note,
         "settings": {
             "on_missing": preprocessor.on_missing,
             "smooth_box": preprocessor.smooth_box,
@@ -196,6 +206,8 @@ def format_summary(summary: dict, out: str | os.PathLike) -> str:
         if items:
             shown = ", ".join(items[:10]) + (f" and {len(items) - 10} more" if len(items) > 10 else "")
             lines.append(f"  {label}: {shown}")
+    if summary.get("input_note"):
+        lines.append(f"  {summary['input_note']}")
     lines.append(f"wrote {out}/crops/, {out}/faces.npz, {out}/summary.json")
     return "\n".join(lines)
 
@@ -212,6 +224,7 @@ def build_preprocessor(
 ) -> FacePreprocessor:
     """A `FacePreprocessor` on converted S3FD / FAN checkpoints (or an injected `locate`)."""
     if locate is None:
+        weights.check_paths({"sfd": sfd_path, "fan": fan_path})  # every missing one listed, with its command
         sfd = weights.load(sfd_path)
         fan = weights.load(fan_path)
         if not isinstance(sfd[0], S3FD):

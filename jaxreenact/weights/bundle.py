@@ -8,6 +8,7 @@ take explicit `(module, variables)` pairs; training and inference pass the bundl
 
 from __future__ import annotations
 
+import logging
 import pathlib
 
 import jax
@@ -18,6 +19,8 @@ from jaxreenact.common.errors import UserError
 from jaxreenact.latent.directions import DirectionMatrix
 from jaxreenact.weights import registry, store, tiny
 from jaxreenact.weights.networks import Networks
+
+log = logging.getLogger("jaxreenact.weights")
 
 
 def load_A(path: str | pathlib.Path) -> tuple[DirectionMatrix, dict]:
@@ -48,9 +51,11 @@ def load(names, paths: dict[str, str] | None = None, *, tiny_seed: int | None = 
     for n in names:
         registry.entry(n)
     if tiny_seed is not None:
+        log.info("building tiny random networks (%s; --tiny: the pictures mean nothing) ...", ", ".join(names))
         return tiny.bundle(names, tiny_seed)
     paths = {n: (paths or {}).get(n) or registry.entry(n).default for n in names}
     registry.check_paths(paths, how=how, hint=hint)
+    log.info("loading networks: %s ...", ", ".join(f"{n} ({paths[n]})" for n in names))
     mods, variables = {}, {}
     for n in names:
         e = registry.entry(n)
