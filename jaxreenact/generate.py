@@ -18,8 +18,7 @@ from jaxreenact.inference.sampling import generate
 from jaxreenact.weights.registry import add_weight_flags
 
 
-@cli_main
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m jaxreenact.generate", description=__doc__.split("\n")[0])
     add_weight_flags(p, ("generator",))
     p.add_argument("--num", type=int, default=16, help="number of samples")
@@ -28,7 +27,12 @@ def main(argv=None):
     cli.add_batch_flag(p, 8, "images per generator call")
     p.add_argument("--out", default="samples.png", help="output PNG (default samples.png)")
     cli.add_run_flags(p, seed_help="seed of the z draw (and of the --tiny generator)")
-    a = cli.parse(p, argv)
+    return cli.parse(p, argv)
+
+
+@cli_main
+def main(argv=None):
+    a = parse_args(argv)
     out = cli.check_out_file(a.out)
     generate(a.generator, a.num, a.seed, a.truncation, out, a.nrow, a.batch_size, tiny=a.tiny)
     print(f"wrote {out} ({a.num} samples, truncation {a.truncation}, seed {a.seed}"

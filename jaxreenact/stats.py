@@ -21,8 +21,7 @@ from jaxreenact.weights import load_bundle
 from jaxreenact.weights.registry import add_weight_flags
 
 
-@cli_main
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m jaxreenact.stats", description=__doc__.split("\n\n")[0])
     add_weight_flags(p, ("generator", "deca"))
     p.add_argument("--num", type=int, default=2000, help="number of generated faces (the authors use 2000)")
@@ -30,7 +29,12 @@ def main(argv=None):
     p.add_argument("--truncation", type=float, default=0.7)
     p.add_argument("--out", required=True, help="output .npy (float64 [54, 2], rows [min, max])")
     cli.add_run_flags(p)
-    a = cli.parse(p, argv)
+    return cli.parse(p, argv)
+
+
+@cli_main
+def main(argv=None):
+    a = parse_args(argv)
     if a.num < 1 or a.batch_size < 1:
         raise UserError(f"--num ({a.num}) and --batch-size ({a.batch_size}) must be positive")
     cli.check_out_file(a.out)

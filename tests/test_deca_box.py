@@ -17,7 +17,7 @@ from jaxreenact.pose.deca import fixed_deca_theta
 from jaxreenact.training import setup, stages
 from jaxreenact.weights import Networks, load_bundle, tiny
 
-PHOTO = pathlib.Path(__file__).parent / "data" / "source_0002775.png"
+PHOTO = pathlib.Path(__file__).parents[1] / "jaxreenact" / "resources" / "examples" / "source_0002775.png"
 
 
 def _images():

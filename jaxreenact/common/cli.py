@@ -317,6 +317,7 @@ def run_config_program(main, batch_field: str, argv=None) -> None:
     def parser(args):
         try:
             args = prepare_config_argv(args, prog, batch_field)
+            sys.argv = list(args)  # ml_collections finds the --config.* overrides to define in sys.argv
             return flags.FLAGS(args)
         except UserError as e:
             fail(str(e))

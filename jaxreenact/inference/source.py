@@ -9,6 +9,7 @@ on the same face, so the same box up to FAN's resampling, at half the face-netwo
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import numpy as np
 
@@ -56,6 +57,8 @@ class Source:
 
 def read_source_frame(path) -> np.ndarray:
     """The source image: a photo, or the first frame of a video (as the authors)."""
+    if pathlib.Path(path).is_dir():
+        raise UserError(f"{path}: is a folder; the source must be one photo, or a video (its first frame is used)")
     spec = preprocessing.inspect_input(path)
     if spec.kind == "image":
         return images_lib.read_image(spec.path)
