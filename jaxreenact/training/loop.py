@@ -119,10 +119,10 @@ def train(
         raise UserError(f"--workdir {workdir}: is a file, not a folder")
     is_main = jax.process_index() == 0
     mesh = make_mesh(config.mesh.data)
+    stage: Stage = build_stage(config, mesh)  # checks every weight path first
     batch = config.train.batch_size
     if batch % mesh.size:
         raise UserError(f"config.train.batch_size={batch} is not divisible by the {mesh.size} devices of the mesh")
-    stage: Stage = build_stage(config, mesh)  # checks every weight path first
     workdir.mkdir(parents=True, exist_ok=True)  # only once the networks are there: a failed start leaves nothing
     if is_main:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
