@@ -36,6 +36,8 @@ def main(argv=None):
         a.root, nets, variables, a.batch_size, a.save_images, a.overwrite, progress=not a.no_progress
     )
     print(report.format(a.root))
+    print(f"wrote {a.root}/<id>/<video>/inversion/latent_codes/*.npy"
+          + (" and inversion/frames/*.png" if a.save_images else ""))  # fmt: skip
     return report
 
 

@@ -46,7 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--save-frames", action="store_true", help="also write every reenacted frame as frames/NNNNNN.png")
     cli.add_batch_flag(p, 32, "frames per jitted batch")
     p.add_argument("--max-frames", type=int, default=None, help="use only the first N driving frames")
-    p.add_argument("--fps", type=float, default=25.0, help="frame rate for a folder of driving frames (default 25)")
+    p.add_argument(
+        "--fps", type=float, default=25.0, help="frame rate for a folder of driving frames or one image (default 25)"
+    )
     add_weight_flags(p, reenactment.WEIGHT_NAMES)
     cli.add_run_flags(p)
     return cli.parse(p, argv)

@@ -106,22 +106,40 @@ def test_quiet_logging_unless_verbose(capsys):
 
 SCRIPT = textwrap.dedent(
     """
-    import contextlib, io, pathlib, sys
-    from jaxreenact import train
+    import contextlib, importlib, io, pathlib, sys
+    from absl import flags
     from jaxreenact.common import cli
+    program, batch = sys.argv[1:3]
+    prog = importlib.import_module(program)
     pathlib.Path("afile").write_text("x")
-    for case in sys.argv[1:]:
+    if program.endswith("evaluate"):  # a one-frame test tree
+        from PIL import Image
+        pathlib.Path("tree/id0/vid0/frames_cropped").mkdir(parents=True)
+        Image.new("RGB", (256, 256), (90, 120, 150)).save("tree/id0/vid0/frames_cropped/000000.png")
+    for case in sys.argv[3:]:
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
             try:
-                cli.run_config_program(train.main, "train.batch_size", argv=["train"] + case.split())
+                cli.run_config_program(prog.main, batch, argv=["prog"] + case.split())
                 rc = 0
             except SystemExit as e:
                 rc = e.code
         print(rc, err.getvalue().strip().replace(chr(10), " | "))
+        for name in [n for n in flags.FLAGS if n.startswith("config.")]:  # one run per process in real life
+            delattr(flags.FLAGS, name)
     print("left:", sorted(p.name for p in pathlib.Path(".").iterdir()))
     """
 )
+
+
+def _run_cases(cwd, program, batch, cases) -> list[str]:
+    """Each case through the real program's entry (absl parsing included), in one fresh process run from `cwd`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}  # one device
+    env["PYTHONPATH"] = str(ROOT)
+    cmd = [sys.executable, "-c", SCRIPT, program, batch, *cases]
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip().splitlines()
 
 
 def test_training_mistakes_end_in_one_line_and_create_nothing(tmp_path):
@@ -135,11 +153,7 @@ def test_training_mistakes_end_in_one_line_and_create_nothing(tmp_path):
         "--config=configs/synthetic.py:tiny --workdir=afile",
         "--config=configs/synthetic.py --workdir=w7",
     ]
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}  # one device
-    env["PYTHONPATH"] = str(ROOT)
-    r = subprocess.run([sys.executable, "-c", SCRIPT, *cases], cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.strip().splitlines()
+    lines = _run_cases(tmp_path, "jaxreenact.train", "train.batch_size", cases)
     out = dict(zip(cases, lines))
     for case in cases[:-1]:
         rc, msg = out[case].split(" ", 1)
@@ -154,3 +168,27 @@ def test_training_mistakes_end_in_one_line_and_create_nothing(tmp_path):
     assert out[cases[6]].startswith("2 error (jaxreenact.train): missing converted weights")
     assert "converters.all" in out[cases[6]]
     assert lines[-1] == "left: ['afile']"  # no workdir was created by any failed start
+
+
+def test_evaluation_mistakes_end_in_one_line_and_create_nothing(tmp_path):
+    cases = [
+        "--config=configs/evl.py:tiny --workdir=e1",
+        "--config=configs/eval.py:tiny --workdir=e2 --config.eval.max_frame=2",
+        "--config=configs/eval.py:tiny --workdir=afile",
+        "--config=configs/eval.py --workdir=e4 --config.root=nowhere",
+        "--config=configs/eval.py --workdir=e5 --config.root=afile",
+        "--config=configs/eval.py --workdir=e6 --config.root=tree --config.eval.cross=False",
+    ]
+    lines = _run_cases(tmp_path, "jaxreenact.evaluate", "eval.batch_size", cases)
+    out = dict(zip(cases, lines))
+    for case in cases[:-1]:
+        assert out[case].startswith("2 error (jaxreenact.evaluate): ") and " | " not in out[case], out[case]
+    assert "did you mean --config=configs/eval.py:tiny?" in out[cases[0]]
+    assert "did you mean --config.eval.max_frames?" in out[cases[1]]
+    assert "afile: is a file" in out[cases[2]]
+    assert "config.root = 'nowhere': not a folder" in out[cases[3]]
+    assert "config.root = 'afile': not a folder" in out[cases[4]]
+    # a real config lists every missing checkpoint, before any network (and before any report) is written
+    assert out[cases[5]].startswith("2 error (jaxreenact.evaluate): missing converted weights")
+    assert "config.weights.inception" in out[cases[5]]
+    assert lines[-1] == "left: ['afile', 'tree']"

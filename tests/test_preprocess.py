@@ -202,3 +202,18 @@ def test_inputs_and_every_missing_checkpoint_before_any_network(tmp_path, capsys
     err = capsys.readouterr().err
     assert "nope_sfd" in err and "nope_fan" in err and "converters.sfd" in err and "converters.fan" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_unreadable_image_in_a_folder_is_skipped_and_reported(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(PHOTO, folder / "a.png")
+    shutil.copy(PHOTO, folder / "c.png")
+    (folder / "b.png").write_bytes(PHOTO.read_bytes()[:4000])  # truncated
+    s = preprocess.main([str(folder), "--out", str(tmp_path / "o"), "--tiny", "--no-progress", "--width", "320"])
+    assert s["frames"] == 2 and s["ok"] == 2 and len(s["unreadable"]) == 1 and "b.png" in s["unreadable"][0]
+    (folder / "a.png").write_bytes(b"")
+    (folder / "c.png").write_bytes(b"")
+    with pytest.raises(SystemExit) as e:
+        preprocess.main([str(folder), "--out", str(tmp_path / "o2"), "--tiny", "--no-progress"])
+    assert e.value.code == 2

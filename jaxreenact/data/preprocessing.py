@@ -73,13 +73,27 @@ def inspect_input(path: str | os.PathLike, max_frames: int | None = None) -> Inp
     )
 
 
-def iter_input(spec: InputSpec, max_frames: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, RGB uint8 frame) pairs of an input."""
+def iter_input(spec: InputSpec, max_frames: int | None = None, skipped: list | None = None
+               ) -> Iterator[tuple[str, np.ndarray]]:  # fmt: skip
+    """(name, RGB uint8 frame) pairs of an input. In a folder an unreadable image (empty, truncated, not an image)
+    is skipped with a warning and its message appended to `skipped`; a folder with none readable is an error."""
     if spec.kind == "image":
         yield spec.path.stem, images_lib.read_image(spec.path)
     elif spec.kind == "folder":
-        for f in images_lib.list_images(spec.path)[:max_frames]:
-            yield f.stem, images_lib.read_image(f)
+        n = 0
+        files = images_lib.list_images(spec.path)[:max_frames]
+        for f in files:
+            try:
+                frame = images_lib.read_image(f)
+            except UserError as e:
+                log.warning("skipped %s", e)
+                if skipped is not None:
+                    skipped.append(str(e))
+                continue
+            n += 1
+            yield f.stem, frame
+        if n == 0:
+            raise UserError(f"{spec.path}: none of its {len(files)} image file(s) is readable")
     else:
         for i, frame in enumerate(video_lib.iter_frames(spec.path, max_frames=max_frames)):
             yield f"{i:06d}", frame
@@ -155,9 +169,10 @@ def run(
     preprocessor.reset()
     names: list[str] = []
     results: list[FrameResult] = []
+    unreadable: list[str] = []
     bar = tqdm(total=spec.num_frames, unit="frame", desc=f"preprocess {spec.path.name}", disable=not progress)
     try:
-        for batch in batches(iter_input(spec, max_frames), batch_size):
+        for batch in batches(iter_input(spec, max_frames, unreadable), batch_size):
             frames = [f for _, f in batch]
             for (name, _), r in zip(batch, preprocessor(frames)):
                 if r.crop is not None:
@@ -182,6 +197,7 @@ def run(
         "held_frames": [n for n, s in zip(names, status) if s == "held"],
         "multiple_faces": [n for n, r in zip(names, results) if r.n_faces > 1],
         "input_note": spec.note,
+        "unreadable": unreadable,
         "settings": {
             "on_missing": preprocessor.on_missing,
             "smooth_box": preprocessor.smooth_box,
@@ -208,6 +224,9 @@ def format_summary(summary: dict, out: str | os.PathLike) -> str:
             lines.append(f"  {label}: {shown}")
     if summary.get("input_note"):
         lines.append(f"  {summary['input_note']}")
+    if summary.get("unreadable"):
+        lines.append(f"  {len(summary['unreadable'])} unreadable image(s) skipped: {summary['unreadable'][0]}"
+                     + (" ..." if len(summary["unreadable"]) > 1 else ""))  # fmt: skip
     lines.append(f"wrote {out}/crops/, {out}/faces.npz, {out}/summary.json")
     return "\n".join(lines)
 
@@ -225,6 +244,7 @@ def build_preprocessor(
     """A `FacePreprocessor` on converted S3FD / FAN checkpoints (or an injected `locate`)."""
     if locate is None:
         weights.check_paths({"sfd": sfd_path, "fan": fan_path})  # every missing one listed, with its command
+        log.info("loading networks: sfd (%s), fan (%s) ...", sfd_path, fan_path)
         sfd = weights.load(sfd_path)
         fan = weights.load(fan_path)
         if not isinstance(sfd[0], S3FD):

@@ -310,6 +310,8 @@ def items_of(config) -> list[Item]:
     out = []
     if config.eval.self:
         videos = pairs.read_videos(config.self_list) if config.self_list else pairs.list_videos(root)
+        if not videos:
+            raise UserError(f"config.root = {config.root!r}: holds no <id>/<video>/frames_cropped/ folders")
         pairs.check_videos_exist(root, videos, f"self list {config.self_list or '(all videos of the root)'}")
         out += [Item("self", v, v) for v in videos]
     if config.eval.cross:
