@@ -22,6 +22,7 @@ from converters.common import (
     convert_by_template,
     describe,
     file_cli,
+    file_save,
     ir_se_depth,
     strip_data_parallel,
 )
@@ -52,10 +53,12 @@ def load_torch(path):
     return convert_state_dict(bare_state_dict(path, WHAT), str(path))
 
 
+save = file_save("arcface", load_torch, "model_ir_se50", lambda m: f"IR-SE{m.num_layers}, input {m.input_size}")
+
+
 def main(argv=None):
     file_cli("arcface", "Convert the ArcFace IR-SE50 identity network to a jaxreenact checkpoint.",
-             "TreB1eN model_ir_se50.pth (the identity-loss network)", load_torch, "model_ir_se50",
-             lambda m: f"IR-SE{m.num_layers}, input {m.input_size}", argv)  # fmt: skip
+             "TreB1eN model_ir_se50.pth (the identity-loss network)", save, argv)  # fmt: skip
 
 
 if __name__ == "__main__":

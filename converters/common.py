@@ -1,4 +1,8 @@
-"""Shared converter machinery: reading PyTorch files safely, strict key accounting, saving, the CLI shape."""
+"""Shared converter machinery: reading PyTorch files safely, strict key accounting, saving, the CLI shape.
+
+Every converter module has `load_torch(*srcs) -> (module, variables)` and `save(srcs, dst) -> lines` (convert the
+upstream file(s) `srcs` and write the checkpoint folder `dst`; the lines say what was done): its own CLI and
+`python -m converters.all` both call `save`."""
 
 from __future__ import annotations
 
@@ -174,18 +178,29 @@ def run_cli(
     main()
 
 
-def file_cli(name: str, description: str, src_help: str, load: Callable, source_key: str, summary: Callable, argv=None):
-    """`python -m converters.<name> SRC DST` for a converter that reads one file: `load(src) -> (module,
-    variables)`, saved to DST; `summary(module)` is the line printed after."""
+def file_save(name: str, load: Callable, source_key: str, summary: Callable) -> Callable:
+    """The `save(srcs, dst) -> lines` of a converter that reads one file: `load(src) -> (module, variables)`, saved
+    to `dst` with its sha256; `summary(module)` goes into the line returned."""
+
+    def save(srcs, dst) -> list[str]:
+        (src,) = srcs
+        module, variables = load(src)
+        save_converted(dst, module, variables, converter=f"converters.{name}", sources={source_key: src})
+        return [f"converted {src} -> {dst} ({summary(module)})"]
+
+    return save
+
+
+def file_cli(name: str, description: str, src_help: str, save: Callable, argv=None):
+    """`python -m converters.<name> SRC DST` for a converter that reads one file (`save` from `file_save`)."""
 
     def add(p: argparse.ArgumentParser):
         p.add_argument("src", help=src_help)
         p.add_argument("dst", help="output directory of the converted checkpoint (for jaxreenact.weights.load)")
 
     def convert(a):
-        module, variables = load(a.src)
-        save_converted(a.dst, module, variables, converter=f"converters.{name}", sources={source_key: a.src})
-        print(f"converted {a.src} -> {a.dst} ({summary(module)})")
+        for line in save([a.src], a.dst):
+            print(line)
 
     run_cli(name, description, add, convert, argv)
 

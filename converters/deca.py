@@ -222,6 +222,25 @@ def load_torch(deca_model_tar, flame_pkl, landmark_embedding_npy, return_info: b
     return (module, variables, info) if return_info else (module, variables)
 
 
+def save(srcs, dst) -> list[str]:
+    """Convert `srcs` = (deca_model.tar, generic_model.pkl, landmark_embedding.npy) and write the checkpoint folder
+    `dst`; returns what was done."""
+    deca_tar, flame_pkl, lmk_npy = srcs
+    module, variables, info = load_torch(deca_tar, flame_pkl, lmk_npy, return_info=True)
+    save_converted(
+        dst,
+        module,
+        variables,
+        converter="deca",
+        sources={"deca_model": deca_tar, "flame_model": flame_pkl, "landmark_embedding": lmk_npy},
+        extra={"ignored": info["ignored"]},
+    )
+    lines = []
+    if info["ignored"]:
+        lines.append(f"ignored {', '.join(info['ignored'])} (DECA's detail branch; this method uses E_flame only)")
+    return lines + [f"converted DECA E_flame + FLAME ({info['flame_vertices']} vertices)", f"wrote {os.fspath(dst)}"]
+
+
 def main(argv=None):
 
     def add(p: argparse.ArgumentParser):
@@ -231,19 +250,8 @@ def main(argv=None):
         p.add_argument("dst", help="output directory (an Orbax checkpoint for jaxreenact.weights.load)")
 
     def convert(a):
-        module, variables, info = load_torch(a.deca_tar, a.flame_pkl, a.lmk_npy, return_info=True)
-        save_converted(
-            a.dst,
-            module,
-            variables,
-            converter="deca",
-            sources={"deca_model": a.deca_tar, "flame_model": a.flame_pkl, "landmark_embedding": a.lmk_npy},
-            extra={"ignored": info["ignored"]},
-        )
-        if info["ignored"]:
-            print(f"ignored {', '.join(info['ignored'])} (DECA's detail branch; this method uses E_flame only)")
-        print(f"converted DECA E_flame + FLAME ({info['flame_vertices']} vertices)")
-        print(f"wrote {os.fspath(a.dst)}")
+        for line in save([a.deca_tar, a.flame_pkl, a.lmk_npy], a.dst):
+            print(line)
 
     run_cli("deca", "Convert DECA's coarse encoder and FLAME to a jaxreenact checkpoint.", add, convert, argv)
 

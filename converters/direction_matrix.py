@@ -62,6 +62,16 @@ def load_torch(path, return_info: bool = False):
     return (module, variables, info) if return_info else (module, variables)
 
 
+def save(srcs, dst) -> list[str]:
+    """Convert `srcs[0]` (A_matrix.pt) and write the checkpoint folder `dst`; returns what was done."""
+    (src,) = srcs
+    module, variables, info = load_torch(src, return_info=True)
+    save_converted(dst, module, variables, converter="direction_matrix", sources={"A_matrix": src}, extra=info)
+    note = "" if info["shift_dim_in_file"] else " (no shift_dim in the file: assumed 512)"
+    return [f"converted A: {info['learned_directions']} directions -> {module.num_layers}x{module.shift_dim}{note}",
+            f"wrote {dst}"]  # fmt: skip
+
+
 def main(argv=None):
 
     def add(p: argparse.ArgumentParser):
@@ -69,11 +79,8 @@ def main(argv=None):
         p.add_argument("dst", help="output directory (an Orbax checkpoint for jaxreenact.weights.load)")
 
     def convert(a):
-        module, variables, info = load_torch(a.src, return_info=True)
-        save_converted(a.dst, module, variables, converter="direction_matrix", sources={"A_matrix": a.src}, extra=info)
-        note = "" if info["shift_dim_in_file"] else " (no shift_dim in the file: assumed 512)"
-        print(f"converted A: {info['learned_directions']} directions -> {module.num_layers}x{module.shift_dim}{note}")
-        print(f"wrote {a.dst}")
+        for line in save([a.src], a.dst):
+            print(line)
 
     run_cli(
         "direction_matrix", "Convert the authors' direction matrix A to a jaxreenact checkpoint.", add, convert, argv

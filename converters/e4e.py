@@ -135,16 +135,19 @@ def _add_args(p):
     p.add_argument("dst", help="output directory of the converted checkpoint")
 
 
+def save(srcs, dst) -> list[str]:
+    """Convert the e4e file `srcs[0]` and write the checkpoint folder `dst`; returns what was done."""
+    (src,) = srcs
+    module, variables, info = load_torch(src, return_info=True)
+    save_converted(dst, module, variables, converter="converters.e4e", sources={"e4e": src}, extra=info)
+    avg = ", latent_avg stored (not added by apply)" if info["has_latent_avg"] else ""
+    return ([f"found the {info['source_layout']!r} layout in {src}"] + [f"note: {n}" for n in info["notes"]]
+            + [f"converted {src} -> {dst} ({style_count(module.image_resolution)} W+ rows{avg})"])  # fmt: skip
+
+
 def _convert(args):
-    module, variables, info = load_torch(args.src, return_info=True)
-    save_converted(args.dst, module, variables, converter="converters.e4e", sources={"e4e": args.src}, extra=info)
-    print(f"found the {info['source_layout']!r} layout in {args.src}")
-    for n in info["notes"]:
-        print(f"note: {n}")
-    print(
-        f"converted {args.src} -> {args.dst} ({style_count(module.image_resolution)} W+ rows"
-        f"{', latent_avg stored (not added by apply)' if info['has_latent_avg'] else ''})"
-    )
+    for line in save([args.src], args.dst):
+        print(line)
 
 
 def main(argv=None):

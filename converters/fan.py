@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import functools
 
-from converters.common import convert_by_template, file_cli, to_numpy, torch_key, torch_load, unwrap_state_dict
+from converters.common import (
+    convert_by_template,
+    file_cli,
+    file_save,
+    to_numpy,
+    torch_key,
+    torch_load,
+    unwrap_state_dict,
+)
 from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.fan import FAN
 
@@ -34,10 +42,12 @@ def load_torch(path):
     return module, convert_by_template(module, to_numpy(sd_raw, str(path)), str(path), (1, 256, 256, 3), KEY_RULE)
 
 
+save = file_save("fan", load_torch, "fan", lambda m: f"2D-FAN with {m.num_modules} stack(s)")
+
+
 def main(argv=None):
     file_cli("fan", "Convert face-alignment's 2D-FAN landmark network to a jaxreenact checkpoint.",
-             "face-alignment's 2DFAN4-11f355bf06.pth.tar (a FAN state dict)", load_torch, "fan",
-             lambda m: f"2D-FAN with {m.num_modules} stack(s)", argv)  # fmt: skip
+             "face-alignment's 2DFAN4-11f355bf06.pth.tar (a FAN state dict)", save, argv)  # fmt: skip
 
 
 if __name__ == "__main__":

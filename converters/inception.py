@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from converters.common import as_jax, bare_state_dict, convert_by_template, describe, file_cli
+from converters.common import as_jax, bare_state_dict, convert_by_template, describe, file_cli, file_save
 from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.inception import FEATURE_DIM, FID_INPUT_SIZE, FIDInceptionV3
 
@@ -52,10 +52,12 @@ def load_torch(path):
     return convert_state_dict(bare_state_dict(path, WHAT), str(path))
 
 
+save = file_save("inception", load_torch, "pt_inception", lambda m: f"FID Inception-v3, pool3 features {FEATURE_DIM}")
+
+
 def main(argv=None):
     file_cli("inception", "Convert pytorch-fid's FID Inception-v3 to a jaxreenact checkpoint.",
-             f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth (from {FID_WEIGHTS_URL})", load_torch,
-             "pt_inception", lambda m: f"FID Inception-v3, pool3 features {FEATURE_DIM}", argv)  # fmt: skip
+             f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth (from {FID_WEIGHTS_URL})", save, argv)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -99,19 +99,23 @@ def _add_args(p):
     p.add_argument("dst", help="output directory of the converted checkpoint")
 
 
-def _convert(args):
-    module, variables, info = load_torch(args.alexnet, args.lin, return_info=True)
-    save_converted(
-        args.dst,
-        module,
-        variables,
-        converter="converters.lpips",
-        sources={"alexnet": args.alexnet, "lin": args.lin},
-        extra=info,
-    )
+def save(srcs, dst) -> list[str]:
+    """Convert `srcs` = (AlexNet weights, v0.1 heads) and write the checkpoint folder `dst`; returns what was done."""
+    alexnet, lin = srcs
+    module, variables, info = load_torch(alexnet, lin, return_info=True)
+    save_converted(dst, module, variables, converter="converters.lpips", sources={"alexnet": alexnet, "lin": lin},
+                   extra=info)  # fmt: skip
+    lines = []
     if info["ignored_alexnet_keys"]:
-        print(f"note: ignored {info['ignored_alexnet_keys']} 'classifier.*' keys of {args.alexnet} (not used by LPIPS)")
-    print(f"converted {args.alexnet} + {args.lin} -> {args.dst} (LPIPS-alex v0.1, heads layout {info['lin_layout']!r})")
+        lines.append(
+            f"note: ignored {info['ignored_alexnet_keys']} 'classifier.*' keys of {alexnet} (not used by LPIPS)"
+        )
+    return lines + [f"converted {alexnet} + {lin} -> {dst} (LPIPS-alex v0.1, heads layout {info['lin_layout']!r})"]
+
+
+def _convert(args):
+    for line in save([args.alexnet, args.lin], args.dst):
+        print(line)
 
 
 def main(argv=None):

@@ -180,6 +180,16 @@ def load_torch(path, dtype: str = "float32", return_info: bool = False):
     return module, variables, info
 
 
+def save(srcs, dst, dtype: str = "float32") -> list[str]:
+    """Convert the generator file `srcs[0]` and write the checkpoint folder `dst`; returns what was done."""
+    (src,) = srcs
+    module, variables, info = load_torch(src, dtype=dtype, return_info=True)
+    save_converted(dst, module, variables, converter="stylegan2", sources={"generator": src}, extra=info)
+    ign = f"; ignored entries {info['entries_ignored']}" if info["entries_ignored"] else ""
+    return [f"converted StyleGAN2 {info['size']}px, channel_multiplier {info['channel_multiplier']}, "
+            f"n_latent {info['n_latent']} from {info['entries_used']}{ign}", f"wrote {dst}"]  # fmt: skip
+
+
 def main(argv=None):
 
     def add(p: argparse.ArgumentParser):
@@ -188,14 +198,8 @@ def main(argv=None):
         p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="synthesis compute dtype")
 
     def convert(a):
-        module, variables, info = load_torch(a.src, dtype=a.dtype, return_info=True)
-        save_converted(a.dst, module, variables, converter="stylegan2", sources={"generator": a.src}, extra=info)
-        ign = f"; ignored entries {info['entries_ignored']}" if info["entries_ignored"] else ""
-        print(
-            f"converted StyleGAN2 {info['size']}px, channel_multiplier {info['channel_multiplier']}, "
-            f"n_latent {info['n_latent']} from {info['entries_used']}{ign}"
-        )
-        print(f"wrote {a.dst}")
+        for line in save([a.src], a.dst, dtype=a.dtype):
+            print(line)
 
     run_cli("stylegan2", "Convert a rosinality StyleGAN2 generator checkpoint to jaxreenact.", add, convert, argv)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from jaxreenact.common.cli import add_run_flags
+from jaxreenact.common import cli
 from jaxreenact.common.constants import TRUNCATION
 from jaxreenact.common.errors import cli_main
 from jaxreenact.inference import inversion
@@ -18,8 +18,7 @@ from jaxreenact.weights.registry import add_weight_flags
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m jaxreenact.invert", description=__doc__.split("\n\n")[0])
     p.add_argument("root", metavar="DATASET_ROOT", help="folder holding <id>/<video>/frames_cropped/*.png")
-    p.add_argument("--batch-size", type=int, default=32,
-                   help="frames per jitted batch, rounded up to a multiple of the device count (default 32)")  # fmt: skip
+    cli.add_batch_flag(p, 32, "frames per jitted batch, rounded up to a multiple of the device count")
     p.add_argument("--save-images", action="store_true",
                    help="also write G(w) of every latent to <id>/<video>/inversion/frames/<name>.png")  # fmt: skip
     p.add_argument("--truncation", type=float, default=TRUNCATION, metavar="PSI",
@@ -27,8 +26,8 @@ def parse_args(argv=None):
                         "latent as it is); the latents are never truncated")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="invert every frame again (default: skip frames done)")
     add_weight_flags(p, ("e4e", "generator"))
-    add_run_flags(p)
-    return p.parse_args(argv)
+    cli.add_run_flags(p)
+    return cli.parse(p, argv)
 
 
 @cli_main
@@ -49,6 +48,8 @@ def main(argv=None):
         truncation=a.truncation,
     )
     print(report.format(a.root))
+    print(f"wrote {a.root}/<id>/<video>/inversion/latent_codes/*.npy"
+          + (" and inversion/frames/*.png" if a.save_images else ""))  # fmt: skip
     return report
 
 

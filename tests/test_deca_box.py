@@ -19,7 +19,7 @@ from jaxreenact.pose.deca import fixed_deca_theta
 from jaxreenact.training import setup, stages
 from jaxreenact.weights import Networks, load_bundle
 
-PHOTO = pathlib.Path(__file__).parent / "data" / "source_0002775.png"
+PHOTO = pathlib.Path(__file__).parents[1] / "jaxreenact" / "resources" / "examples" / "source_0002775.png"
 SIZE = 128  # the package takes any size; 128² keeps the networks cheap (training images are 256²)
 
 

@@ -17,9 +17,9 @@ from jaxreenact import preprocess
 from jaxreenact.face import crop as crop_lib
 from jaxreenact.face.pipeline import FacePreprocessor, Located, choose_face
 
-DATA = pathlib.Path(__file__).parent / "data"
-VIDEO = DATA / "driving_lWOTF8SdzJw_2614-2801.mp4"
-PHOTO = DATA / "source_0002775.png"
+EXAMPLES = pathlib.Path(__file__).parents[1] / "jaxreenact" / "resources" / "examples"
+VIDEO = EXAMPLES / "driving_lWOTF8SdzJw_2614-2801.mp4"
+PHOTO = EXAMPLES / "source_0002775.png"
 
 
 class FakeLocate:
@@ -239,3 +239,77 @@ def test_end_to_end_with_random_weight_networks_that_find_a_face(tmp_path):
         crop = np.asarray(Image.open(out / "crops" / f"{i:06d}.png")).astype(int)
         assert np.abs(crop - crop_lib.crop_face(work[i], lm, box=cbox)).max() <= 1
     assert any(n > 1 for n in z["n_faces"])  # several confident faces: the choice among them was exercised
+
+
+def test_tiny_locator_finds_no_face_in_a_blank_image(tmp_path):
+    """`--tiny` rehearses the no-face path: flat and nearly black frames have no face, a photo has one."""
+    from jaxreenact.face.pipeline import FixedLocate, blank
+
+    photo = np.asarray(Image.open(PHOTO).convert("RGB"))
+    flat = np.full((240, 320, 3), 128, np.uint8)
+    dark = np.random.default_rng(0).integers(0, 8, (240, 320, 3), dtype=np.uint8)
+    assert [blank(x) for x in (photo, flat, dark)] == [False, True, True]
+    locs = FixedLocate()([flat, dark])
+    assert all(loc.landmarks is None and loc.n_confident == 0 for loc in locs)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(flat).save(folder / "a_flat.png")
+    Image.fromarray(dark).save(folder / "b_dark.png")
+    shutil.copy(PHOTO, folder / "c_photo.png")
+    out = tmp_path / "out"
+    s = preprocess.main([str(folder), "--out", str(out), "--tiny", "--no-progress", "--width", "320"])
+    assert s["no_face"] == ["a_flat", "b_dark"] and s["ok"] == 1 and s["settings"]["tiny_fake_locator"]
+    assert sorted(p.name for p in (out / "crops").iterdir()) == ["c_photo.png"]
+
+
+def test_a_video_that_breaks_mid_stream_keeps_the_frames_that_decode(tmp_path, caplog):
+    from jaxreenact.data import video as video_lib
+
+    frames = [np.full((64, 96, 3), 20 + 7 * i, np.uint8) for i in range(30)]
+    frames = [f + np.random.default_rng(i).integers(0, 30, f.shape, dtype=np.uint8) for i, f in enumerate(frames)]
+    full = tmp_path / "full.mp4"
+    video_lib.write_video(full, frames, fps=10)  # +faststart: the index is at the front, the frames after it
+    data = full.read_bytes()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(data[: len(data) // 2])
+    info = video_lib.probe_video(broken)
+    assert info.expected_frames == 30 and 0 < info.num_frames < 30 and info.broken
+    assert "breaks after" in info.broken_note() and not video_lib.probe_video(full).broken
+    caplog.set_level("WARNING", logger="jaxreenact")
+    s = preprocess.main([str(broken), "--out", str(tmp_path / "o"), "--tiny", "--no-progress", "--width", "96"])
+    assert s["frames"] == info.num_frames and f"using the {info.num_frames} frames" in s["input_note"]
+    assert any("breaks after" in r.message for r in caplog.records)
+
+
+def test_inputs_and_every_missing_checkpoint_before_any_network(tmp_path, capsys):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "noise.mp4").write_bytes(b"not a video at all" * 10)
+    (tmp_path / "folder.mp4").mkdir()
+    for name, match in (("empty.mp4", "is empty"), ("noise.mp4", "not a readable video"),
+                        ("folder.mp4", "holds no image files")):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            preprocess.main([str(tmp_path / name), "--out", str(tmp_path / "o"), "--no-progress",
+                             "--sfd", str(tmp_path / "nope_sfd"), "--fan", str(tmp_path / "nope_fan")])  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and match in err and "\n" not in err, err
+    with pytest.raises(SystemExit):
+        preprocess.main([str(PHOTO), "--out", str(tmp_path / "o"), "--sfd", str(tmp_path / "nope_sfd"),
+                         "--fan", str(tmp_path / "nope_fan")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "nope_sfd" in err and "nope_fan" in err and "converters.sfd" in err and "converters.fan" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unreadable_image_in_a_folder_is_skipped_and_reported(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(PHOTO, folder / "a.png")
+    shutil.copy(PHOTO, folder / "c.png")
+    (folder / "b.png").write_bytes(PHOTO.read_bytes()[:4000])  # truncated
+    s = preprocess.main([str(folder), "--out", str(tmp_path / "o"), "--tiny", "--no-progress", "--width", "320"])
+    assert s["frames"] == 2 and s["ok"] == 2 and len(s["unreadable"]) == 1 and "b.png" in s["unreadable"][0]
+    (folder / "a.png").write_bytes(b"")
+    (folder / "c.png").write_bytes(b"")
+    with pytest.raises(SystemExit) as e:
+        preprocess.main([str(folder), "--out", str(tmp_path / "o2"), "--tiny", "--no-progress"])
+    assert e.value.code == 2

@@ -17,7 +17,7 @@ from jaxreenact.models import fan as fan_lib
 from jaxreenact.models import sfd as sfd_lib
 
 pytestmark = pytest.mark.torch
-DATA = pathlib.Path(__file__).parent / "data"
+EXAMPLES = pathlib.Path(__file__).parents[1] / "jaxreenact" / "resources" / "examples"
 
 
 def _fa():
@@ -263,7 +263,7 @@ def test_real_weights_find_the_face_in_the_shared_photo():
     if not (root / "sfd").exists() or not (root / "fan").exists():
         pytest.skip(f"converted S3FD/FAN not found as {root}/sfd and {root}/fan")
     pre = FacePreprocessor(FaceLocator(weights.load(root / "sfd"), weights.load(root / "fan")))
-    r = pre([read_image(DATA / "source_0002775.png")])[0]
+    r = pre([read_image(EXAMPLES / "source_0002775.png")])[0]
     assert r.status == "ok" and r.n_faces >= 1
     x1, y1, x2, y2, score = r.box
     assert score > 0.99 and 0 <= x1 < x2 <= 1000 and 0 <= y1 < y2 <= 562

@@ -59,3 +59,12 @@ def test_stats_rejects_bad_numbers(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         stats.main(["--tiny", "--num", "0", "--out", str(tmp_path / "r.npy")])
     assert e.value.code == 2 and "--num" in capsys.readouterr().err
+
+
+def test_stats_lists_every_missing_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        stats.main(["--generator", str(tmp_path / "no_g"), "--deca", str(tmp_path / "no_deca"),
+                    "--out", str(tmp_path / "r.npy")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "no_g" in err and "no_deca" in err
+    assert "converters.stylegan2" in err and "converters.deca" in err and "converters.all" in err

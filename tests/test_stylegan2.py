@@ -261,3 +261,12 @@ def test_generate_cli(tiny_sd, tmp_path, capsys):
         generate.main(["--generator", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")])
     assert e.value.code == 2 and "converters.stylegan2" in capsys.readouterr().err
     assert json.loads((tmp_path / "G" / "jaxreenact.json").read_text())["size"] == 16
+
+
+def test_generate_tiny_needs_no_files(tmp_path, capsys):
+    out = tmp_path / "tiny.png"
+    generate.main(["--tiny", "--num", "2", "--out", str(out), "--batch-size", "2", "--no-progress"])
+    assert out.is_file() and "--tiny random generator" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        generate.main(["--tiny", "--num", "2", "--out", str(tmp_path)])  # a folder where the PNG should go
+    assert e.value.code == 2 and "is a folder; give a file name" in capsys.readouterr().err

@@ -73,6 +73,13 @@ def test_resume_is_bit_identical(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in recs if "loss" in r)
     assert list((tmp_path / "full" / "images").glob("reenactment_*.png"))
     assert list((tmp_path / "full" / "tb").iterdir())
+    # a finished run is recognised (the program says so and how to continue); resumed, it validates nothing again
+    assert loop.completed_step(tmp_path / "full", 6) == 6 and loop.completed_step(tmp_path / "full", 7) is None
+    assert loop.completed_step(tmp_path / "nothing_here", 6) is None
+    n_records = len(recs)
+    again = loop.train(c, tmp_path / "full", build_stage=stages.build_stage, progress=False)
+    assert int(again.step) == 6
+    assert len((tmp_path / "full" / "metrics.jsonl").read_text().splitlines()) == n_records
 
 
 def _stage(c):
@@ -129,6 +136,8 @@ def test_missing_weights_listed_before_any_work(tmp_path):
     for name in ("generator", "deca", "arcface", "lpips"):
         assert f"config.weights.{name}" in msg
     assert "python -m converters.stylegan2" in msg and "python -m converters.deca" in msg
+    assert "python -m converters.all" in msg
+    assert not (tmp_path / "w").exists()  # a failed start creates nothing
 
 
 def test_non_finite_loss_stops_with_step(tmp_path):

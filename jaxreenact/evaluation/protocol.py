@@ -51,7 +51,7 @@ from jaxreenact.inference.source import invert_source
 from jaxreenact.pose import motion as motion_lib
 from jaxreenact.pose import params as pose
 from jaxreenact.pose.deca import fixed_deca_theta
-from jaxreenact.weights import Networks, load_A, load_bundle
+from jaxreenact.weights import Networks, check_paths, load_A, load_bundle
 
 SELF_METRICS = ("csim", "lpips", "nme", "nme_interocular", "pose", metrics.EXP_RAW, metrics.EXP_NORM)
 CROSS_METRICS = ("csim", "pose", metrics.EXP_RAW, metrics.EXP_NORM)
@@ -285,6 +285,7 @@ def run_item(ev: Evaluator, config, item: Item, last: dict | None = None) -> dic
         out["feats_driving"] = inception_features(ev, drv_u8[ok], c.batch_size)
     show = np.linspace(0, len(drv_u8) - 1, min(c.grid_frames, len(drv_u8))).round().astype(int)
     out["grid"] = np.stack([np.concatenate([src_u8[0], drv_u8[i], rec_u8[i]], axis=1) for i in show])
+    out["grid_names"] = np.asarray(drv_names)[show]
     out["status"] = "ok"
     return out
 
@@ -310,6 +311,8 @@ def items_of(config) -> list[Item]:
     out = []
     if config.eval.self:
         videos = pairs.read_videos(config.self_list) if config.self_list else pairs.list_videos(root)
+        if not videos:
+            raise UserError(f"config.root = {config.root!r}: holds no <id>/<video>/frames_cropped/ folders")
         pairs.check_videos_exist(root, videos, f"self list {config.self_list or '(all videos of the root)'}")
         out += [Item("self", v, v) for v in videos]
     if config.eval.cross:
@@ -335,7 +338,9 @@ def evaluate(config, workdir, progress: bool = True, locate=None) -> dict:
         if not root.is_dir():
             fake.make_fake_tree(root, n_ids=t.n_ids, n_videos=t.n_videos, n_frames=t.n_frames, seed=config.seed)
         config.root = str(root)
-    items = items_of(config)
+    items = items_of(config)  # the tree and the lists are checked before any network loads
+    if not config.tiny:
+        check_paths(needed_weights(config), how="config", hint="or use configs/eval.py:tiny, which needs none")
     sha = weights_sha256(config)
     cache = workdir / "cache" / fingerprint(config, sha)
     nets = None  # loaded at the first video not in the cache (a finished run re-reports without networks)

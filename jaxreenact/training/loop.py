@@ -115,16 +115,17 @@ def train(
     early from a notebook by raising.
     """
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"--workdir {workdir}: is a file, not a folder")
     is_main = jax.process_index() == 0
-    if is_main:
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-
     mesh = make_mesh(config.mesh.data)
     stage: Stage = build_stage(config, mesh)  # checks every weight path first
     batch = config.train.batch_size
     if batch % mesh.size:
         raise UserError(f"config.train.batch_size={batch} is not divisible by the {mesh.size} devices of the mesh")
+    workdir.mkdir(parents=True, exist_ok=True)  # only once the networks are there: a failed start leaves nothing
+    if is_main:
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
     tx = make_optimizer(config.train)
     init_key, root_key = jax.random.split(jax.random.key(config.seed))
 
@@ -199,7 +200,7 @@ def train(
                 mgr.save(done, state)
             if on_step is not None:
                 on_step(done, state)
-        if config.train.eval_every:
+        if config.train.eval_every and start < total:  # a finished run resumed: nothing new to validate
             evaluate(val_step, state, frozen, stage.val_data, writer, total, config)
     finally:
         if bar is not None:
@@ -207,6 +208,19 @@ def train(
         mgr.close()
         writer.close()
     return state
+
+
+def completed_step(workdir: str | os.PathLike, steps: int) -> int | None:
+    """The step of `workdir`'s latest checkpoint when it has reached `steps` (the run is done), else None."""
+    ckpt = pathlib.Path(workdir) / "checkpoints"
+    if not ckpt.is_dir():
+        return None
+    mgr = checkpoints.Manager(ckpt)
+    try:
+        last = mgr.latest_step()
+    finally:
+        mgr.close()
+    return last if last is not None and last >= int(steps) else None
 
 
 def evaluate(val_step, state, frozen, val_data, writer: MetricWriter, step: int, config) -> dict[str, float]:
@@ -225,7 +239,8 @@ def evaluate(val_step, state, frozen, val_data, writer: MetricWriter, step: int,
     writer.scalars(step, means)
     n = config.eval.grid_pairs
     rows = [np.asarray(images[k][:n]) for k in ("source", "target", "reenacted")]
-    grid = visualize.make_grid(np.stack(rows, 1).reshape(-1, *rows[0].shape[1:]), nrow=3)
+    grid = visualize.labelled_grid(np.stack(rows, 1).reshape(-1, *rows[0].shape[1:]), nrow=3,
+                                   col_labels=("source", "target", "reenacted"))  # fmt: skip
     writer.image(step, "reenactment", grid)
     log.info("step %d validation: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in means.items()))
     return means

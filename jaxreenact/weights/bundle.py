@@ -9,6 +9,7 @@ take explicit `(module, variables)` pairs; training and inference pass the bundl
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 
 import jax
@@ -19,6 +20,8 @@ from jaxreenact.common.errors import UserError
 from jaxreenact.latent.directions import DirectionMatrix
 from jaxreenact.weights import registry, store, tiny
 from jaxreenact.weights.networks import Networks
+
+log = logging.getLogger("jaxreenact.weights")
 
 
 def _workdir_model(path: pathlib.Path) -> dict:
@@ -66,9 +69,11 @@ def load(names, paths: dict[str, str] | None = None, *, tiny_seed: int | None = 
     for n in names:
         registry.entry(n)
     if tiny_seed is not None:
+        log.info("building tiny random networks (%s; --tiny: the pictures mean nothing) ...", ", ".join(names))
         return tiny.bundle(names, tiny_seed)
     paths = {n: (paths or {}).get(n) or registry.entry(n).default for n in names}
     registry.check_paths(paths, how=how, hint=hint)
+    log.info("loading networks: %s ...", ", ".join(f"{n} ({paths[n]})" for n in names))
     mods, variables = {}, {}
     for n in names:
         e = registry.entry(n)
