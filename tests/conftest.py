@@ -24,6 +24,31 @@ GOLDEN = pathlib.Path(__file__).parent / "golden"
 WEIGHTS_DIR = os.environ.get("JAXREENACT_WEIGHTS")
 
 
+# What the suite needs beyond the package (pyproject's `test` and `dev` extras, and torch). Locally a missing one
+# skips its tests; with CI=true it fails the run at once, so a CI cannot stay green while whole groups skip.
+TEST_DEPENDENCIES = {"torch": "torch==2.13.0", "face_alignment": "face-alignment", "cv2": "opencv-python",
+                     "skimage": "scikit-image"}  # fmt: skip
+
+
+def missing_test_dependencies() -> list[str]:
+    import shutil
+
+    out = [f"{mod} (pip install {pip})" for mod, pip in TEST_DEPENDENCIES.items() if not importlib.util.find_spec(mod)]
+    if shutil.which("ruff") is None:
+        out.append("the ruff executable (pip install ruff)")
+    return out
+
+
+def pytest_sessionstart(session):
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        missing = missing_test_dependencies()
+        if missing:
+            raise pytest.UsageError(
+                "CI=true and test dependencies are missing, so their tests would skip: " + ", ".join(missing)
+                + ". Install them (pip install -e '.[torch,dev,test]') or unset CI to run with skips."
+            )  # fmt: skip
+
+
 def pytest_collection_modifyitems(config, items):
     skip_torch = pytest.mark.skip(reason="PyTorch is not installed (pip install torch==2.13.0)")
     skip_weights = pytest.mark.skip(
