@@ -18,13 +18,17 @@ from jaxreenact.common.errors import cli_main
 from jaxreenact.evaluation import parity
 
 
-@cli_main
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m jaxreenact.parity", description=__doc__.split("\n\n")[0])
     p.add_argument("folders", nargs="+", metavar="FOLDER", help="golden folder(s): spec.json, inputs.npz, expected.npz")
     p.add_argument("--weights", metavar="DIR", help="use the upstream checkpoint files in DIR instead of regenerating")
     p.add_argument("--tmp", metavar="DIR", help="where to regenerate checkpoints (default: the system temp folder)")
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+@cli_main
+def main(argv=None):
+    a = parse_args(argv)
     results = parity.check_folders(a.folders, weights_dir=a.weights, tmp_root=a.tmp, echo=print)
     rows = [r for res in results for r in res.rows]
     bad = [f"{res.folder.name}/{r.name}" for res in results for r in res.rows if not r.ok]

@@ -17,7 +17,7 @@ from jaxreenact.weights import registry
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b(?:INPUT|DIR|SRC|DST)\b")
-ARGPARSE_PROGRAMS = ("reenact", "edit", "preprocess", "generate", "stats", "invert")
+ARGPARSE_PROGRAMS = ("reenact", "edit", "preprocess", "generate", "stats", "invert", "app", "parity")
 
 
 def commands() -> list[str]:

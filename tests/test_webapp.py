@@ -175,11 +175,12 @@ def test_edit_render_export_sweep_and_latent(app, tmp_path):
     shifts = np.array(sweep["result"]["shifts"])
     np.testing.assert_allclose(shifts, editing.shift_sequence(float(start[d])), atol=1e-3)
     gif = svc.root / c.sid / sweep["result"]["gif_url"].split("/", 3)[3].split("?")[0]
-    with Image.open(gif) as g:
-        assert (g.n_frames, g.size) == (len(shifts), (512, 256))
     e = svc.sessions[c.sid].edit
     nets, variables = svc.bundle
-    exact, edited, _ = editing.sweep(nets, variables, e.g_vars, e.w, e.shown, d, float(e.start[d]), 4)
+    exact, edited, lib_frames = editing.sweep(nets, variables, e.g_vars, e.w, e.shown, d, float(e.start[d]), 4)
+    with Image.open(gif) as g:  # the library's labelled [source | edited] frames
+        h, w = lib_frames[0].shape[:2]
+        assert (g.n_frames, g.size) == (len(shifts), (w, h)) and w == 512 and h >= 256
     renders = []
     for k in (0, len(exact) - 1):
         dp = np.zeros(15)

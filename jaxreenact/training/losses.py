@@ -100,7 +100,9 @@ def shifted_losses(s: Setup, frozen, shift, w_s, gt, id_ref, pixel_ref=None, pai
     w_shifted = directions.shift_wplus(w_s, shift)
     img_r = render(s, frozen, w_shifted)
     terms, codes_r, geom_gt, geom_r = {}, None, None, None
-    if s.lam["shape"] > 0:  # as upstream: the shape, eye and mouth terms exist only with a shape weight
+    # As upstream, the shape, eye and mouth terms exist only with a shape weight (a traced weight, as the parity
+    # runner passes, keeps them: a zero weight then multiplies them away).
+    if not isinstance(s.lam["shape"], int | float) or s.lam["shape"] > 0:
         codes_r = deca_codes(s, frozen, img_r, theta_r)
         geom_gt = jax.tree.map(sg, geometry(s, frozen, gt["shape"], gt["exp"], gt["pose"]))
         geom_r = geometry(s, frozen, codes_r["shape"], codes_r["exp"], codes_r["pose"])
