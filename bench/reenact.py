@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-VIDEO = common.ROOT / "tests" / "data" / "driving_lWOTF8SdzJw_2614-2801.mp4"
+VIDEO = common.ROOT / "jaxreenact" / "resources" / "examples" / "driving_lWOTF8SdzJw_2614-2801.mp4"
 
 
 # ----------------------------------------------------------------------------------------------- networks

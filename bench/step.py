@@ -95,7 +95,7 @@ def jax_step(stage: str, config, nets, frozen, mesh, rng):
     s = setup.make_setup(config, nets)
     mod = importlib.import_module(f"jaxreenact.training.{stage}")
     b = config.train.batch_size
-    loss = {"synthetic": lambda: mod.synthetic_loss(s, b, mesh), "mixed": lambda: mod.mixed_loss(s, b, mesh),
+    loss = {"synthetic": lambda: mod.synthetic_loss(s, b, mesh), "mixed": lambda: mod.mixed_loss(s, b, mesh=mesh),
             "paired": lambda: mod.paired_loss(s, b, mesh)}[stage]()  # fmt: skip
     tx = loop.make_optimizer(config.train)
     data = fake_batch(stage, b, mesh, rng)

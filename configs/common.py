@@ -12,7 +12,7 @@ from jaxreenact.weights.registry import DEFAULT_DIRS
 
 def get_config(arg=None):
     c = ml_collections.ConfigDict()
-    c.mode = "synthetic"  # synthetic | real_synthetic | paired
+    c.mode = "synthetic"  # synthetic | real | real_synthetic | paired (the authors' training_method)
     c.seed = 0
     # Pose vector layout and shift units: voxceleb (yaw, pitch, roll, jaw, exp0..10) or ffhq (METHOD.md 2.3).
     c.dataset_type = "voxceleb"
@@ -29,25 +29,27 @@ def get_config(arg=None):
     c.model.num_layers_shift = K.NUM_LAYERS_SHIFT  # W+ rows 0-7
     c.model.learned_directions = K.LEARNED_DIRECTIONS
     c.model.shift_scale = K.SHIFT_SCALE
-    # How DECA's 224 crop box is found on 256x256 faces. "fixed": the box of a centred face of the authors'
-    # framing (cheap). "landmarks": as the authors, S3FD + 2D-FAN on every image DECA reads (3 per sample), inside
-    # the jitted step (jaxreenact.face.deca_box); several times the cost of a step. See README for the trade-off.
-    c.model.deca_box = "fixed"
+    # How DECA's 224 crop box is found on 256x256 faces. "landmarks" (the authors'): face_alignment's S3FD + 2D-FAN
+    # on every image DECA reads (3 per sample), reproduced under jit (jaxreenact.face.fa_landmarks); needs
+    # weights.sfd and weights.fan. "fixed": the box of a centred face of the authors' framing, several times
+    # cheaper (the :tiny variants use it). See README for the trade-off.
+    c.model.deca_box = K.DECA_BOX
     c.model.deca_box_size = K.DECA_BOX_SIZE  # "fixed": side (px) of the 68-landmark box
     c.model.deca_box_center = K.DECA_BOX_CENTER  # "fixed": its (x, y) centre in the 256x256 frame
 
     c.loss = ml_collections.ConfigDict()
     c.loss.identity = 10.0
     c.loss.perceptual = 10.0
-    c.loss.shape = 1.0
+    c.loss.shape = 1.0  # <= 0 turns the eye and mouth losses off too, as upstream (they share its branch)
     c.loss.eye = 1.0
     c.loss.mouth = 1.0
     c.loss.pixel = 1.0  # paired stage only
+    c.loss.w_reg = 0.0  # paired stage only: L1(trunc(w_s + A·Δp), target e4e W+), the authors' lambda_w_reg
     c.loss.disentanglement_50 = True  # half of each batch moves one attribute only (METHOD.md 4.3)
 
     c.train = ml_collections.ConfigDict()
-    c.train.batch_size = 12  # global batch, sharded over the `data` mesh axis
-    c.train.steps = 100_000
+    c.train.batch_size = 12  # global batch, sharded over the `data` mesh axis (the paper: 12 in every stage)
+    c.train.steps = 20_000  # the paper's 20K (stages 1, 2); configs/paired.py: 150K
     c.train.lr = 1e-4
     c.train.weight_decay = 5e-4
     c.train.optimizer = "adam"  # adam: coupled L2 as torch.optim.Adam(weight_decay=...); adamw: decoupled
@@ -60,6 +62,9 @@ def get_config(arg=None):
     c.data = ml_collections.ConfigDict()
     c.data.tfds_dir = ""  # python -m jaxreenact.data.build --root DATASET_ROOT --out TFDS_DIR (real-data stages)
     c.data.split = "train"
+    # Validation of the real-data stages reads this split of the same TFDS folder (the authors validate on their
+    # test set): `python -m jaxreenact.data.build --root TEST_ROOT --out TFDS_DIR --split test`.
+    c.data.val_split = "test"
     c.data.max_pairs = 2  # paired stage: source frames per video per epoch (METHOD.md 5)
     c.data.fake_dir = ""  # tiny configs: where the made-up tree is built ("" = the system's temp folder)
 
@@ -87,6 +92,7 @@ def variant(c, arg):
 def tiny(c):
     """Shrink a config to small random-weight networks that train on a 2-core CPU in minutes."""
     c.tiny = True
+    c.model.deca_box = "fixed"  # the real-size S3FD would dominate a CPU smoke run
     c.train.batch_size = 4
     c.train.steps = 50
     c.train.log_every = 5

@@ -10,6 +10,10 @@ Decisions about the authors' quirks (METHOD.md Appendix A):
 * As upstream, the real half comes first in the batch, so with the 50% scheme the real sources get full Δp and
   the synthetic ones single-attribute shifts.
 * Real latents are the e4e outputs without latent_avg, truncated by ψ=0.7 after the shift, as upstream.
+* 20K steps of batch 12, as the paper.
+* Validation as the authors' `CustomDataset_testset_real`: sources are e4e latents of frames of the `data.val_split`
+  split ("test"; build it with `python -m jaxreenact.data.build --root TEST_ROOT --out TFDS_DIR --split test`),
+  rendered G(trunc(w)) (DECA and CSIM read that image, as upstream); targets are fixed synthetic faces.
 """
 
 from configs import common

@@ -1,4 +1,8 @@
-"""Shared converter machinery: reading PyTorch files safely, strict key accounting, saving, the CLI shape."""
+"""Shared converter machinery: reading PyTorch files safely, strict key accounting, saving, the CLI shape.
+
+Every converter module has `load_torch(*srcs) -> (module, variables)` and `save(srcs, dst) -> lines` (convert the
+upstream file(s) `srcs` and write the checkpoint folder `dst`; the lines say what was done): its own CLI and
+`python -m converters.all` both call `save`."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import numpy as np
 import jaxreenact
 from jaxreenact.common import checkpoints
 from jaxreenact.common.errors import ConversionError, UserError, cli_main
+from jaxreenact.models.irse import unit_specs
 from jaxreenact.weights import module_spec
 
 
@@ -95,11 +100,12 @@ class KeyMap:
             raise ConversionError(f"{self.source}: unexpected key(s) {shown}{more}")
 
 
+def _path(path) -> str:
+    return "/".join(str(getattr(p, "key", p)) for p in path)
+
+
 def _flat(tree) -> dict[str, Any]:
-    return {
-        "/".join(str(getattr(p, "key", p)) for p in path): leaf
-        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
-    }
+    return {_path(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def check_tree(template: Any, variables: Any, source: str) -> None:
@@ -172,18 +178,29 @@ def run_cli(
     main()
 
 
-def file_cli(name: str, description: str, src_help: str, load: Callable, source_key: str, summary: Callable, argv=None):
-    """`python -m converters.<name> SRC DST` for a converter that reads one file: `load(src) -> (module,
-    variables)`, saved to DST; `summary(module)` is the line printed after."""
+def file_save(name: str, load: Callable, source_key: str, summary: Callable) -> Callable:
+    """The `save(srcs, dst) -> lines` of a converter that reads one file: `load(src) -> (module, variables)`, saved
+    to `dst` with its sha256; `summary(module)` goes into the line returned."""
+
+    def save(srcs, dst) -> list[str]:
+        (src,) = srcs
+        module, variables = load(src)
+        save_converted(dst, module, variables, converter=f"converters.{name}", sources={source_key: src})
+        return [f"converted {src} -> {dst} ({summary(module)})"]
+
+    return save
+
+
+def file_cli(name: str, description: str, src_help: str, save: Callable, argv=None):
+    """`python -m converters.<name> SRC DST` for a converter that reads one file (`save` from `file_save`)."""
 
     def add(p: argparse.ArgumentParser):
         p.add_argument("src", help=src_help)
         p.add_argument("dst", help="output directory of the converted checkpoint (for jaxreenact.weights.load)")
 
     def convert(a):
-        module, variables = load(a.src)
-        save_converted(a.dst, module, variables, converter=f"converters.{name}", sources={source_key: a.src})
-        print(f"converted {a.src} -> {a.dst} ({summary(module)})")
+        for line in save([a.src], a.dst):
+            print(line)
 
     run_cli(name, description, add, convert, argv)
 
@@ -196,63 +213,101 @@ def bare_state_dict(path, what: str) -> dict[str, np.ndarray]:
     return to_numpy(obj, str(path))
 
 
-def convert_by_template(module, sd: Mapping[str, np.ndarray], source: str, input_shape, key_of=None):
-    """Variables of `module` (initialised on zeros of `input_shape`) filled from `sd`, every key accounted for."""
-    template = jax.eval_shape(module.init, jax.random.key(0), np.zeros(input_shape, np.float32))
-    km = KeyMap(sd, source)
-    variables = fill(template, km, key_of=key_of)
-    km.finish()
-    check_tree(template, variables, source)
-    return variables
+# ------------------------------------------------------------------------------------------------ key tables
+# A converter's key map is a table {Flax path: PyTorch key | (PyTorch key, Hook)}, applied by one driver,
+# `convert_table` (the shape of MaxText's param_mapping: a mapping plus per-entry hook functions). A Flax path is the
+# variable's path joined with "/", collection first (`params/body_3/res_layer_1/weight`, `buffers/noise_0`); a bare
+# key means the tensor is stored as it is. Networks whose Flax names mirror the PyTorch names get their table from
+# `rule_table`; the others write theirs out (converters.stylegan2, converters.lpips, converters.direction_matrix).
+@dataclasses.dataclass(frozen=True)
+class Hook:
+    """How one PyTorch tensor becomes one Flax leaf: `torch_shape(leaf shape)` is the shape the key must have (checked
+    before the transform, so a wrong shape is reported by key), `to_flax(tensor)` the leaf."""
+
+    name: str
+    torch_shape: Callable[[tuple], tuple]
+    to_flax: Callable[[np.ndarray], np.ndarray]
 
 
-# ------------------------------------------------------------------------------ key-map helpers by naming rule
-def torch_key(names) -> str:
-    """Flax path names -> PyTorch key: `body_3`, `res_layer_5`, `fc1`, `weight` -> `body.3.res_layer.5.fc1.weight`."""
+SAME = Hook("as is", lambda s: s, lambda a: a)
+CONV = Hook("OIHW -> HWIO", lambda s: (s[3], s[2], s[0], s[1]), lambda a: a.transpose(2, 3, 1, 0))
+LINEAR = Hook("[out, in] -> [in, out]", lambda s: (s[1], s[0]), lambda a: a.T)
+
+
+def by_rank(shape) -> Hook:
+    """The hook of a leaf of a module named like its PyTorch one: conv kernels (4-d) and linear weights (2-d)."""
+    return {4: CONV, 2: LINEAR}.get(len(shape), SAME)
+
+
+def torch_key(names, numbered: str = r"(.+?)_(\d+)") -> str:
+    """Flax path names -> PyTorch key: `body_3`, `res_layer_5`, `fc1`, `weight` -> `body.3.res_layer.5.fc1.weight`
+    (a name matching `numbered`, `<module>_<n>`, stands for `<module>.<n>`)."""
     parts = []
     for name in names:
-        m = re.fullmatch(r"(.+?)_(\d+)", name)
+        m = re.fullmatch(numbered, name)
         parts.append(f"{m[1]}.{m[2]}" if m else name)
     return ".".join(parts)
 
 
-def torch_shape(flax_shape) -> tuple:
-    s = tuple(flax_shape)
-    if len(s) == 4:  # HWIO -> OIHW
-        return (s[3], s[2], s[0], s[1])
-    if len(s) == 2:  # [in, out] -> [out, in]
-        return (s[1], s[0])
-    return s
+def rule_table(template, rule: Callable = torch_key, skip=()) -> dict[str, tuple[str, Hook]]:
+    """The key table of a module whose Flax names mirror the PyTorch ones: every leaf of `template` except the paths
+    in `skip` -> (`rule(names)`, `by_rank(shape)`), `names` being the path without its collection (BatchNorm running
+    stats sit in `buffers` under the same names as in PyTorch)."""
+    return {
+        path: (rule(path.split("/")[1:]), by_rank(t.shape)) for path, t in _flat(template).items() if path not in skip
+    }
 
 
-def to_flax(a: np.ndarray) -> np.ndarray:
-    if a.ndim == 4:
-        return np.ascontiguousarray(a.transpose(2, 3, 1, 0))
-    if a.ndim == 2:
-        return np.ascontiguousarray(a.T)
-    return a
+def template_of(module, *inputs):
+    """The variable tree of `module` as shapes (`jax.eval_shape` of its init on `inputs`): what a table must fill."""
+    return jax.eval_shape(module.init, jax.random.key(0), *inputs)
 
 
-def fill(template, km: KeyMap, prefix: str = "", key_of=None):
-    """Variables shaped like `template` (from `jax.eval_shape(module.init, ...)`) taken from `km`, strictly.
+def convert_table(template, sd: Mapping[str, np.ndarray], source: str, table: Mapping, *, computed=None, dropped=None):
+    """Variables shaped like `template`, each leaf from its row of `table` or from `computed`, strictly.
 
-    `key_of(names) -> key | None` overrides the default `prefix + torch_key(names)`; None leaves the leaf to the
-    caller (it stays a ShapeDtypeStruct). BatchNorm `num_batches_tracked` siblings are accounted for if present.
+    `table`: {Flax path: key | (key, Hook)}; `computed`: {Flax path: array} for leaves that do not come from `sd`
+    (FLAME buffers, latent averages); `dropped`: {key: expected} for keys that are read but not stored, `expected`
+    being a shape (any values) or an array (the constant the Flax module builds in; the values must match). A
+    BatchNorm's `num_batches_tracked` beside a mapped `running_mean` is accounted for if present. Every error is a
+    `ConversionError` naming the key or path: a missing, mis-shaped or unused key, a leaf no row fills, a row for a
+    path the module lacks.
     """
+    leaves, computed = _flat(template), dict(computed or {})
+    unfilled = [p for p in leaves if p not in table and p not in computed]
+    if unfilled:
+        raise ConversionError(f"{source}: no value for parameter(s) {', '.join(unfilled[:10])}")
+    unknown = sorted((set(table) | set(computed)) - set(leaves))
+    if unknown:
+        raise ConversionError(f"{source}: the key table names unknown parameter(s) {', '.join(unknown[:10])}")
+    km = KeyMap(sd, source)
+    out = {}
+    for path, row in table.items():
+        key, hook = (row, SAME) if isinstance(row, str) else row
+        out[path] = np.ascontiguousarray(hook.to_flax(km.take(key, shape=hook.torch_shape(tuple(leaves[path].shape)))))
+        nbt = key.removesuffix("running_mean") + "num_batches_tracked"
+        if key.endswith(".running_mean") and km.has(nbt):
+            km.skip(nbt)
+    for key, want in (dropped or {}).items():
+        got = km.take(key, shape=want if isinstance(want, tuple) else np.shape(want))
+        if not isinstance(want, tuple) and not np.allclose(got, want, rtol=1e-6, atol=1e-7):
+            raise ConversionError(
+                f"{source}: key {key!r} holds {np.round(got, 4).tolist()}, but the JAX module builds in "
+                f"{np.round(want, 4).tolist()}; other values are unsupported"
+            )
+    km.finish()
+    out.update(computed)
+    variables = jax.tree_util.tree_map_with_path(lambda p, _: out[_path(p)], template)
+    check_tree(template, variables, source)
+    return variables
 
-    def leaf(path, t):
-        names = [str(getattr(p, "key", p)) for p in path][1:]  # drop the collection
-        key = key_of(names) if key_of is not None else prefix + torch_key(names)
-        if key is None:
-            return t
-        a = to_flax(km.take(key, shape=torch_shape(t.shape)))
-        if names[-1] == "running_mean":
-            nbt = key[: -len("running_mean")] + "num_batches_tracked"
-            if km.has(nbt):
-                km.skip(nbt)
-        return a
 
-    return jax.tree_util.tree_map_with_path(leaf, template)
+def convert_by_template(module, sd: Mapping[str, np.ndarray], source: str, input_shape, rule=torch_key, **kw):
+    """`convert_table` with `rule_table(rule)` for `module` initialised on zeros of `input_shape`; `computed` leaves
+    are left out of the rule."""
+    template = template_of(module, np.zeros(input_shape, np.float32))
+    table = rule_table(template, rule, skip=set(kw.get("computed") or ()))
+    return convert_table(template, sd, source, table, **kw)
 
 
 def as_jax(variables):
@@ -283,12 +338,26 @@ def describe(obj: Any) -> str:
     return f"an unknown checkpoint with keys {shown}{' ...' if len(keys) > 6 else ''}"
 
 
+def ir_se_depth(sd: Mapping[str, Any], source: str) -> int:
+    """num_layers (50, 100 or 152) of an IR-SE body, from the number of its `body.<i>` units (ArcFace, e4e)."""
+    units = len({k.split(".")[1] for k in sd if k.startswith("body.")})
+    depth = {len(unit_specs(n)): n for n in (50, 100, 152)}.get(units)
+    if depth is None:
+        raise ConversionError(f"{source}: {units} body units; an IR-SE 50/100/152 body has 24, 49 or 50")
+    return depth
+
+
+def strip_data_parallel(sd: dict) -> dict:
+    """`sd` without the `module.` prefix that DataParallel puts on every key (if it is on every key)."""
+    if sd and all(k.startswith("module.") for k in sd):
+        return {k[len("module.") :]: v for k, v in sd.items()}
+    return sd
+
+
 def unwrap_state_dict(ckpt, path, what: str) -> dict:
     """A bare state dict from a file that may wrap it in `state_dict` or prefix every key with `module.`."""
     if isinstance(ckpt, dict) and "state_dict" in ckpt and isinstance(ckpt["state_dict"], dict):
         ckpt = ckpt["state_dict"]
     if not isinstance(ckpt, dict) or not ckpt:
         raise ConversionError(f"{path}: not a {what} state dict (found {type(ckpt).__name__})")
-    if all(k.startswith("module.") for k in ckpt):
-        ckpt = {k[len("module.") :]: v for k, v in ckpt.items()}
-    return ckpt
+    return strip_data_parallel(ckpt)

@@ -19,14 +19,21 @@ import os
 import pathlib
 from typing import Any
 
-import jax
 import numpy as np
 
-from converters.common import KeyMap, check_tree, run_cli, save_converted, to_numpy, torch_load
+from converters.common import (
+    check_tree,
+    convert_table,
+    rule_table,
+    run_cli,
+    save_converted,
+    template_of,
+    to_numpy,
+    torch_load,
+)
 from converters.safe_pickle import plain, safe_unpickle
 from jaxreenact.common.errors import ConversionError, UserError
-from jaxreenact.models.deca import DECA, PARAM_SPLIT
-from jaxreenact.models.resnet import RESNET50_LAYERS
+from jaxreenact.models.deca import DECA, PARAM_SPLIT, ResnetEncoder
 
 N_SHAPE, N_EXP, EXP_OFFSET = 100, 50, 300
 # The detail branch (never used by this method) and what DECA's own trainer adds to its checkpoints.
@@ -170,41 +177,18 @@ def flame_parents(flame: dict) -> tuple[int, ...]:
 # ----------------------------------------------------------------------------------------------------------------
 # E_flame
 # ----------------------------------------------------------------------------------------------------------------
-def _conv(km: KeyMap, key: str) -> dict:
-    return {"weight": np.ascontiguousarray(km.take(key + ".weight").transpose(2, 3, 1, 0))}
+def convert_e_flame(state_dict: dict, source: str, template=None) -> tuple[dict, dict]:
+    """E_flame state dict → (params, buffers) of `ResnetEncoder` (strict: every key used, none missing).
 
-
-def _bn(km: KeyMap, key: str, params: dict, buffers: dict, name: str) -> None:
-    params[name] = {"weight": km.take(key + ".weight"), "bias": km.take(key + ".bias")}
-    buffers[name] = {"running_mean": km.take(key + ".running_mean"), "running_var": km.take(key + ".running_var")}
-    if km.has(key + ".num_batches_tracked"):
-        km.skip(key + ".num_batches_tracked")
-
-
-def convert_e_flame(state_dict: dict, source: str) -> tuple[dict, dict]:
-    """E_flame state dict → (params, buffers) of `ResnetEncoder` (strict: every key used, none missing)."""
-    km = KeyMap(state_dict, source)
-    enc_p, enc_b = {"conv1": _conv(km, "encoder.conv1")}, {}
-    _bn(km, "encoder.bn1", enc_p, enc_b, "bn1")
-    for stage, blocks in enumerate(RESNET50_LAYERS, start=1):
-        for i in range(blocks):
-            pre, name = f"encoder.layer{stage}.{i}", f"layer{stage}_{i}"
-            bp, bb = {}, {}
-            for j in (1, 2, 3):
-                bp[f"conv{j}"] = _conv(km, f"{pre}.conv{j}")
-                _bn(km, f"{pre}.bn{j}", bp, bb, f"bn{j}")
-            if i == 0:
-                bp["downsample_0"] = _conv(km, f"{pre}.downsample.0")
-                _bn(km, f"{pre}.downsample.1", bp, bb, "downsample_1")
-            enc_p[name], enc_b[name] = bp, bb
-    head = {}
-    for i in (0, 2):
-        head[f"layers_{i}"] = {
-            "weight": np.ascontiguousarray(km.take(f"layers.{i}.weight").T),
-            "bias": km.take(f"layers.{i}.bias"),
-        }
-    km.finish()
-    return {"encoder": enc_p, **head}, {"encoder": enc_b}
+    Key table: `converters.common.rule_table`, as the Flax names are DECA's with `_<n>` for `.<n>`
+    (`params/encoder/layer3_2/bn2/weight` <- `encoder.layer3.2.bn2.weight`, `params/layers_2/weight` <- `layers.2.weight`);
+    written out it would repeat the ResNet-50 of `jaxreenact.models.resnet`. `template`: the E_flame part of DECA's
+    variable tree (default: `ResnetEncoder()`'s own).
+    """
+    if template is None:
+        template = template_of(ResnetEncoder(), np.zeros((1, 224, 224, 3), np.float32))
+    variables = convert_table(template, state_dict, source, rule_table(template))
+    return variables["params"], variables["buffers"]
 
 
 def load_torch(deca_model_tar, flame_pkl, landmark_embedding_npy, return_info: bool = False):
@@ -217,15 +201,17 @@ def load_torch(deca_model_tar, flame_pkl, landmark_embedding_npy, return_info: b
     if unknown:
         raise ConversionError(f"{deca_model_tar}: unexpected top-level key(s) {unknown}")
     ignored = sorted(set(ckpt) & IGNORED_TOP_LEVEL)
-    params, buffers = convert_e_flame(to_numpy(ckpt["E_flame"], str(deca_model_tar)), f"{deca_model_tar}['E_flame']")
     flame = load_flame(flame_pkl)
     lmk = load_landmark_embedding(landmark_embedding_npy)
     fb = flame_buffers(flame, lmk, str(flame_pkl))
     module = DECA(
         n_vertices=int(fb["v_template"].shape[0]), n_faces=int(fb["faces"].shape[0]), parents=flame_parents(flame)
     )
+    template = template_of(module, np.zeros((1, 224, 224, 3), np.float32))
+    e_flame = {c: template[c]["E_flame"] for c in ("params", "buffers")}
+    sd = to_numpy(ckpt["E_flame"], str(deca_model_tar))
+    params, buffers = convert_e_flame(sd, f"{deca_model_tar}['E_flame']", e_flame)
     variables = {"params": {"E_flame": params}, "buffers": {"E_flame": buffers, "flame": fb}}
-    template = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, 224, 224, 3), np.float32))
     check_tree(template, variables, f"{deca_model_tar} + {flame_pkl}")
     info = {
         "ignored": ignored,
@@ -234,6 +220,25 @@ def load_torch(deca_model_tar, flame_pkl, landmark_embedding_npy, return_info: b
         "flame_bs_style": str(flame.get("bs_style", "")),
     }
     return (module, variables, info) if return_info else (module, variables)
+
+
+def save(srcs, dst) -> list[str]:
+    """Convert `srcs` = (deca_model.tar, generic_model.pkl, landmark_embedding.npy) and write the checkpoint folder
+    `dst`; returns what was done."""
+    deca_tar, flame_pkl, lmk_npy = srcs
+    module, variables, info = load_torch(deca_tar, flame_pkl, lmk_npy, return_info=True)
+    save_converted(
+        dst,
+        module,
+        variables,
+        converter="deca",
+        sources={"deca_model": deca_tar, "flame_model": flame_pkl, "landmark_embedding": lmk_npy},
+        extra={"ignored": info["ignored"]},
+    )
+    lines = []
+    if info["ignored"]:
+        lines.append(f"ignored {', '.join(info['ignored'])} (DECA's detail branch; this method uses E_flame only)")
+    return lines + [f"converted DECA E_flame + FLAME ({info['flame_vertices']} vertices)", f"wrote {os.fspath(dst)}"]
 
 
 def main(argv=None):
@@ -245,19 +250,8 @@ def main(argv=None):
         p.add_argument("dst", help="output directory (an Orbax checkpoint for jaxreenact.weights.load)")
 
     def convert(a):
-        module, variables, info = load_torch(a.deca_tar, a.flame_pkl, a.lmk_npy, return_info=True)
-        save_converted(
-            a.dst,
-            module,
-            variables,
-            converter="deca",
-            sources={"deca_model": a.deca_tar, "flame_model": a.flame_pkl, "landmark_embedding": a.lmk_npy},
-            extra={"ignored": info["ignored"]},
-        )
-        if info["ignored"]:
-            print(f"ignored {', '.join(info['ignored'])} (DECA's detail branch; this method uses E_flame only)")
-        print(f"converted DECA E_flame + FLAME ({info['flame_vertices']} vertices)")
-        print(f"wrote {os.fspath(a.dst)}")
+        for line in save([a.deca_tar, a.flame_pkl, a.lmk_npy], a.dst):
+            print(line)
 
     run_cli("deca", "Convert DECA's coarse encoder and FLAME to a jaxreenact checkpoint.", add, convert, argv)
 

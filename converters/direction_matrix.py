@@ -3,22 +3,23 @@
 Layout: `{'A_matrix': {'linear.weight' [L·512, D], 'linear.bias' [L·512]}, 'learned_directions': D,
 'shift_scale': 6.0, 'w_plus': True, 'num_layers_shift': L, 'shift_dim': 512}`. The authors' own trainer saves no
 `shift_dim` (METHOD.md 2.1); we default it to 512 and say so, rather than fail as their inference scripts do.
+`shift_scale` (the units of Δp A was trained with) is kept on the module, and inference builds Δp in those units.
 """
 
 from __future__ import annotations
 
 import argparse
 
-import jax
 import numpy as np
 
-from converters.common import KeyMap, check_tree, run_cli, save_converted, to_numpy, torch_load
+from converters.common import LINEAR, convert_table, run_cli, save_converted, template_of, to_numpy, torch_load
 from jaxreenact.common.errors import ConversionError
 from jaxreenact.latent.directions import DirectionMatrix
 
 KNOWN = {"A_matrix", "learned_directions", "shift_scale", "w_plus", "num_layers_shift", "shift_dim"}
 # Entries of a training checkpoint of the authors' trainer that are not part of A.
 TRAINER_EXTRA = {"step", "optimizer", "opt"}
+TABLE = {"params/linear/weight": ("linear.weight", LINEAR), "params/linear/bias": "linear.bias"}
 
 
 def load_torch(path, return_info: bool = False):
@@ -32,10 +33,11 @@ def load_torch(path, return_info: bool = False):
         raise ConversionError(f"{path}: unexpected top-level key(s) {unknown}")
     if ckpt.get("w_plus", True) is not True:
         raise ConversionError(f"{path}: w_plus=False direction matrices are not supported (the paper uses W+)")
-    sd = KeyMap(to_numpy(ckpt["A_matrix"], str(path)), f"{path}['A_matrix']")
-    w = sd.take("linear.weight")
-    if w.ndim != 2:
-        raise ConversionError(f"{path}: 'linear.weight' has shape {w.shape}, expected [layers*512, directions]")
+    sd = to_numpy(ckpt["A_matrix"], str(path))
+    w = sd.get("linear.weight")
+    if w is None or w.ndim != 2:
+        got = "is missing" if w is None else f"has shape {w.shape}"
+        raise ConversionError(f"{path}: 'linear.weight' {got}, expected [layers*512, directions]")
     out_dim, in_dim = w.shape
     shift_dim = int(ckpt.get("shift_dim", 512))
     num_layers = int(ckpt.get("num_layers_shift", out_dim // shift_dim))
@@ -45,19 +47,29 @@ def load_torch(path, return_info: bool = False):
         )
     if int(ckpt.get("learned_directions", in_dim)) != in_dim:
         raise ConversionError(f"{path}: learned_directions={ckpt['learned_directions']} but the weight has {in_dim}")
-    b = sd.take("linear.bias", shape=(out_dim,))
-    sd.finish()
-    module = DirectionMatrix(input_dim=in_dim, num_layers=num_layers, shift_dim=shift_dim)
-    variables = {"params": {"linear": {"weight": np.ascontiguousarray(w.T), "bias": b}}}
-    template = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, in_dim), np.float32))
-    check_tree(template, variables, str(path))
+    shift_scale = float(ckpt.get("shift_scale", 6.0))
+    if not shift_scale > 0:
+        raise ConversionError(f"{path}: shift_scale={ckpt['shift_scale']!r}, expected a positive number")
+    module = DirectionMatrix(input_dim=in_dim, num_layers=num_layers, shift_dim=shift_dim, shift_scale=shift_scale)
+    template = template_of(module, np.zeros((1, in_dim), np.float32))
+    variables = convert_table(template, sd, f"{path}['A_matrix']", TABLE)
     info = {
-        "shift_scale": float(ckpt.get("shift_scale", 6.0)),
+        "shift_scale": shift_scale,
         "learned_directions": in_dim,
         "num_layers_shift": num_layers,
         "shift_dim_in_file": "shift_dim" in ckpt,
     }
     return (module, variables, info) if return_info else (module, variables)
+
+
+def save(srcs, dst) -> list[str]:
+    """Convert `srcs[0]` (A_matrix.pt) and write the checkpoint folder `dst`; returns what was done."""
+    (src,) = srcs
+    module, variables, info = load_torch(src, return_info=True)
+    save_converted(dst, module, variables, converter="direction_matrix", sources={"A_matrix": src}, extra=info)
+    note = "" if info["shift_dim_in_file"] else " (no shift_dim in the file: assumed 512)"
+    return [f"converted A: {info['learned_directions']} directions -> {module.num_layers}x{module.shift_dim}{note}",
+            f"wrote {dst}"]  # fmt: skip
 
 
 def main(argv=None):
@@ -67,11 +79,8 @@ def main(argv=None):
         p.add_argument("dst", help="output directory (an Orbax checkpoint for jaxreenact.weights.load)")
 
     def convert(a):
-        module, variables, info = load_torch(a.src, return_info=True)
-        save_converted(a.dst, module, variables, converter="direction_matrix", sources={"A_matrix": a.src}, extra=info)
-        note = "" if info["shift_dim_in_file"] else " (no shift_dim in the file: assumed 512)"
-        print(f"converted A: {info['learned_directions']} directions -> {module.num_layers}x{module.shift_dim}{note}")
-        print(f"wrote {a.dst}")
+        for line in save([a.src], a.dst):
+            print(line)
 
     run_cli(
         "direction_matrix", "Convert the authors' direction matrix A to a jaxreenact checkpoint.", add, convert, argv

@@ -11,8 +11,9 @@ Layouts read (the one found is printed and stored in the metadata as `source_lay
   called with `add_latent_avg=True`. Training leftovers at the top level (`opts`, `global_step`, optimizer and
   discriminator states, ...) are not read;
 - `bare`: an encoder state dict by itself.
-Key map: Flax path = PyTorch key with `_<n>` for `.<n>` (`styles_3/convs_4/weight` <- `styles.3.convs.4.weight`);
-conv kernels OIHW -> HWIO, the EqualLinear weight [out, in] -> [in, out] (stored unscaled, as in PyTorch).
+Key table: `converters.common.rule_table`, as the Flax names are the PyTorch ones with `_<n>` for `.<n>`
+(`params/styles_3/convs_4/weight` <- `styles.3.convs.4.weight`); conv kernels OIHW -> HWIO, the EqualLinear weight
+[out, in] -> [in, out] (stored unscaled, as in PyTorch).
 The number of `styles.<i>` blocks sets the generator resolution (14 -> 256, 18 -> 1024).
 """
 
@@ -20,20 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from converters.common import (
-    KeyMap,
     as_jax,
-    check_tree,
+    convert_by_template,
     describe,
-    fill,
+    ir_se_depth,
     run_cli,
     save_converted,
     to_numpy,
-    torch_key,
     torch_load,
 )
 from jaxreenact.common.errors import ConversionError
@@ -49,7 +46,6 @@ PSP_IGNORED_TOP = {
     "discriminator_state_dict",
     "discriminator_optimizer_state_dict",
 }
-_DEPTH = {24: 50, 49: 100, 50: 152}
 
 
 def _split(obj, source: str):
@@ -105,17 +101,11 @@ def convert(obj, source: str):
     resolution = {style_count(r): r for r in (256, 512, 1024)}.get(n_styles)
     if resolution is None:
         raise ConversionError(f"{source}: {n_styles} style blocks; e4e has 14 (256), 16 (512) or 18 (1024)")
-    units = len({k.split(".")[1] for k in sd if k.startswith("body.")})
-    if units not in _DEPTH:
-        raise ConversionError(f"{source}: {units} body units; an IR-SE 50/100/152 body has 24, 49 or 50")
-    module = Encoder4Editing(num_layers=_DEPTH[units], image_resolution=resolution, has_latent_avg=avg is not None)
-    template = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 256, 256, 3), jnp.float32))
-    km = KeyMap(sd, source)
-    variables = fill(dict(template), km, key_of=lambda names: None if names == ["latent_avg"] else torch_key(names))
-    if avg is not None:
-        variables["buffers"]["latent_avg"] = _latent_avg(avg, n_styles, source)
-    km.finish()
-    check_tree(template, variables, source)
+    module = Encoder4Editing(
+        num_layers=ir_se_depth(sd, source), image_resolution=resolution, has_latent_avg=avg is not None
+    )
+    computed = {} if avg is None else {"buffers/latent_avg": _latent_avg(avg, n_styles, source)}
+    variables = convert_by_template(module, sd, source, (1, 256, 256, 3), computed=computed)
     info = {"source_layout": layout, "notes": notes, "has_latent_avg": avg is not None}
     return module, as_jax(variables), info
 
@@ -145,16 +135,19 @@ def _add_args(p):
     p.add_argument("dst", help="output directory of the converted checkpoint")
 
 
+def save(srcs, dst) -> list[str]:
+    """Convert the e4e file `srcs[0]` and write the checkpoint folder `dst`; returns what was done."""
+    (src,) = srcs
+    module, variables, info = load_torch(src, return_info=True)
+    save_converted(dst, module, variables, converter="converters.e4e", sources={"e4e": src}, extra=info)
+    avg = ", latent_avg stored (not added by apply)" if info["has_latent_avg"] else ""
+    return ([f"found the {info['source_layout']!r} layout in {src}"] + [f"note: {n}" for n in info["notes"]]
+            + [f"converted {src} -> {dst} ({style_count(module.image_resolution)} W+ rows{avg})"])  # fmt: skip
+
+
 def _convert(args):
-    module, variables, info = load_torch(args.src, return_info=True)
-    save_converted(args.dst, module, variables, converter="converters.e4e", sources={"e4e": args.src}, extra=info)
-    print(f"found the {info['source_layout']!r} layout in {args.src}")
-    for n in info["notes"]:
-        print(f"note: {n}")
-    print(
-        f"converted {args.src} -> {args.dst} ({style_count(module.image_resolution)} W+ rows"
-        f"{', latent_avg stored (not added by apply)' if info['has_latent_avg'] else ''})"
-    )
+    for line in save([args.src], args.dst):
+        print(line)
 
 
 def main(argv=None):

@@ -10,22 +10,22 @@ dropped. The number of stacks is read from the file (`l{i}.weight`). A `{'state_
 
 from __future__ import annotations
 
-import re
+import functools
 
-from converters.common import convert_by_template, file_cli, to_numpy, torch_load, unwrap_state_dict
+from converters.common import (
+    convert_by_template,
+    file_cli,
+    file_save,
+    to_numpy,
+    torch_key,
+    torch_load,
+    unwrap_state_dict,
+)
 from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.fan import FAN
 
-_NUMBERED = re.compile(r"^(downsample)_(\d+)$")
-
-
-def torch_key(path: tuple[str, ...]) -> str:
-    """Flax variable path -> PyTorch state-dict key (`downsample_0` -> `downsample.0`)."""
-    parts = []
-    for p in path:
-        m = _NUMBERED.match(p)
-        parts.append(f"{m.group(1)}.{m.group(2)}" if m else p)
-    return ".".join(parts)
+# Only `downsample_<n>` stands for `downsample.<n>`: the other names (`b1_4`, `top_m_0`) are PyTorch's own.
+KEY_RULE = functools.partial(torch_key, numbered=r"(downsample)_(\d+)")
 
 
 def load_torch(path):
@@ -39,13 +39,15 @@ def load_torch(path):
             f"{path}: not a FAN checkpoint (no 'conv1.weight' / 'l0.weight'; first keys {list(sd_raw)[:5]})"
         )
     module = FAN(num_modules=stacks)
-    return module, convert_by_template(module, to_numpy(sd_raw, str(path)), str(path), (1, 256, 256, 3), torch_key)
+    return module, convert_by_template(module, to_numpy(sd_raw, str(path)), str(path), (1, 256, 256, 3), KEY_RULE)
+
+
+save = file_save("fan", load_torch, "fan", lambda m: f"2D-FAN with {m.num_modules} stack(s)")
 
 
 def main(argv=None):
     file_cli("fan", "Convert face-alignment's 2D-FAN landmark network to a jaxreenact checkpoint.",
-             "face-alignment's 2DFAN4-11f355bf06.pth.tar (a FAN state dict)", load_torch, "fan",
-             lambda m: f"2D-FAN with {m.num_modules} stack(s)", argv)  # fmt: skip
+             "face-alignment's 2DFAN4-11f355bf06.pth.tar (a FAN state dict)", save, argv)  # fmt: skip
 
 
 if __name__ == "__main__":

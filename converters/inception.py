@@ -3,10 +3,10 @@
 
     python -m converters.inception pt_inception-2015-12-05-6726825d.pth weights/inception
 
-Key map: every Flax leaf is its path joined with dots (`Mixed_6b/branch7x7dbl_3/conv/weight` <-
-`Mixed_6b.branch7x7dbl_3.conv.weight`; the names contain `_<digit>` so ArcFace's `_<n>` -> `.<n>` rule does not
-apply); conv kernels OIHW -> HWIO. BatchNorm `num_batches_tracked` keys are optional and ignored. The classifier
-`fc.weight` [1008, 2048] and `fc.bias` [1008] are checked and dropped: FID uses the pool3 features before it.
+Key table: `converters.common.rule_table` with the rule "the Flax path joined with dots"
+(`params/Mixed_6b/branch7x7dbl_3/conv/weight` <- `Mixed_6b.branch7x7dbl_3.conv.weight`; the names contain
+`_<digit>` so ArcFace's `_<n>` -> `.<n>` rule does not apply); conv kernels OIHW -> HWIO. BatchNorm `num_batches_tracked` keys are optional and ignored. The classifier
+`fc.weight` [1008, 2048] and `fc.bias` [1008] are checked and dropped (`DROPPED`): FID uses the pool3 features before it.
 torchvision's ImageNet Inception (`inception_v3_google-*.pth`: 1000 classes, `AuxLogits.*`) is refused, since its
 weights and pooling differ and its FIDs are not comparable.
 """
@@ -15,10 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import jax
-import jax.numpy as jnp
-
-from converters.common import KeyMap, as_jax, bare_state_dict, check_tree, describe, file_cli, fill
+from converters.common import as_jax, bare_state_dict, convert_by_template, describe, file_cli, file_save
 from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.inception import FEATURE_DIM, FID_INPUT_SIZE, FIDInceptionV3
 
@@ -29,9 +26,8 @@ FID_WEIGHTS_URL = (
 NUM_CLASSES = 1008
 
 
-def template(module: FIDInceptionV3):
-    x = jnp.zeros((1, FID_INPUT_SIZE, FID_INPUT_SIZE, 3), jnp.float32)
-    return jax.eval_shape(module.init, jax.random.key(0), x)
+# The classifier: read (its shape checked) and dropped, since FID uses the pool3 features before it.
+DROPPED = {"fc.weight": (NUM_CLASSES, FEATURE_DIM), "fc.bias": (NUM_CLASSES,)}
 
 
 def convert_state_dict(sd: Mapping, source: str):
@@ -47,27 +43,21 @@ def convert_state_dict(sd: Mapping, source: str):
     if "Mixed_7c.branch_pool.conv.weight" not in sd or "Conv2d_1a_3x3.conv.weight" not in sd:
         raise ConversionError(f"{source}: not the FID Inception state dict; this looks like {describe(sd)}")
     module = FIDInceptionV3()
-    tmpl = template(module)
-    km = KeyMap(sd, source)
-    variables = fill(dict(tmpl), km, key_of=lambda names: ".".join(names))
-    km.take("fc.weight", shape=(NUM_CLASSES, FEATURE_DIM))  # classifier: accounted for, unused by FID
-    km.take("fc.bias", shape=(NUM_CLASSES,))
-    km.finish()
-    check_tree(tmpl, variables, source)
-    return module, as_jax(variables)
+    shape = (1, FID_INPUT_SIZE, FID_INPUT_SIZE, 3)
+    return module, as_jax(convert_by_template(module, sd, source, shape, ".".join, dropped=DROPPED))
 
 
-def load_torch(path, **opts):
+def load_torch(path):
     """`pt_inception-2015-12-05-6726825d.pth` (bare state dict) -> (FIDInceptionV3 module, variables)."""
-    if opts:
-        raise TypeError(f"converters.inception.load_torch takes no options, got {sorted(opts)}")
     return convert_state_dict(bare_state_dict(path, WHAT), str(path))
+
+
+save = file_save("inception", load_torch, "pt_inception", lambda m: f"FID Inception-v3, pool3 features {FEATURE_DIM}")
 
 
 def main(argv=None):
     file_cli("inception", "Convert pytorch-fid's FID Inception-v3 to a jaxreenact checkpoint.",
-             f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth (from {FID_WEIGHTS_URL})", load_torch,
-             "pt_inception", lambda m: f"FID Inception-v3, pool3 features {FEATURE_DIM}", argv)  # fmt: skip
+             f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth (from {FID_WEIGHTS_URL})", save, argv)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,19 +7,42 @@ Two inputs:
   the full torchvision file are ignored on purpose (LPIPS uses only `features`); anything else is an error.
 - ALEX_LIN_PTH: the v0.1 heads, `lpips` package / richzhang layout `lin{i}.model.1.weight` [1, C, 1, 1]; the pSp
   renamed layout `{i}.1.weight` is read too. The heads are used as stored (not clamped).
-Key map: `features_<n>/{weight,bias}` <- `features.<n>.*` (OIHW -> HWIO); `lin<i>/weight` <- `lin<i>.model.1.weight`.
+Key tables (`FEATURES_TABLE`, `heads_table`): `params/features_<n>/{weight,bias}` <- `features.<n>.*` (OIHW -> HWIO);
+`params/lin<i>/weight` <- `lin<i>.model.1.weight` (or `<i>.1.weight`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-import jax
-import jax.numpy as jnp
+import numpy as np
 
-from converters.common import KeyMap, as_jax, check_tree, describe, fill, run_cli, save_converted, to_numpy, torch_load
+from converters.common import (
+    CONV,
+    SAME,
+    as_jax,
+    convert_table,
+    describe,
+    run_cli,
+    save_converted,
+    template_of,
+    to_numpy,
+    torch_load,
+)
 from jaxreenact.common.errors import ConversionError
-from jaxreenact.models.lpips import LPIPS
+from jaxreenact.models.lpips import ALEX_CONVS, LPIPS
+
+# The key tables, written out: AlexNet's `features.<n>` (two files, two tables) and the heads in either layout.
+FEATURES_TABLE = {
+    f"params/features_{n}/{leaf}": (f"features.{n}.{leaf}", CONV if leaf == "weight" else SAME)
+    for n, *_ in ALEX_CONVS
+    for leaf in ("weight", "bias")
+}
+HEAD_KEYS = {"lpips": "lin{}.model.1.weight", "psp": "{}.1.weight"}  # layout name -> key of head i
+
+
+def heads_table(head_key: str) -> dict:
+    return {f"params/lin{i}/weight": (head_key.format(i), CONV) for i in range(len(ALEX_CONVS))}
 
 
 def _tensor_dict(obj, source: str, what: str) -> dict:
@@ -41,11 +64,8 @@ def convert(alex_obj, lin_obj, alex_src: str, lin_src: str):
         raise ConversionError(
             f"{alex_src}: features.0.weight has shape {alex['features.0.weight'].shape}; AlexNet's is (64, 3, 11, 11)"
         )
-    if "lin0.model.1.weight" in lin:
-        lin_layout, lin_key = "lpips", "lin{}.model.1.weight"
-    elif "0.1.weight" in lin:
-        lin_layout, lin_key = "psp", "{}.1.weight"
-    else:
+    lin_layout = next((name for name, key in HEAD_KEYS.items() if key.format(0) in lin), None)
+    if lin_layout is None:
         raise ConversionError(
             f"{lin_src}: not the LPIPS alex heads (expected keys 'lin0.model.1.weight' ...); this looks like {describe(lin)}"
         )
@@ -53,17 +73,14 @@ def convert(alex_obj, lin_obj, alex_src: str, lin_src: str):
     alex = {k: v for k, v in alex.items() if not k.startswith("classifier.")}
 
     module = LPIPS()
-    x = jnp.zeros((1, 64, 64, 3), jnp.float32)
-    template = jax.eval_shape(module.init, jax.random.key(0), x, x)
-    km_a, km_l = KeyMap(alex, alex_src), KeyMap(lin, lin_src)
-    params = dict(template["params"])
-    heads = {k: params.pop(k) for k in list(params) if k.startswith("lin")}
-    variables = {"params": fill({"params": params}, km_a)["params"]}
-    lin_vars = fill({"params": heads}, km_l, key_of=lambda names: lin_key.format(names[0][3:]))["params"]
-    variables["params"].update(lin_vars)
-    km_a.finish()
-    km_l.finish()
-    check_tree(template, variables, f"{alex_src} + {lin_src}")
+    x = np.zeros((1, 64, 64, 3), np.float32)
+    template = template_of(module, x, x)
+    params = template["params"]
+    heads = {"params": {k: v for k, v in params.items() if k.startswith("lin")}}
+    features = {"params": {k: v for k, v in params.items() if k not in heads["params"]}}
+    a = convert_table(features, alex, alex_src, FEATURES_TABLE)["params"]
+    h = convert_table(heads, lin, lin_src, heads_table(HEAD_KEYS[lin_layout]))["params"]
+    variables = {"params": {**a, **h}}  # the two parts cover the template: every leaf is a feature or a head
     info = {"lin_layout": lin_layout, "ignored_alexnet_keys": len(ignored)}
     return module, as_jax(variables), info
 
@@ -82,19 +99,23 @@ def _add_args(p):
     p.add_argument("dst", help="output directory of the converted checkpoint")
 
 
-def _convert(args):
-    module, variables, info = load_torch(args.alexnet, args.lin, return_info=True)
-    save_converted(
-        args.dst,
-        module,
-        variables,
-        converter="converters.lpips",
-        sources={"alexnet": args.alexnet, "lin": args.lin},
-        extra=info,
-    )
+def save(srcs, dst) -> list[str]:
+    """Convert `srcs` = (AlexNet weights, v0.1 heads) and write the checkpoint folder `dst`; returns what was done."""
+    alexnet, lin = srcs
+    module, variables, info = load_torch(alexnet, lin, return_info=True)
+    save_converted(dst, module, variables, converter="converters.lpips", sources={"alexnet": alexnet, "lin": lin},
+                   extra=info)  # fmt: skip
+    lines = []
     if info["ignored_alexnet_keys"]:
-        print(f"note: ignored {info['ignored_alexnet_keys']} 'classifier.*' keys of {args.alexnet} (not used by LPIPS)")
-    print(f"converted {args.alexnet} + {args.lin} -> {args.dst} (LPIPS-alex v0.1, heads layout {info['lin_layout']!r})")
+        lines.append(
+            f"note: ignored {info['ignored_alexnet_keys']} 'classifier.*' keys of {alexnet} (not used by LPIPS)"
+        )
+    return lines + [f"converted {alexnet} + {lin} -> {dst} (LPIPS-alex v0.1, heads layout {info['lin_layout']!r})"]
+
+
+def _convert(args):
+    for line in save([args.alexnet, args.lin], args.dst):
+        print(line)
 
 
 def main(argv=None):

@@ -8,7 +8,7 @@ conv7_2}_mbox_{conf,loc}`. Conv kernels OIHW -> HWIO. Every key must be used, no
 
 from __future__ import annotations
 
-from converters.common import convert_by_template, file_cli, to_numpy, torch_load, unwrap_state_dict
+from converters.common import convert_by_template, file_cli, file_save, to_numpy, torch_load, unwrap_state_dict
 from jaxreenact.common.errors import ConversionError
 from jaxreenact.models.sfd import S3FD
 
@@ -23,10 +23,12 @@ def load_torch(path):
     return module, convert_by_template(module, to_numpy(sd_raw, str(path)), str(path), (1, 128, 128, 3), ".".join)
 
 
+save = file_save("sfd", load_torch, "s3fd", lambda m: "S3FD face detector")
+
+
 def main(argv=None):
     file_cli("sfd", "Convert face-alignment's S3FD face detector to a jaxreenact checkpoint.",
-             "face-alignment's s3fd-619a316812.pth (an S3FD state dict)", load_torch, "s3fd",
-             lambda m: "S3FD face detector", argv)  # fmt: skip
+             "face-alignment's s3fd-619a316812.pth (an S3FD state dict)", save, argv)  # fmt: skip
 
 
 if __name__ == "__main__":

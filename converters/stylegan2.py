@@ -4,11 +4,12 @@
 
 Reads `ckpt['g_ema']` (the EMA generator the authors load) and, if present, `ckpt['latent_avg']`; every other
 top-level entry (`g`, `d`, `g_optim`, `d_optim`, `args`, ...) is ignored and reported. Size, channel multiplier,
-style_dim and n_mlp are inferred from the keys and shapes. Every state-dict key is accounted for: an unknown,
-missing or mis-shaped key is a `ConversionError` naming it. The blur FIR buffers (`convs.{2k}.conv.blur.kernel`,
-`to_rgbs.{k}.upsample.kernel`) are constants of the JAX module; they are checked to equal
-`outer([1,3,3,1])/64 * 4`. The truncation centre `buffers/mean_latent` is computed here once, as the mean of
-`mapping(z)` over 4096 `z = numpy.random.default_rng(0).standard_normal((4096, style_dim), float32)`.
+style_dim and n_mlp are inferred from the keys and shapes. The key map is the table `key_table(module)`, applied by
+`converters.common.convert_table`: every state-dict key is accounted for, and an unknown, missing or mis-shaped key
+is a `ConversionError` naming it. The blur FIR buffers (`convs.{2k}.conv.blur.kernel`, `to_rgbs.{k}.upsample.kernel`)
+are constants of the JAX module; they are checked to equal `outer([1,3,3,1])/64 * 4`. The truncation centre
+`buffers/mean_latent` is computed here once, as the mean of `mapping(z)` over 4096
+`z = numpy.random.default_rng(0).standard_normal((4096, style_dim), float32)`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from converters.common import KeyMap, check_tree, run_cli, save_converted, to_numpy, torch_load
+from converters.common import (
+    LINEAR,
+    Hook,
+    convert_table,
+    run_cli,
+    save_converted,
+    template_of,
+    to_numpy,
+    torch_load,
+)
 from jaxreenact.common.errors import ConversionError
-from jaxreenact.models.stylegan2 import MEAN_LATENT_SAMPLES, MEAN_LATENT_SEED, Generator, channels, mean_latent_z
+from jaxreenact.models.stylegan2 import MEAN_LATENT_SAMPLES, MEAN_LATENT_SEED, Generator, mean_latent_z
 from jaxreenact.nn.stylegan import BLUR_KERNEL, make_kernel
 
 USED_ENTRIES = ("g_ema", "latent_avg")
@@ -59,81 +69,67 @@ def infer_config(sd: Mapping[str, np.ndarray], source: str) -> dict:
     return dict(size=size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=cm)
 
 
-def _modconv(km: KeyMap, p: str, cin: int, cout: int, k: int, style_dim: int) -> dict:
-    w = km.take(f"{p}.weight", (1, cout, cin, k, k))[0]
+# The key table, written out: the layout differs from the Flax tree in ways a naming rule would hide (5-d modulated
+# kernels, an NCHW constant input, [1, 3, 1, 1] to_rgb biases, noise buffers under `noises.`).
+MODCONV = Hook("[1, O, I, k, k] -> HWIO", lambda s: (1, s[3], s[2], s[0], s[1]), lambda a: a[0].transpose(2, 3, 1, 0))
+NCHW = Hook("NCHW -> NHWC", lambda s: (s[0], s[3], s[1], s[2]), lambda a: a.transpose(0, 2, 3, 1))
+RGB_BIAS = Hook("[1, 3, 1, 1] -> [3]", lambda s: (1, s[0], 1, 1), lambda a: a.reshape(-1))
+# The blur FIR of each upsampling layer: a constant of the JAX module, checked and dropped.
+FIR = make_kernel(BLUR_KERNEL) * 4
+
+
+def _modconv(flax: str, torch: str) -> dict:
     return {
-        "weight": np.ascontiguousarray(w.transpose(2, 3, 1, 0)),  # [out,in,kh,kw] -> HWIO
-        "modulation": {
-            "weight": np.ascontiguousarray(km.take(f"{p}.modulation.weight", (cin, style_dim)).T),
-            "bias": km.take(f"{p}.modulation.bias", (cin,)),
-        },
+        f"{flax}/weight": (f"{torch}.weight", MODCONV),
+        f"{flax}/modulation/weight": (f"{torch}.modulation.weight", LINEAR),
+        f"{flax}/modulation/bias": f"{torch}.modulation.bias",
     }
 
 
-def _check_fir(km: KeyMap, key: str, blur_kernel) -> None:
-    want = make_kernel(blur_kernel) * 4
-    got = km.take(key, want.shape)
-    if not np.allclose(got, want, rtol=1e-6, atol=1e-7):
-        raise ConversionError(
-            f"{km.source}: key {key!r} is not the StyleGAN2 FIR outer({list(blur_kernel)})/sum*4 "
-            f"(got {np.round(got, 4).tolist()}); custom blur kernels are unsupported"
-        )
+def _styled(flax: str, torch: str) -> dict:
+    return {
+        **_modconv(f"params/{flax}/conv", f"{torch}.conv"),
+        f"params/{flax}/noise/weight": f"{torch}.noise.weight",
+        f"params/{flax}/activate/bias": f"{torch}.activate.bias",
+    }
+
+
+def _to_rgb(flax: str, torch: str) -> dict:
+    return {**_modconv(f"params/{flax}/conv", f"{torch}.conv"), f"params/{flax}/bias": (f"{torch}.bias", RGB_BIAS)}
+
+
+def key_table(module: Generator) -> tuple[dict, dict]:
+    """(table {Flax path: key | (key, Hook)}, dropped {FIR key: FIR}) of a rosinality `g_ema` for `module`."""
+    table = {"params/input/input": ("input.input", NCHW)}
+    for i in range(1, module.n_mlp + 1):
+        table |= {
+            f"params/style_{i}/weight": (f"style.{i}.weight", LINEAR),
+            f"params/style_{i}/bias": f"style.{i}.bias",
+        }
+    table |= _styled("conv1", "conv1") | _to_rgb("to_rgb1", "to_rgb1")
+    dropped = {}
+    for k in range(module.log_size - 2):
+        table |= _styled(f"convs_{2 * k}", f"convs.{2 * k}") | _styled(f"convs_{2 * k + 1}", f"convs.{2 * k + 1}")
+        table |= _to_rgb(f"to_rgbs_{k}", f"to_rgbs.{k}")
+        dropped |= {f"convs.{2 * k}.conv.blur.kernel": FIR, f"to_rgbs.{k}.upsample.kernel": FIR}
+    table |= {f"buffers/noise_{i}": (f"noises.noise_{i}", NCHW) for i in range(module.num_layers)}
+    return table, dropped
 
 
 def convert_state_dict(sd: Mapping[str, np.ndarray], source: str, latent_avg=None, dtype: str = "float32"):
     """A `g_ema` state dict (numpy) -> (Generator, variables) without the mean latent filled in."""
     cfg = infer_config(sd, source)
-    size, sdim, cm = cfg["size"], cfg["style_dim"], cfg["channel_multiplier"]
+    sdim = cfg["style_dim"]
     module = Generator(**cfg, has_latent_avg=latent_avg is not None, dtype=dtype)
-    ch = channels(size, cm)
-    km = KeyMap(sd, source)
-    params, buffers = {}, {}
-    for i in range(1, cfg["n_mlp"] + 1):
-        params[f"style_{i}"] = {
-            "weight": np.ascontiguousarray(km.take(f"style.{i}.weight", (sdim, sdim)).T),
-            "bias": km.take(f"style.{i}.bias", (sdim,)),
-        }
-    params["input"] = {"input": km.take("input.input", (1, ch[4], 4, 4)).transpose(0, 2, 3, 1).copy()}
-
-    def styled(p, cin, cout, up):
-        d = {
-            "conv": _modconv(km, f"{p}.conv", cin, cout, 3, sdim),
-            "noise": {"weight": km.take(f"{p}.noise.weight", (1,))},
-            "activate": {"bias": km.take(f"{p}.activate.bias", (cout,))},
-        }
-        if up:
-            _check_fir(km, f"{p}.conv.blur.kernel", BLUR_KERNEL)
-        return d
-
-    def to_rgb(p, cin, up):
-        d = {"conv": _modconv(km, f"{p}.conv", cin, 3, 1, sdim), "bias": km.take(f"{p}.bias", (1, 3, 1, 1)).reshape(3)}
-        if up:
-            _check_fir(km, f"{p}.upsample.kernel", BLUR_KERNEL)
-        return d
-
-    params["conv1"] = styled("conv1", ch[4], ch[4], False)
-    params["to_rgb1"] = to_rgb("to_rgb1", ch[4], False)
-    cin = ch[4]
-    for k, lg in enumerate(range(3, module.log_size + 1)):
-        c = ch[2**lg]
-        params[f"convs_{2 * k}"] = styled(f"convs.{2 * k}", cin, c, True)
-        params[f"convs_{2 * k + 1}"] = styled(f"convs.{2 * k + 1}", c, c, False)
-        params[f"to_rgbs_{k}"] = to_rgb(f"to_rgbs.{k}", c, True)
-        cin = c
-    for i in range(module.num_layers):
-        r = 2 ** ((i + 5) // 2)
-        buffers[f"noise_{i}"] = km.take(f"noises.noise_{i}", (1, 1, r, r)).reshape(1, r, r, 1)
-    km.finish()
-    buffers["mean_latent"] = np.zeros((1, sdim), np.float32)
+    computed = {"buffers/mean_latent": np.zeros((1, sdim), np.float32)}
     if latent_avg is not None:
         la = np.asarray(latent_avg, np.float32)
         if la.size != sdim or la.ndim > 2:
             raise ConversionError(f"{source}: 'latent_avg' has shape {la.shape}, expected ({sdim},) or (1, {sdim})")
-        buffers["latent_avg"] = la.reshape(sdim)
-    variables = {"params": params, "buffers": buffers}
-    template = jax.eval_shape(module.init, jax.random.key(0), module.init_inputs())
-    check_tree(template, variables, source)
-    return module, variables
+        computed["buffers/latent_avg"] = la.reshape(sdim)
+    table, dropped = key_table(module)
+    template = template_of(module, module.init_inputs())
+    return module, convert_table(template, sd, source, table, computed=computed, dropped=dropped)
 
 
 def with_mean_latent(module: Generator, variables, n: int = MEAN_LATENT_SAMPLES, seed: int = MEAN_LATENT_SEED):
@@ -184,6 +180,16 @@ def load_torch(path, dtype: str = "float32", return_info: bool = False):
     return module, variables, info
 
 
+def save(srcs, dst, dtype: str = "float32") -> list[str]:
+    """Convert the generator file `srcs[0]` and write the checkpoint folder `dst`; returns what was done."""
+    (src,) = srcs
+    module, variables, info = load_torch(src, dtype=dtype, return_info=True)
+    save_converted(dst, module, variables, converter="stylegan2", sources={"generator": src}, extra=info)
+    ign = f"; ignored entries {info['entries_ignored']}" if info["entries_ignored"] else ""
+    return [f"converted StyleGAN2 {info['size']}px, channel_multiplier {info['channel_multiplier']}, "
+            f"n_latent {info['n_latent']} from {info['entries_used']}{ign}", f"wrote {dst}"]  # fmt: skip
+
+
 def main(argv=None):
 
     def add(p: argparse.ArgumentParser):
@@ -192,14 +198,8 @@ def main(argv=None):
         p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="synthesis compute dtype")
 
     def convert(a):
-        module, variables, info = load_torch(a.src, dtype=a.dtype, return_info=True)
-        save_converted(a.dst, module, variables, converter="stylegan2", sources={"generator": a.src}, extra=info)
-        ign = f"; ignored entries {info['entries_ignored']}" if info["entries_ignored"] else ""
-        print(
-            f"converted StyleGAN2 {info['size']}px, channel_multiplier {info['channel_multiplier']}, "
-            f"n_latent {info['n_latent']} from {info['entries_used']}{ign}"
-        )
-        print(f"wrote {a.dst}")
+        for line in save([a.src], a.dst, dtype=a.dtype):
+            print(line)
 
     run_cli("stylegan2", "Convert a rosinality StyleGAN2 generator checkpoint to jaxreenact.", add, convert, argv)
 

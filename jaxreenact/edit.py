@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from jaxreenact.common.cli import add_run_flags, add_tune_flags
+from jaxreenact.common import cli
 from jaxreenact.common.errors import cli_main
 from jaxreenact.inference import editing
 from jaxreenact.pose.motion import direction_names
@@ -17,25 +17,27 @@ from jaxreenact.weights.registry import add_weight_flags
 def parse_args(argv=None):
     names = ", ".join(f"{i} {n}" for i, n in enumerate(direction_names()))
     p = argparse.ArgumentParser(prog="python -m jaxreenact.edit", description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", required=True, help="a face photo, or a .npy W [512] / W+ [14, 512] latent")
+    p.add_argument("--source", required=True,
+                   help="a face photo, or a .npy W [512] / W+ [14, 512] latent; 'example' = the shipped photo "
+                        f"({cli.EXAMPLE_SOURCE.name})")  # fmt: skip
     p.add_argument("--directions", type=int, nargs="+", required=True, metavar="D", help=f"direction indices: {names}")
     p.add_argument("--out", required=True, help="output folder")
-    add_tune_flags(p, "a photo source")
+    cli.add_tune_flags(p, "a photo source", default_on=False)  # off by default, as the authors' editing script
     p.add_argument("--save-images", action="store_true", help="also write every edited frame as PNG under images/")
-    p.add_argument("--batch-size", type=int, default=16, help="frames per jitted batch (default 16)")
+    cli.add_batch_flag(p, 16, "frames per jitted batch")
     add_weight_flags(p, editing.WEIGHT_NAMES)
-    add_run_flags(p)
-    return p.parse_args(argv)
+    cli.add_run_flags(p)
+    return cli.parse(p, argv)
 
 
 @cli_main
 def main(argv=None, locate=None):
     a = parse_args(argv)
     opts = editing.Options(
-        source=a.source,
+        source=cli.input_path(a.source, cli.EXAMPLE_SOURCE),
         out=a.out,
         directions=a.directions,
-        tune=not a.no_tune,
+        tune=a.tune,
         tune_steps=a.tune_steps,
         save_images=a.save_images,
         batch_size=a.batch_size,

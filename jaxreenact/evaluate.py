@@ -6,40 +6,29 @@
 
 Writes results.json, table1.md, per-video CSVs (self/, cross/), plots/ and grids/ into the workdir; re-running
 with the same workdir continues from the videos already done (cache/), also after SIGTERM or Ctrl-C (exit status
-143 / 130). One process, on this host's devices (a multi-process start is refused in one line). See
+143 / 130). `--tiny` is the `:tiny` variant, `--seed` and `--batch-size` set `config.seed` and
+`config.eval.batch_size`. One process, on this host's devices (a multi-process start is refused in one line). See
 `jaxreenact.evaluation.protocol`.
 """
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags
-from ml_collections import config_flags
-
-from jaxreenact.common import distributed
-from jaxreenact.common.errors import report_user_errors
-from jaxreenact.data import fake
+from jaxreenact.common import cli, distributed
+from jaxreenact.common.errors import UserError
 from jaxreenact.evaluation import protocol, report
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Evaluation config, e.g. configs/eval.py or configs/eval.py:tiny."
+USAGE = "python -m jaxreenact.evaluate --config=configs/eval.py[:tiny] --workdir=DIR"
+_CONFIG, _WORKDIR, _NO_PROGRESS, _VERBOSE = cli.define_config_flags(
+    "Evaluation config, e.g. configs/eval.py or configs/eval.py:tiny (found from any folder).",
+    "Folder for the reports (resumes if present).",
+    batch_field="eval.batch_size",
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the reports (resumes if present).")
-_NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Disable the progress bar.")
 
 
 def run(config, workdir, progress: bool = True, locate=None) -> dict:
-    """Library entry: make the tiny tree when asked, evaluate, print the table."""
-    import pathlib
-
+    """Evaluate, print the table and the outputs."""
     distributed.refuse("python -m jaxreenact.evaluate")
-    if config.tiny and not config.root:
-        t = config.tiny_tree
-        root = pathlib.Path(workdir) / "tiny_tree"
-        if not root.is_dir():
-            fake.make_fake_tree(root, n_ids=t.n_ids, n_videos=t.n_videos, n_frames=t.n_frames, seed=config.seed)
-        config.root = str(root)
+    workdir = cli.check_out_dir(workdir, "--workdir")
     results = protocol.evaluate(config, workdir, progress=progress, locate=locate)
     print(report.table1(results))
     print(f"wrote {workdir}/results.json, table1.md, self/ cross/ plots/ grids/")
@@ -48,12 +37,13 @@ def run(config, workdir, progress: bool = True, locate=None) -> dict:
 
 def main(argv):
     del argv
-    if _CONFIG.value is None or _WORKDIR.value is None:
-        print("usage: python -m jaxreenact.evaluate --config=configs/eval.py[:tiny] --workdir=DIR", file=sys.stderr)
-        return 2
-    return report_user_errors("jaxreenact.evaluate", run, _CONFIG.value, _WORKDIR.value,
-                              progress=not _NO_PROGRESS.value)  # fmt: skip
+    cli.setup_logging(_VERBOSE.value)
+    if _CONFIG.value is None:
+        raise UserError(f"--config is missing; usage: {USAGE}")
+    workdir = cli.workdir_path(_WORKDIR.value, USAGE)
+    run(_CONFIG.value, workdir, progress=not _NO_PROGRESS.value)
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_config_program(main, batch_field="eval.batch_size")

@@ -1,23 +1,28 @@
-"""`python -m jaxreenact.preprocess INPUT --out DIR --sfd SFD_DST --fan FAN_DST`: the authors' face preprocessing
-(S3FD → 2D-FAN → square crop → 256×256) on a photo, a video or a folder of images. See
-`jaxreenact.data.preprocessing` for the outputs and `jaxreenact.face.pipeline` for the policies.
+"""`python -m jaxreenact.preprocess INPUT --out DIR [--sfd weights/sfd --fan weights/fan]`: the authors' face
+preprocessing (S3FD → 2D-FAN → square crop → 256×256) on a photo, a video or a folder of images. See
+`jaxreenact.data.preprocessing` for the outputs and `jaxreenact.face.pipeline` for the policies. INPUT `example` is
+the shipped driving clip; `--tiny` uses a fake face locator (no weights; it finds a fixed "face" in the middle of
+every frame that is not blank).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from jaxreenact.common.errors import cli_main
+from jaxreenact.common import cli
+from jaxreenact.common.errors import UserError, cli_main
 from jaxreenact.data import preprocessing
+from jaxreenact.face.pipeline import FixedLocate
+from jaxreenact.weights.registry import add_weight_flags
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m jaxreenact.preprocess", description=__doc__.split("\n\n")[0])
-    p.add_argument("input", help="a photo (.png/.jpg/...), a video (.mp4/.avi/.mov/...) or a folder of images")
+    p.add_argument("input", help="a photo (.png/.jpg/...), a video (.mp4/.avi/.mov/...) or a folder of images; "
+                   f"'example' = the shipped clip ({cli.EXAMPLE_DRIVING.name})")  # fmt: skip
     p.add_argument("--out", required=True, help="output folder (crops/, faces.npz, summary.json)")
-    p.add_argument("--sfd", required=True, help="converted S3FD checkpoint (python -m converters.sfd SRC DST)")
-    p.add_argument("--fan", required=True, help="converted 2D-FAN checkpoint (python -m converters.fan SRC DST)")
-    p.add_argument("--batch-size", type=int, default=8, help="frames per jit batch (default 8)")
+    add_weight_flags(p, ("sfd", "fan"))
+    cli.add_batch_flag(p, 8, "frames per jit batch")
     p.add_argument(
         "--on-missing",
         choices=("skip", "hold"),
@@ -47,14 +52,20 @@ def parse_args(argv=None):
     )
     p.add_argument("--width", type=int, default=1000, help="working width the frame is resized to (default 1000)")
     p.add_argument("--max-frames", type=int, default=None, help="process only the first N frames")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    cli.add_run_flags(p, seed_help="unused (the pipeline is deterministic); accepted as every program does")
+    return cli.parse(p, argv)
 
 
 @cli_main
 def main(argv=None, locate=None):
-
     a = parse_args(argv)
+    if a.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {a.batch_size}")
+    source = cli.input_path(a.input, cli.EXAMPLE_DRIVING)
+    spec = preprocessing.inspect_input(source, a.max_frames)  # the input is checked before any network loads
+    out = cli.check_out_dir(a.out)
+    if a.tiny and locate is None:
+        locate = FixedLocate()
     pre = preprocessing.build_preprocessor(
         a.sfd,
         a.fan,
@@ -66,13 +77,14 @@ def main(argv=None, locate=None):
         locate=locate,
     )
     summary = preprocessing.run(
-        a.input,
-        a.out,
+        source,
+        out,
         pre,
         batch_size=a.batch_size,
         max_frames=a.max_frames,
         progress=not a.no_progress,
-        settings={"face": a.face, "sfd_input": a.sfd_input},
+        settings={"face": a.face, "sfd_input": a.sfd_input, "tiny_fake_locator": bool(a.tiny)},
+        spec=spec,
     )
     print(preprocessing.format_summary(summary, a.out))
     return summary

@@ -1,13 +1,14 @@
-"""`python -m jaxreenact.reenact --source IMG_OR_VIDEO --driving VIDEO_OR_FOLDER --out DIR`: reenact a real face with a
-driving video (the authors' `run_inference.py`, METHOD.md 7.2). See `jaxreenact.inference.reenactment` for the pipeline,
-the motion modes and the outputs (reenacted.mp4, grid.mp4, summary.json, optional frames/).
+"""`python -m jaxreenact.reenact --source IMG_OR_VIDEO --driving VIDEO_FOLDER_OR_IMAGE --out DIR`: reenact a real face
+with a driving video (the authors' `run_inference.py`, METHOD.md 7.2). See `jaxreenact.inference.reenactment` for the
+pipeline, the motion modes and the outputs (reenacted.mp4, grid.mp4, pasted.mp4, summary.json, optional frames/).
+`--source example --driving example` use the authors' two inference examples shipped with the package.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from jaxreenact.common.cli import add_run_flags, add_tune_flags
+from jaxreenact.common import cli
 from jaxreenact.common.errors import cli_main
 from jaxreenact.inference import reenactment
 from jaxreenact.pose import motion
@@ -16,9 +17,16 @@ from jaxreenact.weights.registry import add_weight_flags
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m jaxreenact.reenact", description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", required=True, help="source face: a photo, or a video (its first frame is used)")
-    p.add_argument("--driving", help="driving video (.mp4/.avi/...) or a folder of frames")
+    p.add_argument("--source", required=True,
+                   help="source face: a photo, or a video (its first frame is used); 'example' = the shipped "
+                        f"photo ({cli.EXAMPLE_SOURCE.name})")  # fmt: skip
+    p.add_argument("--driving",
+                   help="driving video (.mp4/.avi/...), a folder of frames, or one image (one frame); 'example' = "
+                        f"the shipped clip ({cli.EXAMPLE_DRIVING.name})")  # fmt: skip
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=None,
+                   help="also write pasted.mp4: the reenacted face composited into the source's full frame at its "
+                        "resolution (default: on for a photo source, off for a video source)")  # fmt: skip
     p.add_argument("--motion", dest="motion_file", metavar="M.npz",
                    help="replay a motion file written by --export-motion instead of a driving video")  # fmt: skip
     p.add_argument("--export-motion", metavar="M.npz", help="write the driving p(t), validity and fps to this file")
@@ -34,14 +42,16 @@ def parse_args(argv=None):
     p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
                    help="Gaussian smoothing of p(t) over time, σ in frames; 0 = off; default off in absolute mode, "
                         "1 in relative mode")  # fmt: skip
-    add_tune_flags(p)
+    cli.add_tune_flags(p)
     p.add_argument("--save-frames", action="store_true", help="also write every reenacted frame as frames/NNNNNN.png")
-    p.add_argument("--batch-size", type=int, default=32, help="frames per jitted batch (default 32)")
+    cli.add_batch_flag(p, 32, "frames per jitted batch")
     p.add_argument("--max-frames", type=int, default=None, help="use only the first N driving frames")
-    p.add_argument("--fps", type=float, default=25.0, help="frame rate for a folder of driving frames (default 25)")
+    p.add_argument(
+        "--fps", type=float, default=25.0, help="frame rate for a folder of driving frames or one image (default 25)"
+    )
     add_weight_flags(p, reenactment.WEIGHT_NAMES)
-    add_run_flags(p)
-    return p.parse_args(argv)
+    cli.add_run_flags(p)
+    return cli.parse(p, argv)
 
 
 @cli_main
@@ -49,9 +59,9 @@ def main(argv=None, locate=None):
     a = parse_args(argv)
     component = "pose" if a.pose_only else "expression" if a.expression_only else "all"
     opts = reenactment.Options(
-        source=a.source,
+        source=cli.input_path(a.source, cli.EXAMPLE_SOURCE),
         out=a.out,
-        driving=a.driving,
+        driving=cli.input_path(a.driving, cli.EXAMPLE_DRIVING),
         motion_file=a.motion_file,
         export_motion=a.export_motion,
         motion=motion.MotionOptions(a.mode, motion.parse_gains(a.gains), component, a.smooth),
@@ -65,6 +75,7 @@ def main(argv=None, locate=None):
         tiny=a.tiny,
         seed=a.seed,
         progress=not a.no_progress,
+        paste_back=a.paste_back,
     )
     summary = reenactment.run(opts, locate=locate)
     print(reenactment.format_summary(summary, a.out))

@@ -3,38 +3,45 @@
     python -m jaxreenact.train --config=configs/synthetic.py --workdir=runs/synthetic
     python -m jaxreenact.train --config=configs/synthetic.py:tiny --workdir=runs/tiny --config.train.steps=20
 
-Re-running with the same --workdir resumes from its last checkpoint; SIGTERM or Ctrl-C checkpoints the current step
-on every process and exits with 143 / 130. Multi-process runs call `jax.distributed.initialize()` (see
+Re-running with the same --workdir resumes from its last checkpoint; a finished run says so (raise
+`--config.train.steps` to continue); SIGTERM or Ctrl-C checkpoints the current step on every process and exits with
+143 / 130. `--tiny` is the `:tiny` variant, `--seed` and `--batch-size` set `config.seed` and
+`config.train.batch_size`. Multi-process runs call `jax.distributed.initialize()` (see
 `jaxreenact.common.distributed`: launch/local_multiprocess.sh, Slurm, Cloud TPU pods).
 """
 
 from __future__ import annotations
 
-import logging
-import sys
-
-from absl import app, flags
-from ml_collections import config_flags
-
-from jaxreenact.common import distributed
-from jaxreenact.common.errors import report_user_errors
+from jaxreenact.common import cli, distributed
+from jaxreenact.common.errors import UserError
 from jaxreenact.training import loop, stages
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file, e.g. configs/synthetic.py:tiny.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and images (resumes if present).")
-_NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Disable the progress bar.")
+USAGE = "python -m jaxreenact.train --config=configs/<stage>.py[:tiny] --workdir=DIR"
+_CONFIG, _WORKDIR, _NO_PROGRESS, _VERBOSE = cli.define_config_flags(
+    "Training config file, e.g. configs/synthetic.py or configs/synthetic.py:tiny (found from any folder).",
+    "Folder for checkpoints, metrics and images (resumes if present).",
+    batch_field="train.batch_size",
+)
 
 
 def main(argv):
     del argv
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if _CONFIG.value is None or _WORKDIR.value is None:
-        print("usage: python -m jaxreenact.train --config=configs/<stage>.py[:tiny] --workdir=DIR", file=sys.stderr)
-        return 2
+    cli.setup_logging(_VERBOSE.value)
+    if _CONFIG.value is None:
+        raise UserError(f"--config is missing; usage: {USAGE}")
+    workdir = cli.workdir_path(_WORKDIR.value, USAGE)
+    config = _CONFIG.value
+    done = loop.completed_step(workdir, config.train.steps)
+    if done is not None:
+        print(f"{workdir}: already trained to step {done} (config.train.steps={config.train.steps}); nothing to do. "
+              f"To train further, rerun with a larger --config.train.steps=N (it resumes at step {done}).")  # fmt: skip
+        return 0
     distributed.initialize()  # one process of several when the environment says so
-    return report_user_errors("jaxreenact.train", loop.train, _CONFIG.value, _WORKDIR.value,
-                              build_stage=stages.build_stage, progress=not _NO_PROGRESS.value)  # fmt: skip
+    state = loop.train(config, workdir, build_stage=stages.build_stage, progress=not _NO_PROGRESS.value)
+    print(f"trained to step {int(state.step)}; wrote {workdir}/checkpoints/, metrics.jsonl, images/ and tb/ "
+          f"(view with: tensorboard --logdir {workdir}/tb)")  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_config_program(main, batch_field="train.batch_size")

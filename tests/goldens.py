@@ -70,3 +70,61 @@ def state_dict(name: str, group: str, prefix: str = "") -> dict:
     """The golden weights of one group as {prefix + key: torch tensor}, without writing a file."""
     s = spec(name)
     return {prefix + k: t for (g, k), t in _regen().tensors(s["weights"]).items() if g == group}
+
+
+def _load_component(name: str, files: dict[str, pathlib.Path]):
+    """(module, variables) of a pipeline component from its upstream files, through `converters.<name>`."""
+    if name == "generator":
+        from converters import stylegan2
+
+        return stylegan2.load_torch(files["stylegan2-voxceleb.pt"])
+    if name == "deca":
+        from converters import deca
+
+        flame = next(p for f, p in files.items() if f.endswith(".pkl"))
+        return deca.load_torch(files["deca_model.tar"], flame, files["landmark_embedding.npy"])
+    if name == "id_loss":
+        from converters import arcface
+
+        return arcface.load_torch(files["model_ir_se50.pth"])
+    if name == "lpips":
+        from converters import lpips
+
+        return lpips.load_torch(files["alexnet-owt-7be5be79.pth"], files["alex.pth"])
+    if name == "A":
+        from converters import direction_matrix
+
+        return direction_matrix.load_torch(files["A_matrix.pt"])
+    raise KeyError(name)
+
+
+class ComponentNetworks:
+    """`get(name)` -> (module, variables) of a pipeline golden's component (generator, deca, id_loss, lpips, A):
+    its files regenerated with regen.py into `tmp` on first use, converted with `converters.<name>.load_torch`,
+    then deleted (a few hundred MB). Components with the same weight block are regenerated once."""
+
+    def __init__(self, spec: dict, tmp: pathlib.Path):
+        self.blocks, self.tmp, self.cache = spec["components"], pathlib.Path(tmp), {}
+
+    def same_weights(self, spec: dict) -> bool:
+        """Whether another pipeline spec's components are these (then these networks serve it too)."""
+        return all(json.dumps(self.blocks.get(k), sort_keys=True) == json.dumps(b, sort_keys=True)
+                   for k, b in spec["components"].items())  # fmt: skip
+
+    def get(self, name: str):
+        if name not in self.cache:
+            block = self.blocks[name]
+            regen = _regen()
+            out = self.tmp / name
+            out.mkdir(parents=True, exist_ok=True)
+            need_t = any(e["format"] == "torch" for e in block["files"])
+            tensors = regen.tensors(block["weights"]) if need_t else None
+            files = {}
+            for e in block["files"]:
+                files[e["file"]] = out / e["file"]
+                regen.write(block, e, str(files[e["file"]]), tensors)
+            del tensors
+            self.cache[name] = _load_component(name, files)
+            for p in files.values():
+                p.unlink()
+        return self.cache[name]

@@ -1,10 +1,11 @@
-"""Direction matrix A: golden parity (shift, shifted W+, rendered image), converter strictness, CLI round trip."""
+"""Direction matrix A: golden shift and shifted W+ (the rendered image: tests/test_parity.py), converter strictness,
+CLI round trip."""
 
 import numpy as np
 import pytest
 
 import goldens
-from converters import direction_matrix, stylegan2
+from converters import direction_matrix
 from jaxreenact import weights
 from jaxreenact.common import checkpoints
 from jaxreenact.common.errors import ConversionError, UserError
@@ -37,19 +38,6 @@ def test_shift_and_shifted_latent(a_model):
     shifted = directions.shift_wplus(inp["wplus"], shift)
     np.testing.assert_allclose(shifted, exp["shifted_latent"], atol=1e-5, rtol=0)
     np.testing.assert_array_equal(np.asarray(shifted)[:, 8:], inp["wplus"][:, 8:])
-
-
-def test_rendered_image(a_model, tmp_path_factory):
-
-    g_file = goldens.write_checkpoint("stylegan2_vox256", tmp_path_factory.mktemp("g") / "g.pt")
-    g, g_vars = stylegan2.load_torch(g_file)
-    module, variables = a_model
-    inp, exp = goldens.inputs(NAME), goldens.expected(NAME)
-    avg = goldens.state_dict("stylegan2_vox256", "avg")["latent_avg"].numpy()[None]
-    shifted = directions.shift_wplus(inp["wplus"], module.apply(variables, inp["dp"]))
-    np.testing.assert_allclose(directions.truncate(shifted, avg, 0.7), exp["image_latent"], atol=1e-5, rtol=0)
-    img = g.apply(g_vars, shifted, truncation=0.7, truncation_latent=avg, input_is_latent=True)
-    np.testing.assert_allclose(goldens.nchw(img), exp["image"], atol=1e-4, rtol=0)
 
 
 def test_init_matches_authors():
@@ -90,7 +78,15 @@ def test_strict_keys(tmp_path):
     # The authors' trainer saves no shift_dim: accepted, 512 assumed.
     torch.save({"A_matrix": sd, **base}, tmp_path / "trained.pt")
     m, _ = direction_matrix.load_torch(tmp_path / "trained.pt")
-    assert m.shift_dim == 512 and m.num_layers == 8
+    assert m.shift_dim == 512 and m.num_layers == 8 and m.shift_scale == 6.0
+    # The units A was trained in travel with it (inference builds Δp in them, as the authors' scripts read them).
+    torch.save({"A_matrix": sd, **base, "shift_scale": 3.0}, tmp_path / "s3.pt")
+    assert direction_matrix.load_torch(tmp_path / "s3.pt")[0].shift_scale == 3.0
+    direction_matrix.main([str(tmp_path / "s3.pt"), str(tmp_path / "A3")])
+    assert load(tmp_path / "A3")[0].shift_scale == 3.0
+    torch.save({"A_matrix": sd, **base, "shift_scale": 0.0}, tmp_path / "s0.pt")
+    with pytest.raises(ConversionError, match="shift_scale"):
+        direction_matrix.load_torch(tmp_path / "s0.pt")
 
 
 def test_missing_file_is_user_error(tmp_path):

@@ -6,16 +6,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import tiny_checkpoints
 from jaxreenact import edit
 from jaxreenact.common.errors import UserError
+from jaxreenact.common.images import band_height, label_scale
 from jaxreenact.data import images as images_lib
 from jaxreenact.data import video as video_lib
 from jaxreenact.face.pipeline import FixedLocate
 from jaxreenact.inference import editing, frames
 from jaxreenact.weights import load_bundle
 
-DATA = pathlib.Path(__file__).parent / "data"
-PHOTO = DATA / "source_0002775.png"
+EXAMPLES = pathlib.Path(__file__).parents[1] / "jaxreenact" / "resources" / "examples"
+PHOTO = EXAMPLES / "source_0002775.png"
 COMMON = ["--tiny", "--batch-size", "8", "--no-progress"]
 
 
@@ -37,16 +39,19 @@ def test_shift_sequence_is_the_authors_sweep():
 
 def test_edit_photo_writes_gif_mp4_and_sheet(tmp_path):
     out = tmp_path / "e"
-    s = edit.main(["--source", str(PHOTO), "--directions", "0", "3", "--out", str(out), "--tune-steps", "1",
+    s = edit.main(["--source", str(PHOTO), "--directions", "0", "3", "--out", str(out), "--tune", "--tune-steps", "1",
                    "--save-images"] + COMMON)  # fmt: skip
+    assert s["tuned"]
     assert list(s["directions"]) == ["0_yaw", "3_jaw"]
     for tag, d in s["directions"].items():
         n = len(editing.shift_sequence(d["start"]))
         assert d["frames"] == n
         info = video_lib.probe_video(out / f"{tag}.mp4")
-        assert (info.num_frames, info.width, info.height, info.fps) == (n, 512, 256, 15.0)
+        band = band_height(label_scale(256))  # the label band above [source | edited]
+        assert (info.num_frames, info.width, info.height, info.fps) == (n, 512, 256 + band, editing.FPS)
         with Image.open(out / f"{tag}.gif") as g:
-            assert g.n_frames == n and g.size == (512, 256)
+            assert g.n_frames == n and g.size == (512, 256 + band)
+            assert g.info["duration"] == 1000 / editing.FPS  # the GIF plays at the MP4's frame rate, exactly
         assert len(list((out / "images" / tag).glob("*.png"))) == n
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.size[0] > 7 * 256 and sheet.size[1] > 2 * 256  # 7 columns, one row per direction
@@ -85,7 +90,7 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     np.save(tmp_path / "bad.npy", np.zeros((3, 7), np.float32))
     with pytest.raises(SystemExit):
         edit.main(["--source", str(tmp_path / "bad.npy"), "--directions", "0", "--out", str(tmp_path / "o")] + COMMON)
-    assert "expected a finite W [512] or W+ [14, 512]" in capsys.readouterr().err
+    assert "expected a W [512] or W+ [n, 512] latent, got shape (3, 7)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         edit.main(["--source", str(PHOTO), "--directions", "0", "--out", str(tmp_path / "o"),
                    "--A", str(tmp_path / "noA"), "--no-progress"])  # fmt: skip
@@ -102,3 +107,58 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
         )
     assert "broken.png: not an image file" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written on a failed run
+
+
+def test_tuning_is_off_by_default_and_an_A_workdir_sets_the_units(tmp_path):
+    """As the authors' editing script: no generator tuning unless --tune. `--A` = a training workdir (converted
+    files, not --tiny): its shift_scale sets the sweep (±shift_scale in steps of shift_scale/10) and the source's
+    start (angles and expressions scale with it; the jaw keeps its ±6 line, as upstream)."""
+    paths = tiny_checkpoints.converted(tmp_path / "w", ("generator", "deca"))
+    _, av = load_bundle(("A",), tiny_seed=0)
+    np.save(tmp_path / "w.npy", np.random.default_rng(0).standard_normal(512).astype(np.float32))
+    summaries = {}
+    for scale in (6.0, 3.0):
+        work = tiny_checkpoints.training_workdir(tmp_path / f"run{scale:g}", av["A"], shift_scale=scale)
+        argv = ["--source", str(tmp_path / "w.npy"), "--directions", "3", "4", "--out", str(tmp_path / f"e{scale:g}"),
+                "--A", str(work), "--batch-size", "8", "--no-progress"]  # fmt: skip
+        summaries[scale] = edit.main(argv + [f"--{n}={p}" for n, p in paths.items()])
+    six, three = summaries[6.0]["directions"], summaries[3.0]["directions"]
+    assert three["4_exp0"]["start"] == pytest.approx(six["4_exp0"]["start"] / 2, abs=2e-4)
+    assert three["3_jaw"]["start"] == pytest.approx(six["3_jaw"]["start"], abs=1e-4)
+    for d in three.values():
+        np.testing.assert_allclose(d["shifts"], editing.shift_sequence(d["start"], 3.0), atol=2e-4)
+        assert d["shifts"][0] == pytest.approx(-3.0 - d["start"], abs=2e-4)  # the sweep starts at -3 in target
+    # A photo source without --tune is not tuned (and needs no LPIPS).
+    s = edit.main(["--source", str(PHOTO), "--directions", "0", "--out", str(tmp_path / "p"), "--lpips",
+                   str(tmp_path / "no_lpips")] + COMMON)  # fmt: skip
+    assert s["tuned"] is False
+
+
+def test_latent_inputs_are_checked_before_any_network_loads(tmp_path, capsys, monkeypatch):
+    def no_networks(*a, **k):
+        raise AssertionError("networks loaded before the input was checked")
+
+    monkeypatch.setattr(editing, "load_bundle", no_networks)
+    np.save(tmp_path / "pickled.npy", np.array([{"w": 1}], dtype=object), allow_pickle=True)
+    w = np.zeros((14, 512), np.float32)
+    w[3, 7] = np.nan
+    np.save(tmp_path / "nan.npy", w)
+    np.save(tmp_path / "ok.npy", np.zeros(512, np.float32))
+    (tmp_path / "trunc.npy").write_bytes((tmp_path / "ok.npy").read_bytes()[:200])
+    (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "dir.npy").mkdir()
+    (tmp_path / "dir.png").mkdir()
+    cases = {
+        "pickled.npy": "a pickled .npy (object array); it is never unpickled",
+        "nan.npy": "the latent has 1 NaN/inf value(s)",
+        "trunc.npy": "a truncated or damaged .npy latent",
+        "empty.npy": "the latent file is empty",
+        "dir.npy": "is a folder, expected a .npy latent file",
+        "dir.png": "is a folder; the source must be one photo",
+    }
+    for name, match in cases.items():
+        with pytest.raises(SystemExit) as e:
+            edit.main(["--source", str(tmp_path / name), "--directions", "0", "--out", str(tmp_path / "o")] + COMMON)
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and match in err and "\n" not in err, (name, err)
+    assert not (tmp_path / "o").exists()

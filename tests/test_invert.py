@@ -3,13 +3,18 @@
 import os
 import shutil
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxreenact import invert
 from jaxreenact.common.errors import UserError
+from jaxreenact.common.images import from_uint8
 from jaxreenact.common.mesh import batch_sharded, local_mesh
 from jaxreenact.data import fake, voxceleb
+from jaxreenact.data import images as images_lib
+from jaxreenact.inference import frames as frames_lib
 from jaxreenact.inference import inversion
 from jaxreenact.weights import load_bundle
 
@@ -44,6 +49,19 @@ def test_invert_tree_writes_latents_skips_bad_and_resumes(tree, models, capsys):
     images = sorted(root.glob("*/*/inversion/frames/*.png"))
     assert [i.stem for i in images] == [f.stem for f in latents]
     assert not list(root.rglob("*.tmp"))
+    # Each latent is e4e of its own frame, and each saved image G(trunc_0.7(w)) of that latent (the authors' ψ).
+    nets, variables = models
+    frames = np.stack([inversion.read_frame(f.parent.parent.parent / voxceleb.FRAMES_DIR / f"{f.stem}.png")
+                       for f in latents])  # fmt: skip
+    want = np.asarray(jax.jit(nets.e4e.apply)(variables["e4e"], from_uint8(frames)))
+    got = np.stack([np.load(f) for f in latents])
+    # The tiny e4e's latents of different frames differ little, so each latent must be far nearer its own frame's.
+    dist = np.abs(got[:, None] - want[None]).max(axis=(2, 3))  # [latent, frame]
+    assert np.all(np.diag(dist) < 0.05 * np.min(dist + np.eye(len(dist)) * 1e9, axis=1)), dist
+    saved = np.stack([images_lib.read_image(i) for i in images]).astype(int)
+    at = {psi: np.asarray(frames_lib.render_w(nets.g, variables["g"], jnp.asarray(want), psi)).astype(int)
+          for psi in (0.7, 1.0)}  # fmt: skip
+    assert np.abs(saved - at[0.7]).max() <= 1 and np.abs(saved - at[1.0]).max() > 8
 
     # Rerun: nothing is done again, nothing is rewritten.
     mtimes = {f: os.stat(f).st_mtime_ns for f in latents}
@@ -81,6 +99,10 @@ def test_bad_root_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         invert.main([str(tmp_path / "missing"), "--tiny"])
     assert "does not exist" in capsys.readouterr().err
+    root = fake.make_fake_tree(tmp_path / "t", n_ids=1, n_videos=1, n_frames=1, image_size=32)
+    with pytest.raises(SystemExit):
+        invert.main([str(root), "--tiny", "--save-images", "--truncation", "0"])
+    assert "--truncation 0.0: use a value in (0, 1]" in capsys.readouterr().err
 
 
 def test_missing_weights_listed(tmp_path, capsys):

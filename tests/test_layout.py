@@ -23,7 +23,7 @@ LAYERS = [
     ("jaxreenact.data",),
     ("jaxreenact.evaluation.metrics",),
     ("jaxreenact.training", "jaxreenact.inference"),
-    ("jaxreenact.evaluation",),
+    ("jaxreenact.evaluation", "jaxreenact.webapp"),
 ]
 PROGRAM_RANK = len(LAYERS)
 EXTRA_PROGRAMS = {"jaxreenact.data.build"}

@@ -103,6 +103,11 @@ def test_sigterm_checkpoints_the_step_and_resumes_bit_identical(tmp_path):
             else:
                 kept[(s, tag)] = kept.get((s, tag), 0) + 1
     assert set(kept.values()) == {1} and {s for s, _ in kept} == set(range(7))
+    # A finished run is recognised (the program says so and how to continue); rerun, it validates nothing again.
+    assert loop.completed_step(work, 6) == 6 and loop.completed_step(work, 7) is None
+    assert loop.completed_step(tmp_path / "nothing_here", 6) is None
+    again = loop.train(c, work, stages.build_stage, progress=False)
+    assert int(again.step) == 6 and len(lines(work)) == 7
 
 
 def test_a_second_signal_stops_at_once_and_handlers_are_restored():

@@ -14,11 +14,12 @@ from PIL import Image
 from converters import fan as conv_fan
 from converters import sfd as conv_sfd
 from jaxreenact import preprocess
+from jaxreenact.face import crop as crop_lib
 from jaxreenact.face.pipeline import FacePreprocessor, Located, choose_face
 
-DATA = pathlib.Path(__file__).parent / "data"
-VIDEO = DATA / "driving_lWOTF8SdzJw_2614-2801.mp4"
-PHOTO = DATA / "source_0002775.png"
+EXAMPLES = pathlib.Path(__file__).parents[1] / "jaxreenact" / "resources" / "examples"
+VIDEO = EXAMPLES / "driving_lWOTF8SdzJw_2614-2801.mp4"
+PHOTO = EXAMPLES / "source_0002775.png"
 
 
 class FakeLocate:
@@ -121,25 +122,194 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         assert match in err and "\n" not in err
 
 
-@pytest.mark.torch
-def test_end_to_end_with_random_weight_networks(tmp_path):
-    """Fresh-clone path: random-weight S3FD/FAN saved by PyTorch, converted with the CLIs, run on the video."""
-    pytest.importorskip("torch", reason="the random-weight checkpoints are written by PyTorch")
-    pytest.importorskip("face_alignment", reason="face-alignment's modules give the checkpoint layouts")
+WIDTH = 1000
+
+
+def _random_face_networks(frames_work):
+    """face-alignment's S3FD and FAN (one stack) with random weights, saved as PyTorch files. S3FD's trunk is
+    He-initialised (its features depend on the image); only the fc7 head scores faces, its box regression scaled
+    down to stay near the anchors, and its face bias set so that every frame's best anchor scores above 0.99 while
+    the others spread below and above it (several confident faces, NMS at work)."""
     import torch
     from face_alignment.detection.sfd.net_s3fd import s3fd
     from face_alignment.models.fan import FAN
 
     torch.manual_seed(0)
-    torch.save(s3fd().state_dict(), tmp_path / "s3fd.pth")
-    torch.save(FAN(4).state_dict(), tmp_path / "fan.pth.tar")
+    net = s3fd().eval()
+    heads = ("conv3_3_norm", "conv4_3_norm", "conv5_3_norm", "fc7", "conv6_2", "conv7_2")
+    with torch.no_grad():
+        for name, m in net.named_modules():
+            if isinstance(m, torch.nn.Conv2d) and "mbox" not in name:
+                m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5)
+                m.bias.zero_()
+        for h in heads:
+            conf, loc = getattr(net, f"{h}_mbox_conf"), getattr(net, f"{h}_mbox_loc")
+            loc.weight.mul_(0.002)
+            loc.bias.zero_()
+            conf.bias.zero_()
+            if h == "fc7":
+                conf.weight.mul_(0.02)
+            else:
+                conf.weight.zero_()
+                conf.bias[-1] = -30.0
+        x = torch.from_numpy(np.stack(frames_work).astype(np.float32)).permute(0, 3, 1, 2)  # the authors: RGB as is
+        cls = net(x)[2 * heads.index("fc7")]
+        best = (cls[:, 1] - cls[:, 0]).flatten(1).max(1).values.min()
+        net.fc7_mbox_conf.bias[1] = 6.0 - float(best)
+    torch.manual_seed(1)
+    fan = FAN(1).eval()
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for m in fan.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.uniform_(-0.2, 0.2, generator=g)
+    return net, fan
+
+
+def _reference_face(net, fan, work):
+    """The authors' detect → choose → FAN → crop box, from face-alignment's own S3FD decoding (`get_predictions`,
+    `nms`), the PyTorch re-statement of their FAN crop and heatmap decoding, and `crop_using_landmarks` by hand."""
+    import torch
+    import torch.nn.functional as F
+    import torch_face_ref as tfr
+    from face_alignment.detection.sfd.bbox import nms
+    from face_alignment.detection.sfd.detect import get_predictions
+
+    with torch.no_grad():
+        olist = net(torch.from_numpy(work[None].astype(np.float32)).permute(0, 3, 1, 2))
+    olist = [F.softmax(o, dim=1) if i % 2 == 0 else o for i, o in enumerate(olist)]
+    d = get_predictions([o.numpy() for o in olist], 1)[0]
+    d = d[d[:, 4] > 0.05]
+    d = d[nms(d, 0.3)]
+    d = d[d[:, 4] > 0.5]
+    confident = [k for k in range(len(d)) if d[k, 4] > 0.99]
+    box = d[confident[-1]]  # the last confident face in NMS order, as the authors
+    x1, y1, x2, y2 = (np.float32(v) for v in box[:4])
+    center = np.array([(x2 + x1) / 2, (y2 + y1) / 2 - (y2 - y1) * np.float32(0.12)], np.float32)
+    scale = np.float32((x2 - x1 + y2 - y1) / np.float32(195.0))
+    with torch.no_grad():
+        hm = fan(tfr.fan_crop(work, center, scale) / 255.0)[-1]
+    lm = tfr.fan_preds(hm, center[None], scale[None])[1][0].numpy()
+    c = np.round((lm.min(0) + lm.max(0)) / 2).astype(int)
+    size = int(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1])))
+    c[1] -= size // 6
+    return box, len(confident), lm, (c[0] - size, c[1] - size, c[0] + size, c[1] + size)
+
+
+@pytest.mark.torch
+def test_end_to_end_with_random_weight_networks_that_find_a_face(tmp_path):
+    """Fresh-clone path on the shared video: random-weight S3FD/FAN saved by PyTorch, converted with the CLIs; the
+    biased S3FD finds faces, so FAN and the crop run; each frame's box, face count, landmarks, crop box and crop are
+    checked against the reference of `_reference_face` on the same working image (cv2 INTER_AREA, width 256)."""
+    pytest.importorskip("torch", reason="the random-weight checkpoints are written by PyTorch")
+    pytest.importorskip("face_alignment", reason="face-alignment's modules give the checkpoint layouts")
+    cv2 = pytest.importorskip("cv2", reason="OpenCV gives the authors' working image")
+    import torch
+
+    from jaxreenact.data import video as video_lib
+
+    frames = list(video_lib.iter_frames(VIDEO, max_frames=3))
+    h, w = frames[0].shape[:2]
+    work = [cv2.resize(f, (WIDTH, int(h * WIDTH / w)), interpolation=cv2.INTER_AREA) for f in frames]
+    net, fan = _random_face_networks(work)
+    torch.save(net.state_dict(), tmp_path / "s3fd.pth")
+    torch.save(fan.state_dict(), tmp_path / "fan.pth.tar")
     conv_sfd.main([str(tmp_path / "s3fd.pth"), str(tmp_path / "sfd")])
     conv_fan.main([str(tmp_path / "fan.pth.tar"), str(tmp_path / "fan")])
     out = tmp_path / "out"
     args = [str(VIDEO), "--out", str(out), "--sfd", str(tmp_path / "sfd"), "--fan", str(tmp_path / "fan")]
-    summary = preprocess.main([*args, "--max-frames", "3", "--width", "256", "--batch-size", "2", "--no-progress"])
+    summary = preprocess.main([*args, "--max-frames", "3", "--width", str(WIDTH), "--batch-size", "2", "--no-progress"])
     assert summary["frames"] == 3 and summary["kind"] == "video" and summary["has_audio"]
-    assert summary["ok"] + summary["skipped"] == 3
+    assert summary["ok"] == 3 and summary["skipped"] == 0
     z = np.load(out / "faces.npz")
-    assert z["landmarks"].shape == (3, 68, 2) and len(z["status"]) == 3
-    assert len(list((out / "crops").iterdir())) == summary["ok"]
+    assert list(z["status"]) == ["ok"] * 3
+    for i in range(3):
+        box, n_conf, lm, cbox = _reference_face(net, fan, work[i])
+        assert z["n_faces"][i] == n_conf
+        np.testing.assert_allclose(z["boxes"][i][4], box[4], atol=1e-4)
+        np.testing.assert_allclose(z["boxes"][i][:4], box[:4], atol=5e-3)  # float32 pixels
+        np.testing.assert_allclose(z["landmarks"][i], lm, atol=1e-3)  # integer pixels, as the authors
+        assert tuple(z["crop_boxes"][i]) == cbox
+        # The crop: that box of the working image, FFHQ-padded where it leaves the frame (checked against the
+        # authors' code in test_crop.py), resized to 256² with PIL bicubic; the program's working image is its own
+        # INTER_AREA, within one grey level of OpenCV's.
+        crop = np.asarray(Image.open(out / "crops" / f"{i:06d}.png")).astype(int)
+        assert np.abs(crop - crop_lib.crop_face(work[i], lm, box=cbox)).max() <= 1
+    assert any(n > 1 for n in z["n_faces"])  # several confident faces: the choice among them was exercised
+
+
+def test_tiny_locator_finds_no_face_in_a_blank_image(tmp_path):
+    """`--tiny` rehearses the no-face path: flat and nearly black frames have no face, a photo has one."""
+    from jaxreenact.face.pipeline import FixedLocate, blank
+
+    photo = np.asarray(Image.open(PHOTO).convert("RGB"))
+    flat = np.full((240, 320, 3), 128, np.uint8)
+    dark = np.random.default_rng(0).integers(0, 8, (240, 320, 3), dtype=np.uint8)
+    assert [blank(x) for x in (photo, flat, dark)] == [False, True, True]
+    locs = FixedLocate()([flat, dark])
+    assert all(loc.landmarks is None and loc.n_confident == 0 for loc in locs)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(flat).save(folder / "a_flat.png")
+    Image.fromarray(dark).save(folder / "b_dark.png")
+    shutil.copy(PHOTO, folder / "c_photo.png")
+    out = tmp_path / "out"
+    s = preprocess.main([str(folder), "--out", str(out), "--tiny", "--no-progress", "--width", "320"])
+    assert s["no_face"] == ["a_flat", "b_dark"] and s["ok"] == 1 and s["settings"]["tiny_fake_locator"]
+    assert sorted(p.name for p in (out / "crops").iterdir()) == ["c_photo.png"]
+
+
+def test_a_video_that_breaks_mid_stream_keeps_the_frames_that_decode(tmp_path, caplog):
+    from jaxreenact.data import video as video_lib
+
+    frames = [np.full((64, 96, 3), 20 + 7 * i, np.uint8) for i in range(30)]
+    frames = [f + np.random.default_rng(i).integers(0, 30, f.shape, dtype=np.uint8) for i, f in enumerate(frames)]
+    full = tmp_path / "full.mp4"
+    video_lib.write_video(full, frames, fps=10)  # +faststart: the index is at the front, the frames after it
+    data = full.read_bytes()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(data[: len(data) // 2])
+    info = video_lib.probe_video(broken)
+    assert info.expected_frames == 30 and 0 < info.num_frames < 30 and info.broken
+    assert "breaks after" in info.broken_note() and not video_lib.probe_video(full).broken
+    caplog.set_level("WARNING", logger="jaxreenact")
+    s = preprocess.main([str(broken), "--out", str(tmp_path / "o"), "--tiny", "--no-progress", "--width", "96"])
+    assert s["frames"] == info.num_frames and f"using the {info.num_frames} frames" in s["input_note"]
+    assert any("breaks after" in r.message for r in caplog.records)
+
+
+def test_inputs_and_every_missing_checkpoint_before_any_network(tmp_path, capsys):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "noise.mp4").write_bytes(b"not a video at all" * 10)
+    (tmp_path / "folder.mp4").mkdir()
+    for name, match in (("empty.mp4", "is empty"), ("noise.mp4", "not a readable video"),
+                        ("folder.mp4", "holds no image files")):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            preprocess.main([str(tmp_path / name), "--out", str(tmp_path / "o"), "--no-progress",
+                             "--sfd", str(tmp_path / "nope_sfd"), "--fan", str(tmp_path / "nope_fan")])  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and match in err and "\n" not in err, err
+    with pytest.raises(SystemExit):
+        preprocess.main([str(PHOTO), "--out", str(tmp_path / "o"), "--sfd", str(tmp_path / "nope_sfd"),
+                         "--fan", str(tmp_path / "nope_fan")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "nope_sfd" in err and "nope_fan" in err and "converters.sfd" in err and "converters.fan" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unreadable_image_in_a_folder_is_skipped_and_reported(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(PHOTO, folder / "a.png")
+    shutil.copy(PHOTO, folder / "c.png")
+    (folder / "b.png").write_bytes(PHOTO.read_bytes()[:4000])  # truncated
+    s = preprocess.main([str(folder), "--out", str(tmp_path / "o"), "--tiny", "--no-progress", "--width", "320"])
+    assert s["frames"] == 2 and s["ok"] == 2 and len(s["unreadable"]) == 1 and "b.png" in s["unreadable"][0]
+    (folder / "a.png").write_bytes(b"")
+    (folder / "c.png").write_bytes(b"")
+    with pytest.raises(SystemExit) as e:
+        preprocess.main([str(folder), "--out", str(tmp_path / "o2"), "--tiny", "--no-progress"])
+    assert e.value.code == 2

@@ -17,7 +17,7 @@ from jaxreenact.models import fan as fan_lib
 from jaxreenact.models import sfd as sfd_lib
 
 pytestmark = pytest.mark.torch
-DATA = pathlib.Path(__file__).parent / "data"
+EXAMPLES = pathlib.Path(__file__).parents[1] / "jaxreenact" / "resources" / "examples"
 
 
 def _fa():
@@ -149,71 +149,10 @@ def test_fan_outputs_match_face_alignment(fan):
         assert err <= 1e-4 * scale
 
 
-# ---- the authors' FAN crop and heatmap decoding, re-stated in PyTorch from landmarks_estimation.py / utils.py ----
-
-
-def _ref_transform(point, center, scale, resolution):
-    import torch
-
-    pt = torch.ones(3)
-    pt[0], pt[1] = float(point[0]), float(point[1])
-    h = 200.0 * float(scale)
-    t = torch.eye(3)
-    t[0, 0] = resolution / h
-    t[1, 1] = resolution / h
-    t[0, 2] = resolution * (-float(center[0]) / h + 0.5)
-    t[1, 2] = resolution * (-float(center[1]) / h + 0.5)
-    return torch.matmul(torch.inverse(t), pt)[0:2]
-
-
-def _ref_crop(image, center, scale, res=256):
-    """crop_torch: zero canvas [ul, br) + (old torchvision tensor) Resize = bilinear, no antialias."""
-    import torch
-    import torch.nn.functional as F
-
-    l1 = _ref_transform([1, 1], center, scale, res).int()
-    l2 = _ref_transform([res, res], center, scale, res).int()
-    img = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
-    new = torch.zeros((1, 3, int(l2[1] - l1[1]), int(l2[0] - l1[0])))
-    hgt, wid = img.shape[2], img.shape[3]
-    nx = (max(1, -l1[0] + 1), min(l2[0], wid) - l1[0])
-    ny = (max(1, -l1[1] + 1), min(l2[1], hgt) - l1[1])
-    ox = (max(1, l1[0] + 1), min(l2[0], wid))
-    oy = (max(1, l1[1] + 1), min(l2[1], hgt))
-    new[:, :, int(ny[0]) - 1 : int(ny[1]), int(nx[0]) - 1 : int(nx[1])] = img[
-        :, :, int(oy[0]) - 1 : int(oy[1]), int(ox[0]) - 1 : int(ox[1])
-    ]
-    return F.interpolate(new, size=(res, res), mode="bilinear", align_corners=False)
-
-
-def _ref_preds(hm, center, scale, integer=True):
-    """get_preds_fromhm (the local one, with floor) + transform(..., invert=True)[.int()]."""
-    import torch
-
-    b, c, h, w = hm.shape
-    _, idx = torch.max(hm.view(b, c, h * w), 2)
-    idx = idx + 1
-    preds = idx.view(b, c, 1).repeat(1, 1, 2).float()
-    preds[..., 0] = (preds[..., 0] - 1) % w + 1
-    preds[..., 1] = torch.floor((preds[..., 1] - 1) / h) + 1
-    for i in range(b):
-        for j in range(c):
-            hm_ = hm[i, j]
-            px, py = int(preds[i, j, 0]) - 1, int(preds[i, j, 1]) - 1
-            if 0 < px < 63 and 0 < py < 63:
-                diff = torch.tensor([hm_[py, px + 1] - hm_[py, px - 1], hm_[py + 1, px] - hm_[py - 1, px]])
-                preds[i, j] += diff.sign() * 0.25
-    preds -= 0.5
-    out = torch.zeros_like(preds)
-    for i in range(b):
-        for j in range(c):
-            p = _ref_transform(preds[i, j], center[i], scale[i], h)
-            out[i, j] = p.int().float() if integer else p
-    return preds, out
-
-
 def test_fan_crop_matches_authors():
     pytest.importorskip("torch", reason="PyTorch states the authors' crop")
+    import torch_face_ref as tfr
+
     rng = np.random.default_rng(4)
     image = rng.integers(0, 256, (120, 200, 3)).astype(np.uint8)
     boxes = np.array(
@@ -224,12 +163,13 @@ def test_fan_crop_matches_authors():
     ul, br = fan_lib.crop_corners(center, scale)
     got = np.asarray(fan_lib.crop_for_fan(image[None], np.zeros(3, np.int32), ul.astype(np.int32), br.astype(np.int32)))
     for k in range(3):
-        ref = _ref_crop(image, center[k], scale[k])[0].permute(1, 2, 0).numpy()
+        ref = tfr.fan_crop(image, center[k], scale[k])[0].permute(1, 2, 0).numpy()
         np.testing.assert_allclose(got[k], ref, atol=1e-3)
 
 
 def test_heatmap_decoding_matches_authors():
     import torch
+    import torch_face_ref as tfr
 
     rng = np.random.default_rng(5)
     hm = rng.normal(size=(3, 68, 64, 64)).astype(np.float32)
@@ -238,17 +178,18 @@ def test_heatmap_decoding_matches_authors():
     center = np.array([[100.5, 80.25], [40.0, 300.0], [512.3, 20.1]], np.float32)
     scale = np.array([1.3, 0.7, 2.9], np.float32)
     preds = np.asarray(fan_lib.decode_heatmaps(jnp.asarray(hm.transpose(0, 2, 3, 1))))
-    ref_preds, ref_img = _ref_preds(torch.from_numpy(hm), center, scale)
+    ref_preds, ref_img = tfr.fan_preds(torch.from_numpy(hm), center, scale)
     np.testing.assert_allclose(preds, ref_preds.numpy(), atol=1e-6)
     img = fan_lib.heatmap_to_image(preds, center, scale)
     assert float(np.abs(img - ref_img.numpy()).max()) <= 1e-3
-    _, ref_f = _ref_preds(torch.from_numpy(hm), center, scale, integer=False)
+    _, ref_f = tfr.fan_preds(torch.from_numpy(hm), center, scale, integer=False)
     assert float(np.abs(fan_lib.heatmap_to_image(preds, center, scale, integer=False) - ref_f.numpy()).max()) <= 1e-3
 
 
 def test_landmarks_end_to_end_match_authors(fan):
     """Box -> crop -> FAN -> decode -> image pixels, JAX vs face-alignment's FAN with the authors' glue."""
     import torch
+    import torch_face_ref as tfr
 
     net, _, module, variables = fan
     rng = np.random.default_rng(6)
@@ -257,10 +198,10 @@ def test_landmarks_end_to_end_match_authors(fan):
     got = fan_lib.landmarks(module, variables, images, boxes, image_index=np.array([0, 1]))
     center, scale = fan_lib.center_scale(boxes)
     for k in range(2):
-        inp = _ref_crop(images[k], center[k], scale[k]) / 255.0
+        inp = tfr.fan_crop(images[k], center[k], scale[k]) / 255.0
         with torch.no_grad():
             hm = net(inp)[-1]
-        _, ref = _ref_preds(hm, center[k : k + 1], scale[k : k + 1])
+        _, ref = tfr.fan_preds(hm, center[k : k + 1], scale[k : k + 1])
         assert got[k].shape == (68, 2)
         assert float(np.abs(got[k] - ref[0].numpy()).max()) <= 1e-3
 
@@ -322,7 +263,7 @@ def test_real_weights_find_the_face_in_the_shared_photo():
     if not (root / "sfd").exists() or not (root / "fan").exists():
         pytest.skip(f"converted S3FD/FAN not found as {root}/sfd and {root}/fan")
     pre = FacePreprocessor(FaceLocator(weights.load(root / "sfd"), weights.load(root / "fan")))
-    r = pre([read_image(DATA / "source_0002775.png")])[0]
+    r = pre([read_image(EXAMPLES / "source_0002775.png")])[0]
     assert r.status == "ok" and r.n_faces >= 1
     x1, y1, x2, y2, score = r.box
     assert score > 0.99 and 0 <= x1 < x2 <= 1000 and 0 <= y1 < y2 <= 562

@@ -32,8 +32,9 @@ def _stage(c):
     return stages.build_stage(c, mesh)
 
 
-def test_loss_falls_over_50_steps(tmp_path):
-    c = tiny(**{"train.eval_every": 0})
+def test_loss_falls_over_10_steps(tmp_path):
+    # 10 steps at lr 1e-3 move A about as far as the default 1e-4 would in 100; measured fall ~5 % (2 % asked).
+    c = tiny(**{"train.eval_every": 0, "train.steps": 10, "train.lr": 1e-3, "train.checkpoint_every": 10})
     stage = _stage(c)
     keys = [jax.random.key(1000 + i) for i in range(3)]
     loss = jax.jit(lambda p, k: stage.loss(p, stage.frozen, k, None)[0])
@@ -41,7 +42,7 @@ def test_loss_falls_over_50_steps(tmp_path):
     before = np.mean([float(loss(init, k)) for k in keys])
     final = loop.train(c, tmp_path / "run", build_stage=stages.build_stage, progress=False)
     after = np.mean([float(loss(final.params, k)) for k in keys])
-    assert int(final.step) == 50
+    assert int(final.step) == 10
     assert after < before * 0.98, (before, after)
 
 
@@ -80,6 +81,8 @@ def test_missing_weights_listed_before_any_work(tmp_path):
     for name in ("generator", "deca", "arcface", "lpips"):
         assert f"config.weights.{name}" in msg
     assert "python -m converters.stylegan2" in msg and "python -m converters.deca" in msg
+    assert "python -m converters.all" in msg
+    assert not (tmp_path / "w").exists()  # a failed start creates nothing
 
 
 def test_non_finite_loss_stops_with_step(tmp_path):

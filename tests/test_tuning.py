@@ -10,10 +10,10 @@ from jaxreenact.models import lpips, stylegan2
 
 
 def test_tuning_lowers_loss_and_touches_only_the_masked_leaves():
-    g = stylegan2.Generator(size=32, channel_multiplier=1, n_mlp=2, style_dim=64)
+    g = stylegan2.Generator(size=32, channel_multiplier=1, n_mlp=2, style_dim=64, channel_divisor=16)
     v = g.init(jax.random.key(0), g.init_inputs(1))
     before = jax.tree.map(lambda a: np.array(a, copy=True), v)
-    lp = lpips.LPIPS()
+    lp = lpips.LPIPS(width_div=4)
     lv = lp.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 64, 64, 3)))
     w = jax.random.normal(jax.random.key(2), (1, g.n_latent, 64))
     x = jax.random.uniform(jax.random.key(3), (1, 256, 256, 3), minval=-1, maxval=1)
@@ -36,7 +36,7 @@ def test_tuning_lowers_loss_and_touches_only_the_masked_leaves():
 
 
 def test_several_sources_vmapped_equal_each_alone():
-    g = stylegan2.Generator(size=32, channel_multiplier=1, n_mlp=2, style_dim=64)
+    g = stylegan2.Generator(size=32, channel_multiplier=1, n_mlp=2, style_dim=64, channel_divisor=16)
     v = g.init(jax.random.key(0), g.init_inputs(1))
     lp = lpips.LPIPS(width_div=4)
     lv = lp.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 64, 64, 3)))

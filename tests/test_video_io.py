@@ -12,9 +12,9 @@ import pytest
 from jaxreenact.common.errors import UserError
 from jaxreenact.data import images, video
 
-DATA = pathlib.Path(__file__).parent / "data"
-VIDEO = DATA / "driving_lWOTF8SdzJw_2614-2801.mp4"
-PHOTO = DATA / "source_0002775.png"
+EXAMPLES = pathlib.Path(__file__).parents[1] / "jaxreenact" / "resources" / "examples"
+VIDEO = EXAMPLES / "driving_lWOTF8SdzJw_2614-2801.mp4"
+PHOTO = EXAMPLES / "source_0002775.png"
 
 
 def test_real_video_probe_and_decode():

@@ -1,12 +1,13 @@
-"""Small pure-PyTorch reference implementations of the face networks (issue 3), written for the parity tests and
-bench/face_networks.py. They follow the upstream module layout (so upstream state dicts load with strict=True)
-but are this project's own code, NCHW, eval mode only.
+"""Small pure-PyTorch reference implementations of the face networks (issue 3) and of the authors' FAN crop and
+heatmap decoding, written for the parity tests and bench/face_networks.py. They follow the upstream module layout
+(so upstream state dicts load with strict=True) but are this project's own code, NCHW, eval mode only.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -194,3 +195,59 @@ def load(module: nn.Module, sd: dict) -> nn.Module:
     if bad:
         raise KeyError(f"state dict mismatch: {bad[:5]}")
     return module.eval().float()
+
+
+# ---- the authors' FAN crop and heatmap decoding (landmarks_estimation.py / utils.py), re-stated ----
+
+
+def fan_transform(point, center, scale, resolution):
+    pt = torch.ones(3)
+    pt[0], pt[1] = float(point[0]), float(point[1])
+    h = 200.0 * float(scale)
+    t = torch.eye(3)
+    t[0, 0] = resolution / h
+    t[1, 1] = resolution / h
+    t[0, 2] = resolution * (-float(center[0]) / h + 0.5)
+    t[1, 2] = resolution * (-float(center[1]) / h + 0.5)
+    return torch.matmul(torch.inverse(t), pt)[0:2]
+
+
+def fan_crop(image, center, scale, res=256):
+    """crop_torch: zero canvas [ul, br) + (old torchvision tensor) Resize = bilinear, no antialias."""
+    l1 = fan_transform([1, 1], center, scale, res).int()
+    l2 = fan_transform([res, res], center, scale, res).int()
+    img = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
+    new = torch.zeros((1, 3, int(l2[1] - l1[1]), int(l2[0] - l1[0])))
+    hgt, wid = img.shape[2], img.shape[3]
+    nx = (max(1, -l1[0] + 1), min(l2[0], wid) - l1[0])
+    ny = (max(1, -l1[1] + 1), min(l2[1], hgt) - l1[1])
+    ox = (max(1, l1[0] + 1), min(l2[0], wid))
+    oy = (max(1, l1[1] + 1), min(l2[1], hgt))
+    new[:, :, int(ny[0]) - 1 : int(ny[1]), int(nx[0]) - 1 : int(nx[1])] = img[
+        :, :, int(oy[0]) - 1 : int(oy[1]), int(ox[0]) - 1 : int(ox[1])
+    ]
+    return F.interpolate(new, size=(res, res), mode="bilinear", align_corners=False)
+
+
+def fan_preds(hm, center, scale, integer=True):
+    """get_preds_fromhm (the local one, with floor) + transform(..., invert=True)[.int()]."""
+    b, c, h, w = hm.shape
+    _, idx = torch.max(hm.view(b, c, h * w), 2)
+    idx = idx + 1
+    preds = idx.view(b, c, 1).repeat(1, 1, 2).float()
+    preds[..., 0] = (preds[..., 0] - 1) % w + 1
+    preds[..., 1] = torch.floor((preds[..., 1] - 1) / h) + 1
+    for i in range(b):
+        for j in range(c):
+            hm_ = hm[i, j]
+            px, py = int(preds[i, j, 0]) - 1, int(preds[i, j, 1]) - 1
+            if 0 < px < 63 and 0 < py < 63:
+                diff = torch.tensor([hm_[py, px + 1] - hm_[py, px - 1], hm_[py + 1, px] - hm_[py - 1, px]])
+                preds[i, j] += diff.sign() * 0.25
+    preds -= 0.5
+    out = torch.zeros_like(preds)
+    for i in range(b):
+        for j in range(c):
+            p = fan_transform(preds[i, j], center[i], scale[i], h)
+            out[i, j] = p.int().float() if integer else p
+    return preds, out

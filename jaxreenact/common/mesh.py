@@ -131,6 +131,10 @@ class Padding:
         src = self.source_rows()
         return jax.tree.map(lambda a: jnp.take(a, src, axis=0), x)
 
+    def place(self, x, mesh):
+        """x [rows, ...] laid out as the padded batch and split over the mesh's `data` axis (inside `jit`)."""
+        return shard_rows(self.pad(x), mesh)
+
     def real(self, x):
         """x [padded, ...] -> its real rows [rows, ...] (a pytree alike)."""
         if not self.needed:

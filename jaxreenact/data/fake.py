@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import zlib
 
 import numpy as np
 
@@ -52,7 +53,8 @@ def make_fake_tree(
 def make_fake_dataset(
     folder: str | os.PathLike, split: str = "train", image_size: int = 256, **tree_kwargs
 ) -> pathlib.Path:
-    """A made-up tree under ``folder/tree`` built as `split` under ``folder/tfds`` (reused when already built).
+    """A made-up tree under ``folder/tree`` (``folder/tree_<split>`` for another split, from another seed) built as
+    `split` under ``folder/tfds`` (reused when already built).
 
     Returns the TFDS folder to open with ``VoxCelebFrames(path, split)``. For the tiny training configs.
     """
@@ -60,6 +62,10 @@ def make_fake_dataset(
     folder = pathlib.Path(folder)
     out = folder / "tfds"
     if not (dataset_dir(out, split) / "dataset_info.json").is_file():
-        tree = make_fake_tree(folder / "tree", image_size=image_size, **tree_kwargs)
+        # Each split has its own made-up tree (other people, other frames): "train" the seed's, others seed + 1 + k.
+        if split != "train":
+            tree_kwargs["seed"] = tree_kwargs.get("seed", 0) + 1 + zlib.crc32(split.encode()) % 1000
+        name = "tree" if split == "train" else f"tree_{split}"
+        tree = make_fake_tree(folder / name, image_size=image_size, **tree_kwargs)
         build_frames_dataset(tree, out, split=split, image_size=image_size, overwrite=True, progress=False)
     return out

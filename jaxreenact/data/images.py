@@ -20,7 +20,7 @@ def _check_file(path: pathlib.Path, what: str) -> None:
     if not path.exists():
         raise UserError(f"{path}: no such {what} file")
     if path.is_dir():
-        raise UserError(f"{path}: is a folder, expected a {what} file")
+        raise UserError(f"{path}: is a folder, expected {'an' if what[:1] in 'aeiou' else 'a'} {what} file")
     if not os.access(path, os.R_OK):
         raise UserError(f"{path}: cannot read this {what} file (permission denied)")
     if path.stat().st_size == 0:

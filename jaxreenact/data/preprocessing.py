@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import os
 import pathlib
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ from jaxreenact.face.pipeline import FaceLocator, FacePreprocessor, FrameResult,
 from jaxreenact.models.fan import FAN
 from jaxreenact.models.sfd import S3FD
 
+log = logging.getLogger("jaxreenact.data")
+
 
 @dataclasses.dataclass
 class InputSpec:
@@ -40,6 +43,7 @@ class InputSpec:
     num_frames: int | None
     fps: float | None = None
     has_audio: bool | None = None
+    note: str | None = None  # a video that breaks mid-stream: how many of its frames decode
 
 
 def inspect_input(path: str | os.PathLike, max_frames: int | None = None) -> InputSpec:
@@ -59,20 +63,37 @@ def inspect_input(path: str | os.PathLike, max_frames: int | None = None) -> Inp
     if ext in video_lib.VIDEO_EXTS:
         info = video_lib.probe_video(path)
         n = info.num_frames if max_frames is None else min(info.num_frames, max_frames)
-        return InputSpec("video", path, n, info.fps, info.has_audio)
+        note = info.broken_note()
+        if note:
+            log.warning("%s", note)
+        return InputSpec("video", path, n, info.fps, info.has_audio, note)
     raise UserError(
         f"{path}: unknown input type {ext or '(no extension)'}; give an image "
         f"({', '.join(images_lib.IMAGE_EXTS)}), a video ({', '.join(video_lib.VIDEO_EXTS)}) or a folder of images"
     )
 
 
-def iter_input(spec: InputSpec, max_frames: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, RGB uint8 frame) pairs of an input."""
+def iter_input(spec: InputSpec, max_frames: int | None = None, skipped: list | None = None
+               ) -> Iterator[tuple[str, np.ndarray]]:  # fmt: skip
+    """(name, RGB uint8 frame) pairs of an input. In a folder an unreadable image (empty, truncated, not an image)
+    is skipped with a warning and its message appended to `skipped`; a folder with none readable is an error."""
     if spec.kind == "image":
         yield spec.path.stem, images_lib.read_image(spec.path)
     elif spec.kind == "folder":
-        for f in images_lib.list_images(spec.path)[:max_frames]:
-            yield f.stem, images_lib.read_image(f)
+        n = 0
+        files = images_lib.list_images(spec.path)[:max_frames]
+        for f in files:
+            try:
+                frame = images_lib.read_image(f)
+            except UserError as e:
+                log.warning("skipped %s", e)
+                if skipped is not None:
+                    skipped.append(str(e))
+                continue
+            n += 1
+            yield f.stem, frame
+        if n == 0:
+            raise UserError(f"{spec.path}: none of its {len(files)} image file(s) is readable")
     else:
         for i, frame in enumerate(video_lib.iter_frames(spec.path, max_frames=max_frames)):
             yield f"{i:06d}", frame
@@ -129,13 +150,15 @@ def run(
     max_frames: int | None = None,
     progress: bool = True,
     settings: dict | None = None,
+    spec: InputSpec | None = None,
 ) -> dict:
-    """Preprocess `input_path` into `out` (see the module doc); returns the summary dict (also in summary.json)."""
+    """Preprocess `input_path` into `out` (see the module doc); returns the summary dict (also in summary.json).
+    `spec`: `inspect_input(input_path, max_frames)` when the caller has already checked the input."""
     from tqdm import tqdm
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
-    spec = inspect_input(input_path, max_frames)
+    spec = spec or inspect_input(input_path, max_frames)
     out = pathlib.Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
@@ -146,9 +169,10 @@ def run(
     preprocessor.reset()
     names: list[str] = []
     results: list[FrameResult] = []
+    unreadable: list[str] = []
     bar = tqdm(total=spec.num_frames, unit="frame", desc=f"preprocess {spec.path.name}", disable=not progress)
     try:
-        for batch in batches(iter_input(spec, max_frames), batch_size):
+        for batch in batches(iter_input(spec, max_frames, unreadable), batch_size):
             frames = [f for _, f in batch]
             for (name, _), r in zip(batch, preprocessor(frames)):
                 if r.crop is not None:
@@ -172,6 +196,8 @@ def run(
         "no_face": [n for n, s in zip(names, status) if s == "no_face"],
         "held_frames": [n for n, s in zip(names, status) if s == "held"],
         "multiple_faces": [n for n, r in zip(names, results) if r.n_faces > 1],
+        "input_note": spec.note,
+        "unreadable": unreadable,
         "settings": {
             "on_missing": preprocessor.on_missing,
             "smooth_box": preprocessor.smooth_box,
@@ -196,6 +222,11 @@ def format_summary(summary: dict, out: str | os.PathLike) -> str:
         if items:
             shown = ", ".join(items[:10]) + (f" and {len(items) - 10} more" if len(items) > 10 else "")
             lines.append(f"  {label}: {shown}")
+    if summary.get("input_note"):
+        lines.append(f"  {summary['input_note']}")
+    if summary.get("unreadable"):
+        lines.append(f"  {len(summary['unreadable'])} unreadable image(s) skipped: {summary['unreadable'][0]}"
+                     + (" ..." if len(summary["unreadable"]) > 1 else ""))  # fmt: skip
     lines.append(f"wrote {out}/crops/, {out}/faces.npz, {out}/summary.json")
     return "\n".join(lines)
 
@@ -212,6 +243,8 @@ def build_preprocessor(
 ) -> FacePreprocessor:
     """A `FacePreprocessor` on converted S3FD / FAN checkpoints (or an injected `locate`)."""
     if locate is None:
+        weights.check_paths({"sfd": sfd_path, "fan": fan_path})  # every missing one listed, with its command
+        log.info("loading networks: sfd (%s), fan (%s) ...", sfd_path, fan_path)
         sfd = weights.load(sfd_path)
         fan = weights.load(fan_path)
         if not isinstance(sfd[0], S3FD):

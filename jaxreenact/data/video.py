@@ -7,13 +7,16 @@ ffmpeg's. (PyAV would also work but pins FFmpeg ABI versions per wheel; OpenCV's
 `MP4V` codec is not H.264.)
 
 Every user mistake becomes a one-line `UserError`: a missing or unreadable path, a folder, an empty file, a file ffmpeg
-cannot open as a video, a video without decodable frames.
+cannot open as a video, a video without decodable frames. A video that breaks mid-stream (a truncated download, a
+damaged file) is not an error: the frames that decode are used, and a warning says how many of the header's
+(`VideoInfo.broken`, `broken_note`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import pathlib
 import tempfile
@@ -28,6 +31,7 @@ from jaxreenact.data.images import _check_file
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # Codecs ffmpeg reports for a single still image read as a "video".
 IMAGE_CODECS = ("png", "bmp", "tiff", "webp", "jpegls", "jpeg2000", "ppm", "pgm", "pam")
+log = logging.getLogger("jaxreenact.data.video")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +44,19 @@ class VideoInfo:
     has_audio: bool
     duration: float
     codec: str
+    expected_frames: int = 0  # round(duration · fps) from the header
+
+    @property
+    def broken(self) -> bool:
+        """Fewer frames decode than the header promises (more than 2 and 5 % short): truncated or damaged."""
+        short = self.expected_frames - self.num_frames
+        return short > max(2, 0.05 * self.expected_frames)
+
+    def broken_note(self) -> str | None:
+        if not self.broken:
+            return None
+        return (f"{self.path}: the video breaks after {self.num_frames} of the {self.expected_frames} frames its "
+                f"header announces (truncated or damaged file); using the {self.num_frames} frames that decode")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -106,13 +123,20 @@ def iter_frames(path: str | os.PathLike, max_frames: int | None = None, stride: 
                 continue
             frame = np.frombuffer(buf, np.uint8)
             if frame.size != w * h * 3:
-                raise UserError(f"{path}: frame {i} is truncated ({frame.size} bytes, expected {w * h * 3})")
+                if n_out == 0:
+                    raise UserError(f"{path}: frame {i} is truncated ({frame.size} bytes, expected {w * h * 3})")
+                log.warning("%s: frame %d is truncated; using the %d frames before it", path, i, n_out)
+                return
             yield frame.reshape(h, w, 3)
             n_out += 1
     except UserError:
         raise
     except Exception as e:
-        raise UserError(f"{path}: decoding failed after {n_out} frame(s) ({_ffmpeg_reason(e)})") from None
+        if n_out == 0:
+            raise UserError(f"{path}: decoding failed at the first frame ({_ffmpeg_reason(e)})") from None
+        log.warning("%s: decoding stopped after %d frame(s) (%s); using the %d frames that decoded", path, n_out,
+                    _ffmpeg_reason(e), n_out)  # fmt: skip
+        return
     finally:
         gen.close()
     if n_out == 0 and (max_frames is None or max_frames > 0):
@@ -148,6 +172,7 @@ def probe_video(path: str | os.PathLike, count_frames: bool = True) -> VideoInfo
         has_audio=bool(meta.get("audio_codec")),
         duration=duration,
         codec=str(meta.get("codec")),
+        expected_frames=int(round(float(meta.get("duration") or 0.0) * fps)),
     )
 
 

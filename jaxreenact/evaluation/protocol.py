@@ -34,13 +34,14 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from jaxreenact.common import checkpoints
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.files import atomic_write_bytes
 from jaxreenact.common.images import from_uint8
 from jaxreenact.common.mesh import map_batches
-from jaxreenact.data import voxceleb
+from jaxreenact.data import fake, voxceleb
 from jaxreenact.evaluation import metrics, pairs, report
 from jaxreenact.face import deca_crop
 from jaxreenact.face.pipeline import FaceLocator, FixedLocate
@@ -50,7 +51,7 @@ from jaxreenact.inference.source import invert_source
 from jaxreenact.pose import motion as motion_lib
 from jaxreenact.pose import params as pose
 from jaxreenact.pose.deca import fixed_deca_theta
-from jaxreenact.weights import Networks, load_A, load_bundle
+from jaxreenact.weights import Networks, check_paths, load_A, load_bundle
 
 SELF_METRICS = ("csim", "lpips", "nme", "nme_interocular", "pose", metrics.EXP_RAW, metrics.EXP_NORM)
 CROSS_METRICS = ("csim", "pose", metrics.EXP_RAW, metrics.EXP_NORM)
@@ -74,13 +75,13 @@ def needed_weights(config) -> dict[str, str]:
 
 def load(config, locate=None) -> Evaluator:
     """The evaluation's networks: converted checkpoints, or random tiny ones with `config.tiny`."""
-    space = pose.pose_space("voxceleb")
     if config.tiny:
         nets, variables = load_bundle(WEIGHT_NAMES, tiny_seed=config.seed)
-        return Evaluator(nets, variables, space, locate or FixedLocate())
+        return Evaluator(nets, variables, pose.pose_space("voxceleb"), locate or FixedLocate())
     nets, variables = load_bundle(WEIGHT_NAMES, needed_weights(config), how="config",
                                   hint="or use configs/eval.py:tiny, which needs none")  # fmt: skip
     locate = locate or FaceLocator((nets.sfd, variables["sfd"]), (nets.fan, variables["fan"]))
+    space = pose.pose_space("voxceleb", shift_scale=nets.A.shift_scale)  # the units A was trained in
     return Evaluator(nets, variables, space, locate)
 
 
@@ -284,6 +285,7 @@ def run_item(ev: Evaluator, config, item: Item, last: dict | None = None) -> dic
         out["feats_driving"] = inception_features(ev, drv_u8[ok], c.batch_size)
     show = np.linspace(0, len(drv_u8) - 1, min(c.grid_frames, len(drv_u8))).round().astype(int)
     out["grid"] = np.stack([np.concatenate([src_u8[0], drv_u8[i], rec_u8[i]], axis=1) for i in show])
+    out["grid_names"] = np.asarray(drv_names)[show]
     out["status"] = "ok"
     return out
 
@@ -309,6 +311,8 @@ def items_of(config) -> list[Item]:
     out = []
     if config.eval.self:
         videos = pairs.read_videos(config.self_list) if config.self_list else pairs.list_videos(root)
+        if not videos:
+            raise UserError(f"config.root = {config.root!r}: holds no <id>/<video>/frames_cropped/ folders")
         pairs.check_videos_exist(root, videos, f"self list {config.self_list or '(all videos of the root)'}")
         out += [Item("self", v, v) for v in videos]
     if config.eval.cross:
@@ -325,11 +329,18 @@ def items_of(config) -> list[Item]:
 
 
 def evaluate(config, workdir, progress: bool = True, locate=None) -> dict:
-    """Run the protocol (see the module doc); write the reports into `workdir`; return the results dict."""
-    from tqdm import tqdm
-
+    """Run the protocol (see the module doc); write the reports into `workdir`; return the results dict. A tiny
+    config without a root evaluates a made-up tree written into the workdir."""
     workdir = pathlib.Path(workdir)
-    items = items_of(config)
+    if config.tiny and not config.root:
+        t = config.tiny_tree
+        root = workdir / "tiny_tree"
+        if not root.is_dir():
+            fake.make_fake_tree(root, n_ids=t.n_ids, n_videos=t.n_videos, n_frames=t.n_frames, seed=config.seed)
+        config.root = str(root)
+    items = items_of(config)  # the tree and the lists are checked before any network loads
+    if not config.tiny:
+        check_paths(needed_weights(config), how="config", hint="or use configs/eval.py:tiny, which needs none")
     sha = weights_sha256(config)
     cache = workdir / "cache" / fingerprint(config, sha)
     nets = None  # loaded at the first video not in the cache (a finished run re-reports without networks)

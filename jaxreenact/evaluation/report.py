@@ -13,7 +13,7 @@ import numpy as np
 
 import jaxreenact
 from jaxreenact.common.files import atomic_write_bytes
-from jaxreenact.common.images import make_grid
+from jaxreenact.common.images import labelled_grid
 from jaxreenact.data.images import encode_png
 from jaxreenact.evaluation import metrics
 
@@ -95,7 +95,11 @@ def write_item(workdir: pathlib.Path, item, res: dict) -> None:
     title = f"{item.kind}: {item.source}" + (f" driven by {item.driving}" if item.kind == "cross" else "")
     shown = {"pose error (deg)": shown["pose"], "CSIM": shown["csim"]}
     atomic_write_bytes(plot_file, line_plot_svg(shown, title).encode())
-    grid = make_grid(res["grid"], nrow=1)
+    g = np.asarray(res["grid"])  # [k, H, 3·W, 3]: source | driving | reenacted per shown frame
+    tiles = g.reshape(g.shape[0], g.shape[1], 3, g.shape[2] // 3, g.shape[3]).transpose(0, 2, 1, 3, 4)
+    names = [f"frame {n}" for n in res["grid_names"]] if "grid_names" in res else None
+    grid = labelled_grid(tiles.reshape(-1, *tiles.shape[2:]), nrow=3, row_labels=names,
+                         col_labels=("source", "driving (target)", "reenacted"))  # fmt: skip
     atomic_write_bytes(grid_file, encode_png(grid))
 
 

@@ -142,3 +142,77 @@ def crop_face(image: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE, b
         raise ValueError(f"empty crop box {tuple(box)}")
     square = crop_from_box(image, box)
     return np.asarray(Image.fromarray(square).resize((size, size), Image.BICUBIC))
+
+
+# ------------------------------------------------------------------------------------ the inverse: paste back
+def work_size(height: int, width: int, work_width: int = WORK_WIDTH) -> tuple[int, int]:
+    """(height, width) of the working image `resize_to_width` makes from a frame of this size."""
+    return int(height * (work_width / float(width))), work_width
+
+
+def face_mask(size: int = CROP_SIZE, center=(0.5, 0.55), radii=(0.36, 0.42), feather: float = 0.25) -> np.ndarray:
+    """A soft elliptical mask [size, size] in [0, 1] over the face and head of the authors' crop framing: 1 inside,
+    a smooth (smoothstep) fall-off over the outer `feather` of the ellipse's radius, 0 before the crop's border."""
+    c = (np.arange(size, dtype=np.float64) + 0.5) / size
+    y, x = np.meshgrid(c, c, indexing="ij")
+    r = np.sqrt(((x - center[0]) / radii[0]) ** 2 + ((y - center[1]) / radii[1]) ** 2)
+    t = np.clip((1.0 - r) / feather, 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+def colour_transfer(reference: np.ndarray, rendered: np.ndarray, mask: np.ndarray):
+    """Per-channel gain and offset (mean and std inside `mask`) that take `rendered` (the generator's picture of
+    the source) to `reference` (the source's own crop): apply as `face * gain + offset` to every reenacted face,
+    so the pasted face keeps the photo's colour."""
+    m = np.asarray(mask, np.float64)[..., None]
+    wsum = max(float(m.sum()), 1e-8)
+    ref, ren = np.asarray(reference, np.float64), np.asarray(rendered, np.float64)
+    mu_r, mu_g = (ref * m).sum((0, 1)) / wsum, (ren * m).sum((0, 1)) / wsum
+    sd_r = np.sqrt((((ref - mu_r) ** 2) * m).sum((0, 1)) / wsum)
+    sd_g = np.sqrt((((ren - mu_g) ** 2) * m).sum((0, 1)) / wsum)
+    gain = np.where(sd_g > 1e-6, sd_r / np.maximum(sd_g, 1e-6), 1.0)
+    return gain.astype(np.float32), (mu_r - gain * mu_g).astype(np.float32)
+
+
+def paste_face(frame: np.ndarray, face: np.ndarray, box, work_width: int = WORK_WIDTH, mask: np.ndarray | None = None,
+               colour=None) -> np.ndarray:  # fmt: skip
+    """The inverse of the crop: `face` (a [S, S, 3] crop, e.g. a reenacted face) composited into the full `frame`
+    (RGB uint8 [H, W, 3], the original resolution) where `crop_face` cut it, through `mask` (`face_mask` by
+    default; 0 = keep the frame). `box` is the crop box in working-image pixels (width `work_width`), as
+    `FacePreprocessor` reports it. Every frame pixel the box covers is mapped back through the working-image
+    resize and the crop's resize (pixel centres kept, the two scales of the aspect-keeping resize apart) into the
+    crop and sampled bilinearly. `colour` = (gain, offset) from `colour_transfer`. Returns a new uint8 frame."""
+    frame = np.asarray(frame)
+    face = np.asarray(face)
+    h, w = frame.shape[:2]
+    n = face.shape[0]
+    if face.shape[:2] != (n, n):
+        raise ValueError(f"the face must be square, got {face.shape}")
+    hw, ww = work_size(h, w, work_width)
+    sx, sy = ww / float(w), hw / float(h)
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = x2 - x1
+    # frame pixels whose working coordinate falls inside the box: x_w = (u + 0.5) * sx - 0.5 in [x1 - 0.5, x2 - 0.5]
+    u0, u1 = max(0, math.floor(x1 / sx - 0.5)), min(w, math.ceil(x2 / sx - 0.5) + 1)
+    v0, v1 = max(0, math.floor(y1 / sy - 0.5)), min(h, math.ceil(y2 / sy - 0.5) + 1)
+    out = frame.copy()
+    if u1 <= u0 or v1 <= v0:
+        return out
+    u = np.arange(u0, u1, dtype=np.float64)
+    v = np.arange(v0, v1, dtype=np.float64)
+    j = ((u + 0.5) * sx - 0.5 - x1 + 0.5) * (n / side) - 0.5  # crop column of each frame column
+    i = ((v + 0.5) * sy - 0.5 - y1 + 0.5) * (n / side) - 0.5
+    ii, jj = np.meshgrid(i, j, indexing="ij")
+    m = face_mask(n) if mask is None else np.asarray(mask, np.float32)
+    alpha = scipy.ndimage.map_coordinates(m, [ii, jj], order=1, mode="constant", cval=0.0)
+    src = face.astype(np.float32)
+    if colour is not None:
+        src = src * np.asarray(colour[0], np.float32) + np.asarray(colour[1], np.float32)
+    rgb = np.stack(
+        [scipy.ndimage.map_coordinates(src[..., k], [ii, jj], order=1, mode="nearest") for k in range(face.shape[2])],
+        axis=-1,
+    )
+    a = np.clip(alpha, 0.0, 1.0)[..., None]
+    region = out[v0:v1, u0:u1].astype(np.float32)
+    out[v0:v1, u0:u1] = np.clip(np.rint(region * (1.0 - a) + rgb * a), 0, 255).astype(np.uint8)
+    return out

@@ -1,19 +1,20 @@
-"""DECA's crop box from landmarks, under jit: what the authors' training does on every image DECA reads
-(METHOD.md 3.3: face-alignment's S3FD + 2D-FAN on the 256² generated image, the 68 landmarks' box, `kpt68`).
+"""DECA's crop box as the authors' training computes it, under jit (`model.deca_box="landmarks"`).
 
-`landmark_theta` runs, batched and inside the training step (no host round trip):
-1. S3FD on the image in [0, 255] (`torch_range_1_to_255`, as the authors feed face-alignment) and the decoding of
-   every anchor (`sfd.decode_outputs`); the face is the top-scoring anchor. The host pipeline keeps the boxes that
-   survive score > 0.05, NMS and score > 0.5 and then picks one; NMS keeps the top-scoring box first, so for the one
-   face of a generated image the two agree (they differ only for images with several confident faces).
-2. FAN's crop of that box with the host pipeline's own integer crop (`fan.center_scale`, corners truncated like
-   `.int()`, `fan._crop_one`), FAN, `fan.decode_heatmaps` (¼-pixel shift), back to image pixels with the integer
-   cast of upstream. The corners are computed in float32 here (float64 on the host): a corner can move by one pixel
-   where the float64 value sits on an integer boundary.
-3. `deca_crop.crop_matrix` on the landmarks (`kpt68` box, ×1.1, int(·1.25), similarity to 224²).
-The whole path is under `stop_gradient`: the box is not differentiated, as upstream (it is computed on detached
-numpy there). An image whose top score is below `confidence` (0.99, the host pipeline's) gets the fallback theta
-(the fixed box) and `valid = False`; upstream would have crashed or used zeros there.
+On every image DECA reads (sources, targets and the reenacted image inside the gradient step) the authors'
+`TestData.get_image_tensor` runs face-alignment's `get_landmarks(image)[0]` (S3FD + 2D-FAN, METHOD.md 3.3) on the
+generator output in [0, 255], takes the 68 landmarks' box (left = min x, top = min y, right = max x, bottom = max y,
+type `kpt68`), and DECA's `bbox2point` + int(old_size·1.25) + similarity to 224² gives `theta`.
+
+`landmark_theta` does the same, batched and without a host round trip: `range_1_to_255`, then
+`fa_landmarks.locate` (face-alignment 1.5.0's own conventions: BGR − mean into S3FD, score > 0.05, NMS 0.3,
+score > 0.5, face [0], its uint8 crop with OpenCV's bilinear, FAN, the ¼-pixel decoding, integer landmarks), then
+`deca_crop.crop_matrix`. Everything is under `stop_gradient`: upstream computes the box on detached numpy.
+
+No face (face-alignment returns None): the authors' `FAN.run` answers 'error', `get_image_tensor` returns the
+uncropped image with the error flag, and `extract_DECA_params` leaves that image's pose, shape, expression and
+camera at zero and writes its angles as (−180, −180, −180); nothing masks it downstream (METHOD.md appendix A.8).
+The port gives that image the fallback theta (the fixed box of `config.model.deca_box_size/center`) instead and
+returns `found = False` for it.
 """
 
 from __future__ import annotations
@@ -22,42 +23,16 @@ import jax
 import jax.numpy as jnp
 
 from jaxreenact.face import deca_crop
-from jaxreenact.face.pipeline import CONFIDENCE
-from jaxreenact.models import fan as fan_lib
-from jaxreenact.models import sfd as sfd_lib
+from jaxreenact.face import fa_landmarks as fa
 
 
-def top_face_box(sfd_module, sfd_vars, images_255, convention: str = "authors"):
-    """(boxes [B, 4] x1, y1, x2, y2, scores [B]) of the top-scoring S3FD anchor of each image in [0, 255]."""
-    boxes, scores = sfd_lib.decode_outputs(sfd_module.apply(sfd_vars, sfd_lib.prepare_input(images_255, convention)))
-    k = jnp.argmax(scores, axis=1)
-    box = jnp.take_along_axis(boxes, k[:, None, None], axis=1)[:, 0]
-    return box, jnp.take_along_axis(scores, k[:, None], axis=1)[:, 0]
-
-
-def fan_landmarks(fan_module, fan_vars, images_255, boxes):
-    """68 landmarks [B, 68, 2] (image pixels, integer-valued as upstream's `.int()`) of one box per image."""
-    center, scale = fan_lib.center_scale(boxes)
-    ul = jnp.trunc(fan_lib._inverse(jnp.ones(2), center, scale, fan_lib.INPUT_SIZE)).astype(jnp.int32)
-    br = jnp.trunc(fan_lib._inverse(jnp.full(2, float(fan_lib.INPUT_SIZE)), center, scale, fan_lib.INPUT_SIZE))
-    crops = jax.vmap(lambda im, u, b: fan_lib._crop_one(im, u, b, fan_lib.INPUT_SIZE))(
-        images_255.astype(jnp.float32), ul, br.astype(jnp.int32)
-    )
-    heat = fan_module.apply(fan_vars, crops / 255.0)[-1]
-    pts = fan_lib._inverse(fan_lib.decode_heatmaps(heat), center[:, None, :], scale[:, None], fan_lib.HEATMAP_SIZE)
-    return jnp.trunc(pts)
-
-
-def landmark_theta(sfd, fan, images, fallback_theta, confidence: float = CONFIDENCE, convention: str = "authors"):
-    """DECA crop matrices from landmarks for generator images [B, 256, 256, 3] in [-1, 1].
-
-    sfd, fan: (module, variables) pairs. fallback_theta: [B or 1, 3, 3] used where no confident face is found.
-    Returns (theta [B, 3, 3], landmarks [B, 68, 2], valid [B]), all without gradient."""
-    x = jax.lax.stop_gradient((jnp.clip(images, -1.0, 1.0) + 1.0) / (2.0 + 1e-5) * 255.0)
-    box, score = top_face_box(*sfd, x, convention)
-    lmk = fan_landmarks(*fan, x, box)
-    valid = score > confidence
-    theta = deca_crop.crop_matrix(lmk)
+def landmark_theta(sfd, fan, images, fallback_theta):
+    """DECA crop matrices from face-alignment's landmarks for generator images [B, H, W, 3] in [-1, 1] (256² in
+    training). sfd, fan: (module, variables) pairs. fallback_theta: [B or 1, 3, 3], used where no face is found.
+    Returns (theta [B, 3, 3], landmarks [B, 68, 2] (integer-valued pixels), found [B]), all without gradient."""
+    x = jax.lax.stop_gradient(fa.range_1_to_255(images))
+    loc = fa.locate(sfd, fan, x, max_faces=1)  # only face [0] is used: the top anchor, if it scores above 0.5
+    theta = deca_crop.crop_matrix(loc.landmarks)
     fallback = jnp.broadcast_to(jnp.asarray(fallback_theta, jnp.float32), theta.shape)
-    theta = jnp.where(valid[:, None, None], theta, fallback)
-    return jax.lax.stop_gradient(theta), lmk, valid
+    theta = jnp.where(loc.found[:, None, None], theta, fallback)
+    return jax.lax.stop_gradient(theta), jax.lax.stop_gradient(loc.landmarks), loc.found

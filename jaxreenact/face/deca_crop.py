@@ -45,12 +45,13 @@ def bbox2point(left, right, top, bottom, kind: str = "kpt68"):
     return old, centre
 
 
-def crop_matrix(lmk68, scale: float = SCALE, crop_size: int = CROP_SIZE):
-    """Landmarks [B, 68, 2] (or [68, 2]) → float32 [B, 3, 3] (or [3, 3]) pixel similarity `theta` (source → crop).
-    NumPy (float64 arithmetic) for host arrays; jax.numpy for jax arrays, so it also runs under jit."""
-    xp = _xp(lmk68)
-    box = bbox_from_landmarks(lmk68)
-    old, c = bbox2point(box[..., 0], box[..., 2], box[..., 1], box[..., 3])
+def crop_matrix_from_box(box, kind: str = "kpt68", scale: float = SCALE, crop_size: int = CROP_SIZE):
+    """Boxes [..., 4] = (left, top, right, bottom) → float32 [..., 3, 3] pixel similarity `theta` (source → crop):
+    `bbox2point(kind)`, size = int(old_size·scale), the square's corners to (0,0), (0,223), (223,0). NumPy (float64,
+    the authors' numerics: their detector hands DECA Python floats) for host arrays; jax.numpy under jit."""
+    xp = _xp(box)
+    box = xp.asarray(box, np.float64 if xp is np else jnp.float32)
+    old, c = bbox2point(box[..., 0], box[..., 2], box[..., 1], box[..., 3], kind)
     size = xp.floor(xp.asarray(old) * scale)  # int(): old_size is positive
     s = (crop_size - 1) / size
     zero, one = xp.zeros_like(s), xp.ones_like(s)
@@ -60,6 +61,12 @@ def crop_matrix(lmk68, scale: float = SCALE, crop_size: int = CROP_SIZE):
         xp.stack([zero, zero, one], axis=-1),
     ]
     return xp.stack(rows, axis=-2).astype(np.float32)
+
+
+def crop_matrix(lmk68, scale: float = SCALE, crop_size: int = CROP_SIZE):
+    """Landmarks [B, 68, 2] (or [68, 2]) → float32 [B, 3, 3] (or [3, 3]) pixel similarity `theta` (source → crop)
+    of their `kpt68` box (`crop_matrix_from_box`). NumPy for host arrays; jax.numpy for jax arrays (under jit)."""
+    return crop_matrix_from_box(bbox_from_landmarks(lmk68), "kpt68", scale, crop_size)
 
 
 def deca_crop(images, theta, crop_size: int = CROP_SIZE):

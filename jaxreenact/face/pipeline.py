@@ -228,9 +228,18 @@ def crop_image(preprocessor: FacePreprocessor, image: np.ndarray) -> FrameResult
     return preprocessor([image])[0]
 
 
+def blank(image: np.ndarray, flat_std: float = 2.0, dark: float = 16.0) -> bool:
+    """An image that cannot hold a face: nearly flat (luminance std < `flat_std` grey levels) or nearly black (its
+    99th luminance percentile < `dark`)."""
+    g = np.asarray(image)[::4, ::4].astype(np.float32)
+    g = g.mean(-1) if g.ndim == 3 else g
+    return bool(g.std() < flat_std or np.percentile(g, 99) < dark)
+
+
 class FixedLocate:
     """A stand-in for S3FD + FAN (tests and demos only): one confident face per frame whose 68 landmarks are a
-    fixed point cloud in the middle of the frame. Frames whose call index is in `missing` have no face."""
+    fixed point cloud in the middle of the frame. A blank frame (flat or nearly black, `blank`) has no face, as
+    has every frame whose call index is in `missing`: so `--tiny` rehearses the no-face paths too."""
 
     def __init__(self, missing=()):
         self.missing = set(missing)
@@ -240,7 +249,7 @@ class FixedLocate:
         out = []
         for img in images:
             h, w = img.shape[:2]
-            if self.calls in self.missing:
+            if self.calls in self.missing or blank(img):
                 out.append(Located(np.zeros((0, 5), np.float32), 0, None, None))
             else:
                 u = np.random.default_rng(0).uniform(0, 1, (68, 2))

@@ -3,7 +3,7 @@
 For every ``ROOT/<id>/<video>/frames_cropped/<name>.png`` it writes (METHOD.md 5, the authors' layout)::
 
     ROOT/<id>/<video>/inversion/latent_codes/<name>.npy   e4e W+ float32 [14, 512] (no latent_avg, as the authors)
-    ROOT/<id>/<video>/inversion/frames/<name>.png         G(w) uint8 256x256 (with `save_images`)
+    ROOT/<id>/<video>/inversion/frames/<name>.png         G(trunc(w)) uint8 256x256 (with `save_images`)
 
 * Batched under jit, the batch sharded over the local devices on a 1-D 'data' mesh; the last batch is padded to the
   fixed batch size (one compilation) and the padding dropped.
@@ -12,9 +12,11 @@ For every ``ROOT/<id>/<video>/frames_cropped/<name>.png`` it writes (METHOD.md 5
   interrupt never leaves a half-written latent that a later run would take as done.
 * A frame that cannot be read is reported (file and reason) and skipped; the run goes on.
 * Several processes (`jaxreenact.common.distributed`: launch/local_multiprocess.sh, Slurm) split the frames still
-  between them by a hash of each frame's path (the split does not depend on what was done before), each on its
-  own devices, no collective; an interrupted process loses only its current batch.
-* The inverted frames are rendered without truncation (ψ = 1), i.e. what the latent itself shows.
+  to do between them by a hash of each frame's path (the split does not depend on what was done before), each on
+  its own devices, no collective; an interrupted process loses only its current batch.
+* The inverted frames are rendered with truncation ψ = 0.7 toward the mean latent, as the authors'
+  `invert_images.py` saves them (and as every reenacted frame is rendered); `truncation=1` shows the latent as it is.
+  The latents themselves are never truncated.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from jaxreenact.common.constants import TRUNCATION
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.files import atomic_write_bytes
 from jaxreenact.common.images import from_uint8, to_uint8_jax
@@ -97,6 +100,11 @@ def plan(root, save_images: bool = False, overwrite: bool = False) -> tuple[list
     return jobs, report
 
 
+def check_truncation(truncation: float) -> None:
+    if not 0 < float(truncation) <= 1:
+        raise UserError(f"--truncation {truncation}: use a value in (0, 1] (0.7 as the authors, 1 = none)")
+
+
 def read_frame(path: pathlib.Path) -> np.ndarray:
     """A frame as uint8 [256, 256, 3] (resized with PIL bilinear if needed, as the dataset reader); `UserError`."""
     import PIL.Image
@@ -108,18 +116,20 @@ def read_frame(path: pathlib.Path) -> np.ndarray:
     return np.asarray(im)
 
 
-@functools.partial(jax.jit, static_argnames=("nets", "render_images"))
-def _invert(nets: Networks, e4e_vars, g_vars, images_u8, render_images: bool):
+@functools.partial(jax.jit, static_argnames=("nets", "render_images", "truncation"))
+def _invert(nets: Networks, e4e_vars, g_vars, images_u8, render_images: bool, truncation: float):
     w = cpu_chunks(lambda x: nets.e4e.apply(e4e_vars, from_uint8(x)), images_u8)
     if not render_images:
         return w, None
-    return w, to_uint8_jax(render(nets.g, g_vars, w, 1.0))
+    return w, to_uint8_jax(render(nets.g, g_vars, w, truncation))
 
 
-def invert_batch(nets, frozen, images_u8: np.ndarray, sharding=None, render: bool = False):
-    """(W+ float32 [B, 14, 512], G(w) uint8 [B, 256, 256, 3] or None) of uint8 frames [B, 256, 256, 3]."""
+def invert_batch(
+    nets, frozen, images_u8: np.ndarray, sharding=None, render: bool = False, truncation: float = TRUNCATION
+):
+    """(W+ float32 [B, 14, 512], G(trunc_ψ(w)) uint8 [B, 256, 256, 3] or None) of uint8 frames [B, 256, 256, 3]."""
     x = jnp.asarray(images_u8) if sharding is None else jax.device_put(images_u8, sharding)
-    w, img = _invert(nets, frozen["e4e"], frozen["g"] if render else None, x, render)
+    w, img = _invert(nets, frozen["e4e"], frozen["g"] if render else None, x, render, float(truncation))
     return np.asarray(w, np.float32), None if img is None else np.asarray(img)
 
 
@@ -145,12 +155,15 @@ def invert_tree(
     overwrite: bool = False,
     progress: bool = True,
     num_threads: int = 8,
+    truncation: float = TRUNCATION,
     process_index: int | None = None,
     process_count: int | None = None,
 ) -> Report:
     """Invert every frame of the tree at `root` that is not done yet (see the module docstring). `frozen` holds
-    the "e4e" variables (and "g" with `save_images`). With several processes (default: JAX's), this one takes
-    its share of the frames (module docstring). Returns the report (`inverted`: this process's)."""
+    the "e4e" variables (and "g" with `save_images`, whose frames are rendered at ψ = `truncation`). With several
+    processes (default: JAX's), this one takes its share of the frames (module docstring). Returns the report
+    (`inverted`: this process's)."""
+    check_truncation(truncation)
     jobs, report = plan(root, save_images, overwrite)
     i = jax.process_index() if process_index is None else process_index
     n = jax.process_count() if process_count is None else process_count
@@ -167,7 +180,7 @@ def invert_tree(
         x = np.stack([img for _, img in pending])
         k = len(x)
         x = pad_rows(x, batch)
-        w, img = invert_batch(nets, frozen, x, sharding, render=save_images)
+        w, img = invert_batch(nets, frozen, x, sharding, render=save_images, truncation=truncation)
         for i, (job, _) in enumerate(pending):
             atomic_write_bytes(job.latent, _npy_bytes(w[i]))
             if job.image is not None:

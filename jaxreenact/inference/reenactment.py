@@ -8,8 +8,14 @@ Pipeline (`run`):
 3. Driving (`inference.driving`): p of every driving frame, DECA on the 256² crops, batched under jit.
 4. Motion (`pose.motion`): Δp per driving frame (absolute or relative, gains, masks, smoothing, held frames).
 5. `inference.frames`: A, W+ rows 0-7 shifted, the (tuned) generator with ψ = 0.7 after the shift, batched.
-6. `reenacted.mp4` at the driving frame rate with the driving audio, `grid.mp4` (source | driving | reenacted),
-   optional PNG frames, `summary.json`.
+6. `reenacted.mp4` at the driving frame rate with the driving audio, `grid.mp4` (source | driving | reenacted,
+   labelled), optional PNG frames, `summary.json`.
+7. Paste-back (on by default for a photo source, `paste_back=False` skips it): every reenacted face composited
+   into the source's full frame at its own resolution (`face.crop.paste_face`: the inverse of the crop transform,
+   a soft face mask, the photo's colour kept by `face.crop.colour_transfer` from the generator's picture of the
+   source to its crop) as `pasted.mp4`, with the same frame rate and audio.
+
+A single image as the driving input reenacts one frame. Every input is read and checked before any network loads.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pathlib
 import shutil
 import time
 
@@ -25,14 +30,16 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from jaxreenact.common.cli import check_out_dir
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.files import atomic_write_bytes
-from jaxreenact.common.images import save_png
+from jaxreenact.common.images import header, save_png
 from jaxreenact.data import preprocessing
 from jaxreenact.data import video as video_lib
+from jaxreenact.face import crop as crop_lib
 from jaxreenact.inference import frames
 from jaxreenact.inference.driving import drive, open_store
-from jaxreenact.inference.source import build_preprocessor, prepare_source
+from jaxreenact.inference.source import Source, build_preprocessor, prepare_source, read_source_frame
 from jaxreenact.pose import motion as motion_lib
 from jaxreenact.pose import params as pose
 from jaxreenact.weights import check_paths, default_paths, load_bundle
@@ -58,6 +65,7 @@ class Options:
     tiny: bool = False
     seed: int = 0
     progress: bool = True
+    paste_back: bool | None = None  # None: on for a photo source, off for a video source
 
 
 def needed_weights(opts: Options, locate=None) -> dict[str, str]:
@@ -69,37 +77,45 @@ def needed_weights(opts: Options, locate=None) -> dict[str, str]:
     return {n: opts.weights[n] for n in names}
 
 
-def run(opts: Options, locate=None) -> dict:
-    """The whole reenactment (see the module doc); returns the summary (also written to `out/summary.json`)."""
+def run(opts: Options, locate=None, bundle=None, preprocessor=None, source: Source | None = None) -> dict:
+    """The whole reenactment (see the module doc); returns the summary (also written to `out/summary.json`).
+    A long-lived caller (the web app) passes the networks it loaded once (`bundle` = (Networks, variables)), its
+    face `preprocessor` and an already prepared `source` of `opts.source` (with `opts.tune`, `opts.tune_steps`)."""
     t0 = time.perf_counter()
     if opts.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {opts.batch_size}")
     if (opts.driving is None) == (opts.motion_file is None):
         raise UserError("give either --driving VIDEO_OR_FOLDER or --motion FILE.npz (one of them)")
-    paths = needed_weights(opts, locate)
-    if not opts.tiny:
-        check_paths(paths)  # before any work
-    preprocessing.inspect_input(opts.source)  # the source exists and is an image or a video
+    if opts.max_frames is not None and opts.max_frames < 1:
+        raise UserError(f"--max-frames must be >= 1, got {opts.max_frames}")
+    # every input read and checked before any network loads
+    src_frame = read_source_frame(opts.source)  # a photo, or a video's first frame: decoded here
     spec = preprocessing.inspect_input(opts.driving, opts.max_frames) if opts.driving else None
     motion = motion_lib.load_motion(opts.motion_file) if opts.motion_file else None
-    out = pathlib.Path(opts.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
+    out = check_out_dir(opts.out)
+    paths = needed_weights(opts, locate)
+    if not opts.tiny:
+        check_paths(paths)
     out.mkdir(parents=True, exist_ok=True)
 
-    nets, variables = load_bundle(
-        [n for n in paths if n not in ("sfd", "fan")], paths, tiny_seed=opts.seed if opts.tiny else None
-    )
-    space = pose.pose_space("voxceleb")
+    if bundle is None:
+        bundle = load_bundle(
+            [n for n in paths if n not in ("sfd", "fan")], paths, tiny_seed=opts.seed if opts.tiny else None
+        )
+    nets, variables = bundle
+    space = pose.pose_space("voxceleb", shift_scale=nets.A.shift_scale)  # the units A was trained in
     if nets.A.input_dim != space.layout.num_directions:
         raise UserError(f"--A {paths['A']}: A has {nets.A.input_dim} directions, the voxceleb layout needs "
                         f"{space.layout.num_directions}")  # fmt: skip
-    pre = build_preprocessor(paths, tiny=opts.tiny, locate=locate)
-    src = prepare_source(nets, variables, space.layout, pre, opts.source, opts.tune, opts.tune_steps, opts.progress)
+    pre = preprocessor if preprocessor is not None else build_preprocessor(paths, tiny=opts.tiny, locate=locate)
+    src = source or prepare_source(nets, variables, space.layout, pre, opts.source, opts.tune, opts.tune_steps,
+                                   opts.progress, frame=src_frame)  # fmt: skip
+    paste = src.kind == "image" if opts.paste_back is None else bool(opts.paste_back)
     save_png(out / "source.png", src.crop)
     save_png(out / "source_inverted.png", np.asarray(frames.render_w(nets.g, src.g_vars, jnp.asarray(src.w)))[0])
     zero = np.zeros((1, space.layout.num_directions), np.float32)
-    save_png(out / "source_dp0.png", frames.render_dp(nets, variables, src.g_vars, src.w, zero, opts.batch_size)[0])
+    dp0 = frames.render_dp(nets, variables, src.g_vars, src.w, zero, opts.batch_size)[0]
+    save_png(out / "source_dp0.png", dp0)
 
     work = out / ".work"
     try:
@@ -139,11 +155,19 @@ def run(opts: Options, locate=None) -> dict:
                 save_png(out / "frames" / f"{i:06d}.png", rec_store[i])
         video_lib.write_video(out / "reenacted.mp4", (rec_store[i] for i in range(n)), fps=fps, audio_from=audio)
 
+        labels = ["source"] + (["driving"] if drv_store is not None else []) + ["reenacted"]
+
         def grid(i):
             cols = [src.crop] + ([drv_store[i]] if drv_store is not None else []) + [rec_store[i]]
-            return np.concatenate(cols, axis=1)
+            return header(np.concatenate(cols, axis=1), labels)
 
         video_lib.write_video(out / "grid.mp4", (grid(i) for i in range(n)), fps=fps, audio_from=audio)
+        if paste:
+            mask = crop_lib.face_mask(src.crop.shape[0])
+            colour = crop_lib.colour_transfer(src.crop, dp0, mask)
+            pasted = (even_sides(crop_lib.paste_face(src.frame, rec_store[i], src.box, src.work_width, mask, colour))
+                      for i in range(n))  # fmt: skip
+            video_lib.write_video(out / "pasted.mp4", pasted, fps=fps, audio_from=audio)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -163,17 +187,30 @@ def run(opts: Options, locate=None) -> dict:
         "tune_loss_first_last": None
         if src.tune_losses is None
         else [float(src.tune_losses[0]), float(src.tune_losses[-1])],
+        "driving_note": spec.note if spec is not None else None,
+        "pasted": bool(paste),
+        "pasted_size": list(even_sides(src.frame).shape[1::-1]) if paste else None,
         "no_face_frames_held": no_face,
         "multiple_faces": multi,
         "tiny_random_networks": opts.tiny,
         "seconds_total": round(time.perf_counter() - t0, 2),
         "seconds_render": round(t_render, 2),
-        "outputs": ["reenacted.mp4", "grid.mp4", "source.png", "source_inverted.png", "source_dp0.png"]
+        "outputs": ["reenacted.mp4", "grid.mp4"]
+        + (["pasted.mp4"] if paste else [])
+        + ["source.png", "source_inverted.png", "source_dp0.png", "summary.json"]
         + (["frames/"] if opts.save_frames else [])
         + ([str(opts.export_motion)] if opts.export_motion else []),
     }
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     return summary
+
+
+def even_sides(frame: np.ndarray) -> np.ndarray:
+    """H.264 in yuv420p needs even sides: an odd side gets one edge-replicated row or column."""
+    h, w = frame.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
 def format_summary(summary: dict, out: str | os.PathLike) -> str:
@@ -189,7 +226,15 @@ def format_summary(summary: dict, out: str | os.PathLike) -> str:
         lines.append(
             f"  several faces (the preprocessor's choice was used): {', '.join(summary['multiple_faces'][:10])}"
         )
+    if summary.get("driving_note"):
+        lines.append(f"  {summary['driving_note']}")
     if summary["tiny_random_networks"]:
         lines.append("  NOTE: --tiny random networks: the pictures mean nothing (tests and demos only)")
-    lines.append(f"wrote {out}/reenacted.mp4, {out}/grid.mp4, {out}/summary.json")
+    main = [o for o in summary["outputs"] if o.endswith(".mp4")] + ["summary.json"]
+    pasted = (
+        f" (pasted into the source frame, {'x'.join(map(str, summary['pasted_size']))})"
+        if summary.get("pasted")
+        else ""
+    )
+    lines.append(f"wrote {', '.join(f'{out}/{o}' for o in main)}{pasted}")
     return "\n".join(lines)

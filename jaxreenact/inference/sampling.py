@@ -3,15 +3,13 @@ toward the stored mean latent, stored noise, a grid PNG (`python -m jaxreenact.g
 
 from __future__ import annotations
 
-import pathlib
-
 import jax
 import numpy as np
 
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.images import make_grid, save_png
 from jaxreenact.common.mesh import pad_rows
-from jaxreenact.weights.store import load
+from jaxreenact.weights import load_bundle
 
 
 def sample(module, variables, num: int, seed: int = 0, truncation: float = 0.7, batch: int = 8) -> np.ndarray:
@@ -25,18 +23,15 @@ def sample(module, variables, num: int, seed: int = 0, truncation: float = 0.7, 
     return np.concatenate(out)
 
 
-def generate(generator: str, num: int, seed: int, truncation: float, out: str, nrow: int | None = None, batch=8):
-    path = pathlib.Path(generator)
-    if not path.exists():
-        raise UserError(
-            f"{path}: generator not found; convert the PyTorch checkpoint first: "
-            "python -m converters.stylegan2 SRC.pt DST"
-        )
-    module, variables = load(path)
-    if not hasattr(module, "synthesis"):
-        raise UserError(f"{path}: holds a {type(module).__name__}, not a StyleGAN2 generator")
+def generate(generator: str, num: int, seed: int, truncation: float, out: str, nrow: int | None = None, batch=8,
+             tiny: bool = False):  # fmt: skip
+    """Write a grid of `num` samples of the converted generator at `generator` (or a random tiny one)."""
     if num < 1:
         raise UserError(f"--num must be at least 1, got {num}")
+    if batch < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch}")
+    nets, variables = load_bundle(("generator",), {"generator": generator}, tiny_seed=seed if tiny else None)
+    module, variables = nets.g, variables["g"]
     images = sample(module, variables, num, seed, truncation, batch=min(batch, num))
     save_png(out, make_grid(images, nrow))
     return images

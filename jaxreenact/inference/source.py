@@ -9,6 +9,7 @@ on the same face, so the same box up to FAN's resampling, at half the face-netwo
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import numpy as np
 
@@ -48,10 +49,16 @@ class Source:
     w: np.ndarray  # e4e W+ [1, n_latent, 512]
     g_vars: dict  # the (tuned) generator's variables
     tune_losses: np.ndarray | None = None
+    frame: np.ndarray | None = None  # the full source frame (uint8, its own resolution), for pasting back
+    box: tuple | None = None  # the crop box in working-image pixels (`FrameResult.crop_box`)
+    work_width: int = 1000  # the working width the box refers to
+    kind: str = "image"  # "image" | "video" (the source's first frame)
 
 
 def read_source_frame(path) -> np.ndarray:
     """The source image: a photo, or the first frame of a video (as the authors)."""
+    if pathlib.Path(path).is_dir():
+        raise UserError(f"{path}: is a folder; the source must be one photo, or a video (its first frame is used)")
     spec = preprocessing.inspect_input(path)
     if spec.kind == "image":
         return images_lib.read_image(spec.path)
@@ -60,9 +67,10 @@ def read_source_frame(path) -> np.ndarray:
     raise UserError(f"{path}: the source must be one image or a video (its first frame is used), not a folder")
 
 
-def crop_source(path, preprocessor):
-    """(crop uint8 [256,256,3], theta [3,3]) of the source's face; `UserError` when there is none."""
-    frame = read_source_frame(path)
+def crop_source(path, preprocessor, frame: np.ndarray | None = None):
+    """(crop uint8 [256,256,3], theta [3,3], frame, FrameResult) of the source's face; `UserError` when there is
+    none. `frame`: the source frame when the caller has read it already."""
+    frame = read_source_frame(path) if frame is None else frame
     preprocessor.reset()
     r = preprocessor([frame])[0]
     if r.crop is None:
@@ -70,7 +78,7 @@ def crop_source(path, preprocessor):
             f"{path}: no face found in the source image (no detection with confidence > 0.99); "
             "use a photo with one clearly visible face"
         )
-    return r.crop, deca_crop.crop_matrix(crop_landmarks(r))
+    return r.crop, deca_crop.crop_matrix(crop_landmarks(r)), frame, r
 
 
 def invert_source(nets: Networks, variables, crop: np.ndarray, tune: bool = True, steps: int = tuning.STEPS,
@@ -87,8 +95,9 @@ def invert_source(nets: Networks, variables, crop: np.ndarray, tune: bool = True
 
 
 def prepare_source(nets: Networks, variables, layout, preprocessor, path, tune=True, steps=tuning.STEPS,
-                   progress=True) -> Source:  # fmt: skip
-    crop, theta = crop_source(path, preprocessor)
+                   progress=True, frame: np.ndarray | None = None) -> Source:  # fmt: skip
+    crop, theta, frame, r = crop_source(path, preprocessor, frame)
     p = frames.p_of_crops(nets, variables, layout, crop[None], theta[None])[0]
     w, g_vars, losses = invert_source(nets, variables, crop, tune, steps, progress)
-    return Source(str(path), crop, theta, p, w, g_vars, losses)
+    kind = "video" if video_lib.is_video_path(path) else "image"
+    return Source(str(path), crop, theta, p, w, g_vars, losses, frame, r.crop_box, preprocessor.width, kind)

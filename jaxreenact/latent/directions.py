@@ -33,12 +33,14 @@ class DirectionMatrix(nn.Module):
     """A: Δp [B, input_dim] (shift units, ±shift_scale) → Δw [B, num_layers, shift_dim].
 
     Parameters `linear/weight` [input_dim, num_layers·shift_dim] (the PyTorch `linear.weight` transposed) and
-    `linear/bias` [num_layers·shift_dim].
+    `linear/bias` [num_layers·shift_dim]. `shift_scale` is not used in the forward pass: it records the units A was
+    trained in (Δp spans ±shift_scale; the authors' checkpoints store it), so inference builds Δp in the same units.
     """
 
     input_dim: int = 15
     num_layers: int = 8
     shift_dim: int = 512
+    shift_scale: float = 6.0
 
     @nn.compact
     def __call__(self, dp: jax.Array) -> jax.Array:

@@ -28,16 +28,26 @@ def mapping(g, g_vars, z):
     return g.apply(g_vars, z, method="mapping")
 
 
-def render(g, g_vars, w_plus, truncation: float = TRUNCATION):
-    """G(W+ [B, n_latent, 512]) with truncation toward the stored mean latent → [B, 256, 256, 3] in about [-1, 1]."""
-    return to_256(g.apply(g_vars, w_plus, truncation=truncation, input_is_latent=True))
+def render(g, g_vars, w_plus, truncation: float = TRUNCATION, truncation_latent=None):
+    """G(W+ [B, n_latent, 512]) with truncation toward `truncation_latent` ([1, 512]; None: the generator's stored
+    mean latent) → [B, 256, 256, 3] in about [-1, 1]."""
+    return to_256(g.apply(g_vars, w_plus, truncation=truncation, truncation_latent=truncation_latent,
+                          input_is_latent=True))  # fmt: skip
 
 
-def render_shifted(g, g_vars, a, a_vars, w_plus, dp, truncation: float = TRUNCATION):
+def render_shift(g, g_vars, w_plus, shift, truncation: float = TRUNCATION, truncation_latent=None):
+    """The per-frame core given A's output (`generate_image` with `shift_code`): shift [B, L, 512] added to rows
+    0..L-1 of w_plus [B or 1, n_latent, 512], truncated by ψ toward `truncation_latent` after the shift, rendered.
+    Returns (images [B, 256, 256, 3], the truncated latents G synthesized [B, n_latent, 512])."""
+    w = directions.shift_wplus(jnp.broadcast_to(w_plus, (shift.shape[0], *w_plus.shape[1:])), shift)
+    img, lat = g.apply(g_vars, w, truncation=truncation, truncation_latent=truncation_latent, input_is_latent=True,
+                       return_latents=True)  # fmt: skip
+    return to_256(img), lat
+
+
+def render_shifted(g, g_vars, a, a_vars, w_plus, dp, truncation: float = TRUNCATION, truncation_latent=None):
     """G(trunc(w + A·Δp)): Δp [B, D] in shift units, w_plus [B or 1, n_latent, 512] → images [B, 256, 256, 3]."""
-    shift = a.apply(a_vars, dp)
-    w = directions.shift_wplus(jnp.broadcast_to(w_plus, (dp.shape[0], *w_plus.shape[1:])), shift)
-    return render(g, g_vars, w, truncation)
+    return render_shift(g, g_vars, w_plus, a.apply(a_vars, dp), truncation, truncation_latent)[0]
 
 
 def sample_wplus(g, g_vars, z):

@@ -93,24 +93,33 @@ class TuneResult:
 
 
 def _loss_fn(g_module, lpips_module, truncation, l2_lambda, lpips_lambda, size):
+    """loss(tuned, frozen params, buffers, lpips vars, w [n, 512], x [H, W, 3], centre) -> (loss, (mse, lpips, img)).
+    `centre` is the truncation centre [1, 512] (None: the generator's stored mean latent)."""
 
-    def loss(tuned, frozen_params, buffers, lpips_vars, w, x):
+    def loss(tuned, frozen_params, buffers, lpips_vars, w, x, centre=None):
         variables = {"params": merge_params(tuned, frozen_params), "buffers": buffers}
-        img = g_module.apply(variables, w[None], truncation=truncation, input_is_latent=True)
+        img = g_module.apply(variables, w[None], truncation=truncation, truncation_latent=centre, input_is_latent=True)
         img = to_256(img) if size else img
         mse = jnp.mean((img - x[None]) ** 2)
         lp = lpips_lib.lpips_loss(lpips_vars, img, x[None], module=lpips_module)
-        return l2_lambda * mse + lpips_lambda * lp
+        return l2_lambda * mse + lpips_lambda * lp, (mse, lp, img[0])
 
     return loss
+
+
+def _adam_step(loss, opt, tuned, opt_state, frozen_params, buffers, lpips_vars, w, x, centre):
+    """One tuning step: (new tuned, new state, loss before the step, (mse, lpips, image), gradients)."""
+    (val, aux), grads = jax.value_and_grad(loss, has_aux=True)(tuned, frozen_params, buffers, lpips_vars, w, x, centre)
+    updates, opt_state = opt.update(grads, opt_state, tuned)
+    return optax.apply_updates(tuned, updates), opt_state, val, aux, grads
 
 
 @functools.partial(
     jax.jit, static_argnames=("g_module", "lpips_module", "n_steps", "truncation", "l2_lambda", "lpips_lambda", "lr")
 )
 def _run_steps(
-    tuned, opt_state, frozen_params, buffers, lpips_vars, w, x, *, g_module, lpips_module, n_steps, truncation,
-    l2_lambda, lpips_lambda, lr,
+    tuned, opt_state, frozen_params, buffers, lpips_vars, w, x, centre, *, g_module, lpips_module, n_steps,
+    truncation, l2_lambda, lpips_lambda, lr,
 ):  # fmt: skip
     """`n_steps` Adam steps for a batch of sources (vmapped: tuned/opt_state/w/x carry a leading source axis)."""
     loss = _loss_fn(g_module, lpips_module, truncation, l2_lambda, lpips_lambda, True)
@@ -119,10 +128,8 @@ def _run_steps(
 
     def one(tuned, opt_state, w, x):
         def body(carry, _):
-            t, s = carry
-            val, grads = jax.value_and_grad(loss)(t, frozen_params, buffers, lpips_vars, w, x)
-            updates, s = opt.update(grads, s, t)
-            return (optax.apply_updates(t, updates), s), val
+            t, s, val, _, _ = _adam_step(loss, opt, *carry, frozen_params, buffers, lpips_vars, w, x, centre)
+            return (t, s), val
 
         (tuned, opt_state), vals = jax.lax.scan(body, (tuned, opt_state), None, length=n_steps)
         return tuned, opt_state, vals
@@ -131,10 +138,51 @@ def _run_steps(
 
 
 @functools.partial(jax.jit, static_argnames=("g_module", "lpips_module", "truncation", "l2_lambda", "lpips_lambda"))
-def _eval_loss(tuned, frozen_params, buffers, lpips_vars, w, x, *, g_module, lpips_module, truncation, l2_lambda,
-               lpips_lambda):  # fmt: skip
+def _eval_loss(tuned, frozen_params, buffers, lpips_vars, w, x, centre, *, g_module, lpips_module, truncation,
+               l2_lambda, lpips_lambda):  # fmt: skip
     loss = _loss_fn(g_module, lpips_module, truncation, l2_lambda, lpips_lambda, True)
-    return jax.vmap(lambda t, w, x: loss(t, frozen_params, buffers, lpips_vars, w, x))(tuned, w, x)
+    return jax.vmap(lambda t, w, x: loss(t, frozen_params, buffers, lpips_vars, w, x, centre)[0])(tuned, w, x)
+
+
+@dataclasses.dataclass
+class TuneTrace:
+    """What one source's tuning did, step by step (`tune_trace`)."""
+
+    variables: dict  # the tuned generator variables
+    loss: np.ndarray  # [steps] loss before each step
+    l2_loss: np.ndarray  # [steps] MSE term (before the lambda)
+    lpips_loss: np.ndarray  # [steps] LPIPS term (before the lambda)
+    images: np.ndarray  # [steps, 256, 256, 3] the image each step's loss was computed on
+    grads0: dict  # {param path tuple: gradient} of the tuned leaves at step 0
+
+
+def tune_trace(
+    g_module, g_variables, lpips_module, lpips_variables, w_plus, image, steps: int = STEPS, lr: float = LR,
+    truncation: float = TRUNCATION, truncation_latent=None, l2_lambda: float = L2_LAMBDA,
+    lpips_lambda: float = LPIPS_LAMBDA,
+) -> TuneTrace:  # fmt: skip
+    """The tuning of one source, one jitted step at a time, recording every step (the same loss, optimizer and
+    step as `tune_generator`). w_plus [1, n, 512], image [1, 256, 256, 3] in [-1, 1]; `truncation_latent` [1, 512]
+    is the truncation centre (None: the stored mean latent; upstream's `optimize_g` draws its own)."""
+    tuned, frozen_params = split_params(g_variables["params"])
+    buffers = g_variables.get("buffers", {})
+    loss = _loss_fn(g_module, lpips_module, float(truncation), float(l2_lambda), float(lpips_lambda), True)
+    opt = make_optimizer({k: "tune" for k in tuned}, float(lr))
+    opt_state = opt.init(tuned)
+    centre = None if truncation_latent is None else jnp.asarray(truncation_latent, jnp.float32)
+    step = jax.jit(functools.partial(_adam_step, loss, opt))
+    w, x = jnp.asarray(w_plus, jnp.float32)[0], jnp.asarray(image, jnp.float32)[0]
+    rec, grads0 = [], None
+    for _ in range(steps):
+        tuned, opt_state, val, (mse, lp, img), grads = step(tuned, opt_state, frozen_params, buffers,
+                                                             lpips_variables, w, x, centre)  # fmt: skip
+        grads0 = grads if grads0 is None else grads0
+        rec.append((float(val), float(mse), float(lp), np.asarray(img)))
+    params = merge_params(tuned, frozen_params)
+    out = {**{c: v for c, v in g_variables.items() if c != "params"}, "params": params}
+    col = lambda i: np.asarray([r[i] for r in rec], np.float32)  # noqa: E731
+    images = np.stack([r[3] for r in rec]) if rec else np.zeros((0, *x.shape), np.float32)
+    return TuneTrace(out, col(0), col(1), col(2), images, {k: np.asarray(v) for k, v in (grads0 or {}).items()})
 
 
 def tune_generator(
@@ -152,11 +200,13 @@ def tune_generator(
     max_batch: int = 4,
     chunk: int = 10,
     progress: bool = True,
+    truncation_latent=None,
 ) -> TuneResult:
     """Tune one generator per source. w_plus [B, n_latent, 512] (e4e codes, untruncated), images [B, 256, 256, 3] in
     [-1, 1]. Returns a `TuneResult` whose `variables[i]` are new generator variables for source i (the frozen leaves
     are the input's own arrays; `g_variables` itself is not touched). `max_batch` sources share one vmapped call;
-    `chunk` steps run per jitted call (one progress-bar tick)."""
+    `chunk` steps run per jitted call (one progress-bar tick). `truncation_latent` [1, 512]: the truncation centre
+    (None: the generator's stored mean latent)."""
     from tqdm import tqdm
 
     w_plus = jnp.asarray(w_plus, jnp.float32)
@@ -167,6 +217,7 @@ def tune_generator(
         raise UserError(f"tuning steps must be >= 0, got {steps}")
     tuned0, frozen_params = split_params(g_variables["params"])
     buffers = g_variables.get("buffers", {})
+    centre = None if truncation_latent is None else jnp.asarray(truncation_latent, jnp.float32)
     n = w_plus.shape[0]
     labels = {k: "tune" for k in tuned0}
     opt = make_optimizer(labels, lr)
@@ -186,13 +237,25 @@ def tune_generator(
             while done < steps:
                 k = min(chunk, steps - done)
                 tuned, opt_state, vals = _run_steps(
-                    tuned, opt_state, frozen_params, buffers, lpips_variables, w, x, n_steps=k, lr=float(lr), **static
+                    tuned,
+                    opt_state,
+                    frozen_params,
+                    buffers,
+                    lpips_variables,
+                    w,
+                    x,
+                    centre,
+                    n_steps=k,
+                    lr=float(lr),
+                    **static,
                 )
                 losses.append(np.asarray(vals))
                 done += k
                 bar.update(k * b)
                 bar.set_postfix(loss=f"{float(np.mean(losses[-1][:, -1])):.4f}")
-            finals.append(np.asarray(_eval_loss(tuned, frozen_params, buffers, lpips_variables, w, x, **static)))
+            finals.append(
+                np.asarray(_eval_loss(tuned, frozen_params, buffers, lpips_variables, w, x, centre, **static))
+            )
             all_losses.append(np.concatenate(losses, 1) if losses else np.zeros((b, 0), np.float32))
             for i in range(b):
                 params = merge_params({k: v[i] for k, v in tuned.items()}, frozen_params)

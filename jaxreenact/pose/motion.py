@@ -20,7 +20,6 @@ import dataclasses
 import io
 import pathlib
 
-import jax.numpy as jnp
 import numpy as np
 
 from jaxreenact.common.errors import UserError
@@ -123,12 +122,8 @@ def component_mask(component: str, layout: pose.PoseLayout = pose.VOXCELEB) -> n
 def motion_delta(p_src, p_drv, units: pose.ShiftUnits, layout: pose.PoseLayout, opts: MotionOptions) -> np.ndarray:
     """Δp [T, D] (shift units) of driving p(t) [T, D] for a source p [D] (see the module doc)."""
     p_drv = smooth_p(np.asarray(p_drv, np.float32), opts.sigma)
-    u_drv = np.asarray(pose.to_units(jnp.asarray(p_drv), units, layout))
-    if opts.mode == "absolute":
-        ref = np.asarray(pose.to_units(jnp.asarray(np.asarray(p_src, np.float32)[None]), units, layout))
-    else:
-        ref = u_drv[:1]
-    dp = u_drv - ref
+    ref = np.asarray(p_src, np.float32)[None] if opts.mode == "absolute" else p_drv[:1]
+    dp = pose.make_shift(ref, p_drv, units, layout)  # float64 on the host, as the authors' make_shift
     if opts.gains is not None:
         dp = dp * np.asarray(opts.gains, np.float32)
     return (dp * component_mask(opts.component, layout)).astype(np.float32)

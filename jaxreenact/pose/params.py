@@ -6,7 +6,8 @@ for FFHQ: [yaw°, pitch°, jaw, exp0 … exp11] (no roll). In shift units (±6):
 * jaw and expressions: a·x + b, the line through (min, −6) and (max, +6) of the ranges file (np.linalg.lstsq, as the
   authors), so Δ = a·(tgt − src).
 
-Everything after `shift_units` is a pure jnp function, jit-able, with explicit `jax.random` keys.
+Everything after `shift_units` is a pure jnp function, jit-able. The 50 % scheme's random draws are explicit inputs
+of its cores (`single_attribute_shift`, `delta_p_50_from_draws`); the key-taking functions only draw and call them.
 """
 
 from __future__ import annotations
@@ -103,12 +104,19 @@ class PoseSpace:
     units: ShiftUnits
 
 
-def pose_space(dataset: str = "voxceleb", ranges_file: str | os.PathLike | None = None) -> PoseSpace:
-    """The `PoseSpace` of a dataset layout, from `ranges_file` or the authors' ranges file shipped for it."""
+def pose_space(
+    dataset: str = "voxceleb", ranges_file: str | os.PathLike | None = None, shift_scale: float = SHIFT_SCALE
+) -> PoseSpace:
+    """The `PoseSpace` of a dataset layout, from `ranges_file` or the authors' ranges file shipped for it, in units
+    of ±`shift_scale` (the value an A was trained with: `DirectionMatrix.shift_scale`, as the authors' inference
+    reads it from the A checkpoint; the jaw line keeps ±6, as upstream)."""
     if dataset not in LAYOUTS:
         raise UserError(f"dataset {dataset!r}: use one of {', '.join(LAYOUTS)}")
+    if not float(shift_scale) > 0:
+        raise UserError(f"shift_scale must be positive, got {shift_scale!r}")
+    layout = dataclasses.replace(LAYOUTS[dataset], shift_scale=float(shift_scale))
     ranges = load_ranges(ranges_file or default_ranges_path(dataset))
-    return PoseSpace(LAYOUTS[dataset], ranges, shift_units(ranges, LAYOUTS[dataset]))
+    return PoseSpace(layout, ranges, shift_units(ranges, layout))
 
 
 def _line(lo: float, hi: float, scale: float) -> tuple[float, float]:
@@ -155,6 +163,25 @@ def to_units(p_raw, units: ShiftUnits, layout: PoseLayout = VOXCELEB):
     return jnp.where(jnp.asarray(units.is_angle), ang, lin)
 
 
+def to_units_host(p_raw, units: ShiftUnits, layout: PoseLayout = VOXCELEB) -> np.ndarray:
+    """`to_units` in float64 NumPy on host values: what the authors' `run_inference.make_shift` computes (the
+    scales are np.float64, so under NumPy 2 each term is float64 before the result is stored as float32)."""
+    p = np.asarray(p_raw, np.float64)
+    scales = np.ones(layout.num_directions)
+    for k, idx in enumerate((layout.yaw, layout.pitch, layout.roll)):
+        if idx != -1:
+            scales[idx] = layout.angle_scales[k]
+    ang = p * layout.shift_scale / scales
+    lin = np.asarray(units.a, np.float64) * p + np.asarray(units.b, np.float64)
+    return np.where(np.asarray(units.is_angle), ang, lin)
+
+
+def make_shift(p_src_raw, p_tgt_raw, units: ShiftUnits, layout: PoseLayout = VOXCELEB) -> np.ndarray:
+    """Δp [B, D] float32 = units(target) − units(source), computed in float64 on the host (`make_shift` of the
+    authors' inference; `delta_p` is the float32, jit-able form of the training step)."""
+    return (to_units_host(p_tgt_raw, units, layout) - to_units_host(p_src_raw, units, layout)).astype(np.float32)
+
+
 def from_units(p_units, units: ShiftUnits, layout: PoseLayout = VOXCELEB):
     """Inverse of `to_units`: angle = u·scale/shift_scale; x = (u − b)/a."""
     scales = np.ones(layout.num_directions)
@@ -171,29 +198,56 @@ def delta_p(p_src_raw, p_tgt_raw, units: ShiftUnits, layout: PoseLayout = VOXCEL
     return to_units(p_tgt_raw, units, layout) - to_units(p_src_raw, units, layout)
 
 
-def sample_single_attribute(key, p_src_raw, units: ShiftUnits, layout: PoseLayout = VOXCELEB):
-    """One uniformly chosen direction per sample with shift (min − max)·U[0,1) + max, min/max = ∓6 − start, so the
-    target lands ~U(−6, 6) in shift units; all other entries 0. Returns (Δp [B, D], direction index [B])."""
-    b = p_src_raw.shape[0]
-    k_idx, k_u = jax.random.split(key)
-    idx = jax.random.randint(k_idx, (b,), 0, layout.num_directions)
-    u = jax.random.uniform(k_u, (b,), p_src_raw.dtype)
+def single_attribute_shift(p_src_raw, target_indices, rand_u, units: ShiftUnits, layout: PoseLayout = VOXCELEB):
+    """The pure core of the single-attribute draw: sample b moves direction `target_indices[b]` only, by
+    (min − max)·rand_u[b] + max with min/max = ∓6 − start (start = the source's value in shift units), so the
+    target lands ~U(−6, 6); all other entries 0. `target_indices` [B] int (the authors' `np.random.choice`),
+    `rand_u` [B] in [0, 1) (their `torch.rand(1)` per sample). Returns Δp [B, D]."""
+    idx = jnp.asarray(target_indices).astype(jnp.int32)
+    u = jnp.asarray(rand_u, p_src_raw.dtype)
     start = jnp.take_along_axis(to_units(p_src_raw, units, layout), idx[:, None], axis=1)[:, 0]
     lo, hi = -layout.shift_scale - start, layout.shift_scale - start
     shift = (lo - hi) * u + hi
-    return jax.nn.one_hot(idx, layout.num_directions, dtype=p_src_raw.dtype) * shift[:, None], idx
+    return jax.nn.one_hot(idx, layout.num_directions, dtype=p_src_raw.dtype) * shift[:, None]
+
+
+def draw_single_attribute(key, n: int, layout: PoseLayout = VOXCELEB, dtype=jnp.float32) -> dict:
+    """The random draws of `n` single-attribute samples: dict(target_indices [n] int32, rand_u [n])."""
+    k_idx, k_u = jax.random.split(key)
+    return {
+        "target_indices": jax.random.randint(k_idx, (n,), 0, layout.num_directions),
+        "rand_u": jax.random.uniform(k_u, (n,), dtype),
+    }
+
+
+def sample_single_attribute(key, p_src_raw, units: ShiftUnits, layout: PoseLayout = VOXCELEB):
+    """`single_attribute_shift` with its draws sampled from `key`. Returns (Δp [B, D], direction index [B])."""
+    d = draw_single_attribute(key, p_src_raw.shape[0], layout, p_src_raw.dtype)
+    return single_attribute_shift(p_src_raw, d["target_indices"], d["rand_u"], units, layout), d["target_indices"]
+
+
+def _check_even(b: int) -> int:
+    if b % 2:
+        raise UserError(f"the 50% single-attribute scheme needs an even batch, got {b}")
+    return b // 2
+
+
+def delta_p_50_from_draws(p_src_raw, p_tgt_raw, target_indices, rand_u, units: ShiftUnits, layout=VOXCELEB):
+    """The pure core of `make_shift_vector_50`: first half full Δp, second half one direction each, from the given
+    draws (`target_indices`, `rand_u`: [B/2] each, one per second-half sample in sample order, as the authors draw
+    them). Returns (Δp [B, D], idx [B]) with idx −1 for the first half. The batch must be even."""
+    h = _check_even(p_src_raw.shape[0])
+    full = delta_p(p_src_raw[:h], p_tgt_raw[:h], units, layout)
+    single = single_attribute_shift(p_src_raw[h:], target_indices, rand_u, units, layout)
+    idx = jnp.asarray(target_indices).astype(jnp.int32)
+    return jnp.concatenate([full, single], 0), jnp.concatenate([jnp.full((h,), -1, idx.dtype), idx])
 
 
 def delta_p_50(key, p_src_raw, p_tgt_raw, units: ShiftUnits, layout: PoseLayout = VOXCELEB):
-    """`make_shift_vector_50`: first half full Δp, second half one random direction. Returns (Δp, idx) where idx
-    is −1 for the first half. The batch must be even."""
-    b = p_src_raw.shape[0]
-    if b % 2:
-        raise UserError(f"the 50% single-attribute scheme needs an even batch, got {b}")
-    h = b // 2
-    full = delta_p(p_src_raw[:h], p_tgt_raw[:h], units, layout)
-    single, idx = sample_single_attribute(key, p_src_raw[h:], units, layout)
-    return jnp.concatenate([full, single], 0), jnp.concatenate([jnp.full((h,), -1, idx.dtype), idx])
+    """`delta_p_50_from_draws` with the draws of the second half sampled from `key` (`draw_single_attribute`)."""
+    h = _check_even(p_src_raw.shape[0])
+    d = draw_single_attribute(key, h, layout, p_src_raw.dtype)
+    return delta_p_50_from_draws(p_src_raw, p_tgt_raw, d["target_indices"], d["rand_u"], units, layout)
 
 
 def _swap_axis(aa):
@@ -205,7 +259,7 @@ def single_attribute_gt(src_params: dict, src_angles_deg, dp, idx, units: ShiftU
     """`get_params_gt_reenacted` for single-attribute samples: source pose/exp with only direction `idx` replaced.
 
     src_params: dict(pose [B,6], exp [B,50]); src_angles_deg [B,3] (yaw, pitch, roll); dp [B,D] from
-    `sample_single_attribute`; idx [B]. Angles: new° = (start + shift)·scale/6 into a copy of the source angles →
+    `single_attribute_shift`; idx [B]. Angles: new° = (start + shift)·scale/6 into a copy of the source angles →
     `batch_euler2axis(deg2rad(.))` (quaternion route) → [aa1, −aa0, aa2] → pose[:3]. Jaw/exp: x = (start + shift − b)/a.
     Returns dict(pose [B,6], exp [B,50]).
     """

@@ -163,13 +163,14 @@ def train(
     is called after every step (after its checkpoint, if one was due), e.g. to stop early from a notebook.
     """
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"--workdir {workdir}: is a file, not a folder")
     is_main = jax.process_index() == 0
-    if is_main:
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-
     mesh = make_mesh(config.mesh.data)
     stage: Stage = build_stage(config, mesh)  # checks every weight path first
+    workdir.mkdir(parents=True, exist_ok=True)  # only once the networks are there: a failed start leaves nothing
+    if is_main:
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
     tx = make_optimizer(config.train)
     init_key, root_key = jax.random.split(jax.random.key(config.seed))
 
@@ -259,6 +260,19 @@ def train(
     return state
 
 
+def completed_step(workdir: str | os.PathLike, steps: int) -> int | None:
+    """The step of `workdir`'s latest checkpoint when it has reached `steps` (the run is done), else None."""
+    ckpt = pathlib.Path(workdir) / "checkpoints"
+    if not ckpt.is_dir():
+        return None
+    mgr = checkpoints.Manager(ckpt)
+    try:
+        last = mgr.latest_step()
+    finally:
+        mgr.close()
+    return last if last is not None and last >= int(steps) else None
+
+
 def evaluate(val_step, state, frozen, val_data, writer: MetricWriter, step: int, config) -> dict[str, float]:
     """Validation on the fixed seeded pairs (a list of batches), every sample scored: the mean of each per-sample
     metric (returned, for the step's metrics line), and a source | target | reenacted grid of the first batch."""
@@ -274,7 +288,8 @@ def evaluate(val_step, state, frozen, val_data, writer: MetricWriter, step: int,
     means = {f"val/{k}": float(np.mean(np.concatenate(v))) for k, v in scores.items()}
     n = config.eval.grid_pairs
     rows = [np.asarray(images[k][:n]) for k in ("source", "target", "reenacted")]
-    grid = visualize.make_grid(np.stack(rows, 1).reshape(-1, *rows[0].shape[1:]), nrow=3)
+    grid = visualize.labelled_grid(np.stack(rows, 1).reshape(-1, *rows[0].shape[1:]), nrow=3,
+                                   col_labels=("source", "target", "reenacted"))  # fmt: skip
     writer.image(step, "reenactment", grid)
     log.info("step %d validation: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in means.items()))
     return means

@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxreenact.common.constants import DECA_BOX
 from jaxreenact.latent.render import render, sample_wplus
-from jaxreenact.pose.deca import angles_of, encode, fixed_deca_theta
+from jaxreenact.pose.deca import angles_of, fixed_deca_theta
+from jaxreenact.training.setup import deca_codes_boxed
 
 
 def ranges_rows(codes) -> jax.Array:
@@ -20,16 +22,26 @@ def ranges_rows(codes) -> jax.Array:
 
 
 def compute_ranges(
-    nets, frozen, num: int, seed: int = 0, batch: int = 16, truncation: float = 0.7, progress: bool = True
+    nets,
+    frozen,
+    num: int,
+    seed: int = 0,
+    batch: int = 16,
+    truncation: float = 0.7,
+    progress: bool = True,
+    deca_box: str = DECA_BOX,
 ) -> np.ndarray:
-    """min/max [54, 2] (float64) of `ranges_rows` over `num` generated faces (DECA crop: the fixed 256 box)."""
-    theta = jnp.asarray(fixed_deca_theta(batch))
+    """min/max [54, 2] (float64) of `ranges_rows` over `num` generated faces. DECA reads each face as training does
+    (`setup.deca_codes_boxed` with training's default crop rule `deca_box`, as the authors' `extract_statistics.py`
+    runs their DECA wrapper; "landmarks" needs `nets.sfd`/`nets.fan`)."""
+    theta = jnp.asarray(fixed_deca_theta(1))
+    z_dim = nets.g.style_dim
 
     @jax.jit
     def rows(key):
-        z = jax.random.normal(key, (batch, 512), jnp.float32)
+        z = jax.random.normal(key, (batch, z_dim), jnp.float32)
         img = render(nets.g, frozen["g"], sample_wplus(nets.g, frozen["g"], z), truncation)
-        return ranges_rows(encode(nets.deca, frozen["deca"], img, theta))
+        return ranges_rows(deca_codes_boxed(nets, frozen, img, deca_box, theta))
 
     lo = np.full(54, np.inf)
     hi = np.full(54, -np.inf)

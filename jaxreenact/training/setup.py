@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreenact.common.errors import UserError
-from jaxreenact.common.mesh import batch_padding, shard_rows
 from jaxreenact.face import deca_box
 from jaxreenact.latent import directions
 from jaxreenact.latent import render as render_lib
@@ -66,12 +65,14 @@ def make_setup(config, nets: Networks) -> Setup:
         nets = dataclasses.replace(nets, g=nets.g.clone(dtype=dtype))
     ranges_path = config.ranges_file or pose.default_ranges_path(config.dataset_type)
     ranges = pose.load_ranges(ranges_path)
-    layout = pose.LAYOUTS[config.dataset_type]
+    if config.dataset_type not in pose.LAYOUTS:
+        raise UserError(f"config.dataset_type={config.dataset_type!r}: use one of {', '.join(pose.LAYOUTS)}")
+    layout = dataclasses.replace(pose.LAYOUTS[config.dataset_type], shift_scale=float(config.model.shift_scale))
     if config.model.deca_box not in DECA_BOXES:
         raise UserError(f"config.model.deca_box={config.model.deca_box!r}: use one of {', '.join(DECA_BOXES)}")
     if config.model.deca_box == "landmarks" and (nets.sfd is None or nets.fan is None):
         raise UserError('config.model.deca_box="landmarks" needs the S3FD and FAN networks (config.weights.sfd/fan)')
-    lam = {k: float(getattr(config.loss, k)) for k in ("identity", "perceptual", "shape", "eye", "mouth", "pixel")}
+    lam = loss_weights(config.loss)
     return Setup(
         nets=nets,
         units=pose.shift_units(ranges, layout),
@@ -86,8 +87,20 @@ def make_setup(config, nets: Networks) -> Setup:
     )
 
 
+def loss_weights(loss_cfg) -> dict[str, float]:
+    """The weight of each loss term. As upstream (`calculate_losses`), the eye and mouth losses live inside the shape
+    loss's `lambda_shape > 0` branch: a shape weight <= 0 turns all three off."""
+    lam = {k: float(getattr(loss_cfg, k)) for k in ("identity", "perceptual", "shape", "eye", "mouth", "pixel")}
+    lam["w_reg"] = float(loss_cfg.get("w_reg", 0.0))
+    if lam["shape"] <= 0:
+        lam["shape"] = lam["eye"] = lam["mouth"] = 0.0
+    return lam
+
+
 def a_module(config) -> directions.DirectionMatrix:
-    return directions.DirectionMatrix(config.model.learned_directions, config.model.num_layers_shift)
+    return directions.DirectionMatrix(
+        config.model.learned_directions, config.model.num_layers_shift, shift_scale=float(config.model.shift_scale)
+    )
 
 
 def init_params_fn(a: directions.DirectionMatrix):
@@ -99,12 +112,22 @@ def load_init_params(path: str | os.PathLike):
     return load_A(path)[1]
 
 
-def deca_codes(s: Setup, frozen, images):
-    """DECA codes of generator-range images [B,256,256,3], the crop box as `s.deca_box` says."""
-    theta = jnp.broadcast_to(jnp.asarray(s.theta), (images.shape[0], 3, 3))
-    if s.deca_box == "landmarks":
-        theta, _, _ = deca_box.landmark_theta((s.nets.sfd, frozen["sfd"]), (s.nets.fan, frozen["fan"]), images, theta)
+def deca_codes(s: Setup, frozen, images, theta=None):
+    """DECA codes of generator-range images [B,256,256,3]. theta: the crop matrices [B,3,3] (a replay's recorded
+    boxes); None: the crop box as `s.deca_box` says."""
+    if theta is None:
+        return deca_codes_boxed(s.nets, frozen, images, s.deca_box, s.theta)
     return deca_lib.encode(s.nets.deca, frozen["deca"], images, theta)
+
+
+def deca_codes_boxed(nets: Networks, frozen, images, box: str, fixed_theta):
+    """DECA codes of generator-range images with training's crop rule `box` ("fixed": `fixed_theta` [1 or B, 3, 3];
+    "landmarks": S3FD + FAN, `fixed_theta` where no face is found). The one function training, validation and the
+    ranges statistics (`jaxreenact.training.ranges`) read DECA through."""
+    theta = jnp.broadcast_to(jnp.asarray(fixed_theta), (images.shape[0], 3, 3))
+    if box == "landmarks":
+        theta, _, _ = deca_box.landmark_theta((nets.sfd, frozen["sfd"]), (nets.fan, frozen["fan"]), images, theta)
+    return deca_lib.encode(nets.deca, frozen["deca"], images, theta)
 
 
 def geometry(s: Setup, frozen, shape, exp, pose_):
@@ -124,13 +147,17 @@ def reenact_from_codes(s: Setup, params, frozen, w_plus, codes_s, codes_t):
     return render(s, frozen, directions.shift_wplus(w_plus, shift))
 
 
-def synthetic_sources(s: Setup, frozen, key, batch: int, mesh=None):
-    """z ~ N(0, I) → untruncated W+ and its truncated image (`G(z, ψ)`), both [B, ...].
-
-    With a `mesh`: the `batch` draws (the same as on one device) laid out as the padded batch of that mesh
-    (`common.mesh.batch_padding`, rows beyond `batch` repeat real ones) and split over its `data` axis."""
-    z = jax.random.normal(key, (batch, 512), jnp.float32)
-    if mesh is not None:
-        z = shard_rows(batch_padding(batch, mesh.size).pad(z), mesh)
+def synthetic_sources_from_z(s: Setup, frozen, z):
+    """z [B, 512] → untruncated W+ and its truncated image (`G(z, ψ)`), both [B, ...] (the image without gradient)."""
     w = render_lib.sample_wplus(s.nets.g, frozen["g"], z)
     return w, jax.lax.stop_gradient(render(s, frozen, w))
+
+
+def sample_z(key, batch: int):
+    """z ~ N(0, I) [B, 512] (the authors' `make_noise`)."""
+    return jax.random.normal(key, (batch, 512), jnp.float32)
+
+
+def synthetic_sources(s: Setup, frozen, key, batch: int):
+    """`synthetic_sources_from_z` of z ~ N(0, I) drawn from `key`."""
+    return synthetic_sources_from_z(s, frozen, sample_z(key, batch))

@@ -13,6 +13,7 @@ from jaxreenact.weights import load_bundle
 
 STAGES = {
     "synthetic": synthetic.build,  # stage 1
+    "real": mixed.build_real,  # the authors' `real` mode (every source real; not one of the paper's stages)
     "real_synthetic": mixed.build,  # stage 2 (the configs call it mixed)
     "paired": paired.build,  # stage 3
 }

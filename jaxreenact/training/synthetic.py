@@ -1,4 +1,8 @@
-"""Stage 1, synthetic pairs (paper Sec. 3.1, METHOD.md 4.5 item 1): sources and targets are G(z) of random z."""
+"""Stage 1, synthetic pairs (paper Sec. 3.1, METHOD.md 4.5 item 1): sources and targets are G(z) of random z.
+
+`synthetic_losses_from` is the step's pure core (z, the 50 % draws and the DECA crops given); the loss the loop
+differentiates draws them from the step's key.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,37 @@ import jax
 
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.mesh import batch_padding
-from jaxreenact.training.losses import reenactment_losses
-from jaxreenact.training.setup import Setup, init_params_fn, synthetic_sources
+from jaxreenact.pose import params as pose
+from jaxreenact.training.losses import reenactment_losses_from
+from jaxreenact.training.setup import Setup, init_params_fn, sample_z, synthetic_sources, synthetic_sources_from_z
 from jaxreenact.training.stage import Stage
 from jaxreenact.training.validation import validation_metrics
 
 
+def synthetic_losses_from(s: Setup, params, frozen, z_s, z_t, draws=None, thetas=None, mesh=None):
+    """The pure core of a synthetic step: sources G(z_s, ψ) and targets G(z_t, ψ) from the given z [B, 512]; the
+    50 % scheme's draws and the DECA crops as `reenactment_losses_from` takes them. With a `mesh`: data-parallel
+    over its `data` axis, the batch padded to a multiple of its devices (`common.mesh.Padding`, padded rows weigh
+    0: the numbers of one device; `thetas`, when given, for the padded rows)."""
+    pad = None
+    if mesh is not None:
+        pad = batch_padding(z_s.shape[0], mesh.size)
+        z_s, z_t = pad.place(z_s, mesh), pad.place(z_t, mesh)
+    w_s, img_s = synthetic_sources_from_z(s, frozen, z_s)
+    _, img_t = synthetic_sources_from_z(s, frozen, z_t)
+    return reenactment_losses_from(
+        s, params, frozen, w_s, img_s, img_t, id_ref=img_s, draws=draws, thetas=thetas, pad=pad
+    )
+
+
 def synthetic_loss(s: Setup, batch: int, mesh=None):
-    """The stage's loss of a global batch of `batch` pairs; with a `mesh`, data-parallel over its `data` axis on
-    the batch padded to a multiple of its devices (`common.mesh.Padding`: the numbers of one device)."""
-    pad = batch_padding(batch, mesh.size) if mesh is not None else None
+    """The loss the loop differentiates (its draws from the step's key); `mesh`: see `synthetic_losses_from`."""
 
     def loss(params, frozen, key, data):
         del data
         k_s, k_t, k_attr = jax.random.split(key, 3)
-        w_s, img_s = synthetic_sources(s, frozen, k_s, batch, mesh)
-        _, img_t = synthetic_sources(s, frozen, k_t, batch, mesh)
-        return reenactment_losses(s, params, frozen, k_attr, w_s, img_s, img_t, id_ref=img_s, pad=pad)
+        draws = pose.draw_single_attribute(k_attr, batch // 2, s.layout) if s.disentanglement_50 else None
+        return synthetic_losses_from(s, params, frozen, sample_z(k_s, batch), sample_z(k_t, batch), draws, mesh=mesh)
 
     return loss
 

@@ -1,0 +1,89 @@
+"""Rows of a parity report: one per expected array, with the measure its spec entry asks for.
+
+Measures (`compare`), chosen from the array's spec entry:
+* `max_abs`: max |a − b| ≤ `tol_max_abs` (the default);
+* `rel`: max |a − b| / max(|b|, floor) ≤ `tol_rel`, floor = `tol_max_abs / tol_rel` when the entry also has
+  `tol_max_abs` (so an element passes when it is within `tol_max_abs` or within `tol_rel` of its own size, as
+  `numpy.allclose` would with max instead of sum; the losses and crop similarities);
+* `rel_l2`: ‖a − b‖₂ / ‖b‖₂ ≤ `tol_rel_l2` (gradients);
+* `cosine`: min over rows of cos(a, b) ≥ `tol_cosine` / `min_cosine` (embeddings, where a spec asks for it);
+* `exact`: integer arrays and `tol_max_abs = 0`: the number of differing entries, 0 to pass.
+A pipeline kind may build a row with its own measure where the spec entry's `compare` says how (`Row` directly).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    measure: str
+    value: float
+    tol: float
+    ok: bool
+    note: str = ""
+
+    @property
+    def status(self) -> str:
+        return "PASS" if self.ok else "FAIL"
+
+
+def failed(name: str, note: str, measure: str = "-") -> Row:
+    """A row that could not be measured (a missing rule, a shape mismatch, a non-finite value)."""
+    return Row(name, measure, float("nan"), float("nan"), False, note)
+
+
+def _f64(a) -> np.ndarray:
+    return np.asarray(a, np.float64)
+
+
+def compare(name: str, got, want, entry: dict | None) -> Row:
+    """The row of one expected array `want` against the port's `got`, measured as the spec `entry` says."""
+    entry = entry or {}
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        if got.size == want.size:
+            got = got.reshape(want.shape)
+        else:
+            return failed(name, f"shape {list(got.shape)} != expected {list(want.shape)}")
+    if np.issubdtype(want.dtype, np.integer) or np.issubdtype(want.dtype, np.bool_) or entry.get("tol_max_abs") == 0:
+        n = int(np.sum(_f64(got) != _f64(want)))
+        return Row(name, "exact", float(n), 0.0, n == 0, f"{n} of {want.size} differ" if n else "")
+    a, b = _f64(got), _f64(want)
+    if not np.all(np.isfinite(a)):
+        return failed(name, f"{int(np.sum(~np.isfinite(a)))} non-finite value(s) in the port's output")
+    err = np.abs(a - b)
+    cos_tol = entry.get("tol_cosine", entry.get("min_cosine"))
+    if cos_tol is not None:
+        a2, b2 = a.reshape(-1, a.shape[-1]) if a.ndim else a[None], b.reshape(-1, b.shape[-1]) if b.ndim else b[None]
+        cos = np.sum(a2 * b2, -1) / (np.linalg.norm(a2, axis=-1) * np.linalg.norm(b2, axis=-1))
+        v = float(cos.min())
+        return Row(name, "cosine", v, float(cos_tol), v >= cos_tol)
+    if "tol_rel_l2" in entry:
+        nb = float(np.linalg.norm(b))
+        v = float(np.linalg.norm(a - b) / nb) if nb > 0 else float(np.linalg.norm(a - b))
+        tol = float(entry["tol_rel_l2"])
+        return Row(name, "rel_l2", v, tol, v <= tol, f"max abs {float(err.max(initial=0)):.3g}")
+    if "tol_rel" in entry:
+        tol = float(entry["tol_rel"])
+        floor = float(entry["tol_max_abs"]) / tol if "tol_max_abs" in entry else np.finfo(np.float64).tiny
+        v = float(np.max(err / np.maximum(np.abs(b), floor), initial=0.0))
+        return Row(name, "rel", v, tol, v <= tol, f"max abs {float(err.max(initial=0)):.3g}")
+    if "tol_max_abs" in entry:
+        v, tol = float(err.max(initial=0.0)), float(entry["tol_max_abs"])
+        return Row(name, "max_abs", v, tol, v <= tol)
+    return failed(name, "the spec gives no tolerance for this array")
+
+
+def format_rows(title: str, rows: list[Row]) -> str:
+    """A table: name, measure, value, tolerance, PASS/FAIL (and a note)."""
+    w = max([len(r.name) for r in rows] + [4])
+    lines = [title, f"  {'name':<{w}}  {'measure':<8} {'value':>10}  {'tol':>8}  status"]
+    for r in rows:
+        note = f"  ({r.note})" if r.note else ""
+        lines.append(f"  {r.name:<{w}}  {r.measure:<8} {r.value:>10.3g}  {r.tol:>8.3g}  {r.status}{note}")
+    return "\n".join(lines)

@@ -1,0 +1,516 @@
+"""The web app's state and actions, without HTTP (the server in `webapp.server` only moves bytes and JSON).
+
+* The networks load once, when the service starts (`--tiny`: small random networks and the fake face locator).
+  Missing converted weights do not stop it: the page shows the one message of `weights.check_paths` (every
+  missing file and its converter command), and each action that needs a missing network raises that message.
+* A session (one browser page) owns a temporary folder under the service's own temporary root; uploads,
+  reenactments and exports are written there and nowhere else, and the root is removed when the service closes.
+* Sources are prepared once per session and setting (crop, DECA p, e4e W+ and, if chosen, generator tuning:
+  `inference.source.prepare_source`) and reused by both tabs.
+* Long actions (reenact, loading an edit source, a sweep GIF) run as jobs, one at a time on the device; a job's
+  progress is read from the library's own progress bars.
+* A slider move renders one frame: one jitted call of `inference.frames.render_dp` on a Δp of one row.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import io
+import json
+import pathlib
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from jaxreenact.common.errors import UserError
+from jaxreenact.common.files import atomic_write_bytes
+from jaxreenact.data import images as images_lib
+from jaxreenact.data import preprocessing
+from jaxreenact.data import video as video_lib
+from jaxreenact.face.pipeline import FixedLocate
+from jaxreenact.inference import editing, frames, reenactment
+from jaxreenact.inference.source import build_preprocessor, prepare_source, read_source_frame
+from jaxreenact.pose import motion as motion_lib
+from jaxreenact.pose import params as pose
+from jaxreenact.weights import check_paths, default_paths, load_bundle
+
+_PKG = pathlib.Path(__file__).resolve().parents[1]
+# The shipped example inputs; the first path that exists is used: the package's resources (issue 15 moves them
+# there), else a checkout's tests/data/.
+EXAMPLES = {
+    "source": (_PKG / "resources/examples/source_0002775.png", _PKG.parent / "tests/data/source_0002775.png"),
+    "driving": (
+        _PKG / "resources/examples/driving_lWOTF8SdzJw_2614-2801.mp4",
+        _PKG.parent / "tests/data/driving_lWOTF8SdzJw_2614-2801.mp4",
+    ),
+}
+WEIGHT_NAMES = tuple(dict.fromkeys(reenactment.WEIGHT_NAMES + editing.WEIGHT_NAMES))
+BUNDLE_NAMES = tuple(n for n in WEIGHT_NAMES if n not in ("sfd", "fan"))  # sfd, fan: the face preprocessor
+SLOTS = {
+    "source": images_lib.IMAGE_EXTS + video_lib.VIDEO_EXTS,
+    "driving": images_lib.IMAGE_EXTS + video_lib.VIDEO_EXTS,
+    "edit": images_lib.IMAGE_EXTS + video_lib.VIDEO_EXTS + (".npy",),
+}
+SLIDER_RANGE = editing.SHIFT_SCALE  # sliders move each direction by -6..6 shift units
+MAX_TUNE_STEPS = 2000
+MAX_SESSIONS = 8  # the least recently used session beyond this is removed (its folder and cached sources)
+SOURCES_PER_SESSION = 2
+RUNS_KEPT = 2  # reenactment folders kept per session
+TINY_BANNER = "--tiny: small random networks and a fake face locator; the pictures mean nothing (tests and demos only)"
+
+
+@dataclasses.dataclass
+class Options:
+    weights: dict = dataclasses.field(default_factory=lambda: default_paths(WEIGHT_NAMES))
+    tiny: bool = False
+    seed: int = 0
+    batch_size: int = 16
+    max_upload_mb: float = 512.0
+    progress: bool = True
+    tmp: str | None = None  # parent of the service's temporary root (default: the system's)
+
+
+def example_path(kind: str) -> pathlib.Path | None:
+    return next((p for p in EXAMPLES[kind] if p.is_file()), None)
+
+
+def live_bars() -> list[dict]:
+    """The library's live progress bars (the running job's: jobs run one at a time)."""
+    with tqdm.get_lock():
+        bars = list(getattr(tqdm, "_instances", ()))
+    out = []
+    for b in bars:
+        if not getattr(b, "disable", True):
+            out.append({"desc": str(b.desc or "").rstrip(": "), "n": int(b.n), "total": b.total and int(b.total)})
+    return out
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+@dataclasses.dataclass
+class EditState:
+    w: np.ndarray
+    g_vars: dict
+    shown: np.ndarray  # uint8 [256, 256, 3]: the crop, or G(trunc(w)) of a latent
+    start: np.ndarray  # [D] the source's own value of each direction, shift units
+    label: str
+
+
+@dataclasses.dataclass
+class Job:
+    id: str
+    kind: str
+    state: str = "queued"  # queued | running | done | error
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    finished: float | None = None
+    message: str | None = None
+    result: dict | None = None
+    stage: str = ""  # what the job is doing when no progress bar runs
+
+
+class Session:
+    def __init__(self, root: pathlib.Path):
+        self.id = secrets.token_urlsafe(12)
+        self.dir = root / self.id
+        self.dir.mkdir()
+        self.uploads: dict[str, tuple[pathlib.Path, str]] = {}  # slot -> (path, the name the user gave)
+        self.sources: collections.OrderedDict = collections.OrderedDict()
+        self.edit: EditState | None = None
+        self.jobs: dict[str, Job] = {}
+        self.runs = 0
+        self.uploads_made = 0
+        self.used = time.monotonic()
+
+    def tidy(self, message: str) -> str:
+        """A library message with this session's temporary paths replaced by the names the user knows."""
+        for path, name in self.uploads.values():
+            message = message.replace(str(path), name)
+        return message.replace(str(self.dir), "(session folder)")
+
+    def url(self, path: pathlib.Path) -> str:
+        return f"/files/{self.id}/{path.relative_to(self.dir).as_posix()}"
+
+
+class Service:
+    """The networks, the sessions and the actions of the app (see the module doc)."""
+
+    def __init__(self, opts: Options, locate=None, bundle=None):
+        if opts.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {opts.batch_size}")
+        if opts.max_upload_mb <= 0:
+            raise UserError(f"--max-upload-mb must be > 0, got {opts.max_upload_mb:g}")
+        self.opts = opts
+        self.paths = {n: opts.weights.get(n) or default_paths([n])[n] for n in WEIGHT_NAMES}
+        self.space = pose.pose_space("voxceleb")
+        self.names = motion_lib.direction_names(self.space.layout)
+        self.weights_message = None
+        if opts.tiny:
+            self.loaded = set(WEIGHT_NAMES)
+            locate = locate or FixedLocate()
+            self.bundle = bundle or load_bundle(BUNDLE_NAMES, tiny_seed=opts.seed)
+        else:
+            try:
+                check_paths({n: p for n, p in self.paths.items() if locate is None or n not in ("sfd", "fan")})
+            except UserError as e:
+                self.weights_message = str(e)
+            self.loaded = {n for n, p in self.paths.items() if pathlib.Path(p).exists()}
+            if locate is not None:
+                self.loaded |= {"sfd", "fan"}
+            present = [n for n in BUNDLE_NAMES if n in self.loaded]
+            self.bundle = bundle or load_bundle(present, self.paths)
+        self.locate = locate
+        nets = self.bundle[0]
+        if nets.A is not None and nets.A.input_dim != self.space.layout.num_directions:
+            raise UserError(f"--A {self.paths['A']}: A has {nets.A.input_dim} directions, the voxceleb layout "
+                            f"needs {self.space.layout.num_directions}")  # fmt: skip
+        have_faces = locate is not None or {"sfd", "fan"} <= self.loaded
+        self.pre = build_preprocessor(self.paths, tiny=opts.tiny, locate=locate) if have_faces else None
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix="jaxreenact-app-", dir=opts.tmp))
+        self.sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
+        self.lock = threading.Lock()  # sessions and jobs
+        self.device = threading.Lock()  # one job on the device at a time
+
+    # -- sessions ---------------------------------------------------------------------------------------------
+    def info(self) -> dict:
+        return {
+            "tiny": self.opts.tiny,
+            "banner": TINY_BANNER if self.opts.tiny else None,
+            "weights_message": self.weights_message,
+            "examples": {k: example_path(k) is not None for k in EXAMPLES},
+            "directions": self.names,
+            "slider_range": SLIDER_RANGE,
+            "modes": list(motion_lib.MODES),
+            "components": list(motion_lib.COMPONENTS),
+            "max_upload_mb": self.opts.max_upload_mb,
+            "accept": {k: ",".join(v) for k, v in SLOTS.items()},
+        }
+
+    def new_session(self) -> Session:
+        s = Session(self.root)
+        with self.lock:
+            self.sessions[s.id] = s
+            while len(self.sessions) > MAX_SESSIONS:
+                _, old = self.sessions.popitem(last=False)
+                shutil.rmtree(old.dir, ignore_errors=True)
+        return s
+
+    def session(self, sid: str | None) -> Session:
+        with self.lock:
+            s = self.sessions.get(sid or "")
+            if s is None:
+                raise UserError("this page's session is unknown (the app restarted, or the session was closed): "
+                                "reload the page")  # fmt: skip
+            self.sessions.move_to_end(s.id)
+            s.used = time.monotonic()
+            return s
+
+    def close(self) -> None:
+        with self.lock:
+            self.sessions.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- weights and inputs -----------------------------------------------------------------------------------
+    def require(self, names) -> None:
+        """The converter message for those of `names` whose converted checkpoints were missing at start."""
+        missing = {n: self.paths[n] for n in names if n not in self.loaded}
+        if missing:
+            check_paths(missing)
+            raise UserError(f"the networks {', '.join(missing)} were missing when the app started: restart it")
+
+    def upload(self, s: Session, slot: str, name: str, data: bytes) -> dict:
+        """Store an uploaded file in the session's folder and check that the pipeline can read it."""
+        if slot not in SLOTS:
+            raise UserError(f"unknown upload slot {slot!r}; use one of {', '.join(SLOTS)}")
+        name = pathlib.Path(name or "").name
+        ext = pathlib.Path(name).suffix.lower()
+        if ext not in SLOTS[slot]:
+            raise UserError(f"{name or '(no name)'}: unsupported file type {ext or '(no extension)'} for the "
+                            f"{slot}; use one of {' '.join(SLOTS[slot])}")  # fmt: skip
+        if len(data) > self.opts.max_upload_mb * 2**20:
+            raise UserError(f"{name}: larger than the app's limit of {self.opts.max_upload_mb:g} MB (--max-upload-mb)")
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", pathlib.Path(name).stem)[:60] or "upload"
+        with self.lock:
+            s.uploads_made += 1
+            folder = s.dir / "uploads" / f"{slot}-{s.uploads_made}"
+        folder.mkdir(parents=True)
+        path = folder / f"{stem}{ext}"
+        path.write_bytes(data)
+        try:
+            info = self.check_input(slot, path)
+        except UserError as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise UserError(str(e).replace(str(path), name)) from None
+        old = s.uploads.get(slot)
+        s.uploads[slot] = (path, name)
+        if old is not None and not self._in_use(s, old[0]):
+            shutil.rmtree(old[0].parent, ignore_errors=True)
+        return {"name": name, "bytes": len(data), **info}
+
+    def _in_use(self, s: Session, path: pathlib.Path) -> bool:
+        return any(j.state in ("queued", "running") for j in s.jobs.values()) or path in (
+            p for p, _ in s.uploads.values()
+        )
+
+    def check_input(self, slot: str, path: pathlib.Path) -> dict:
+        if path.suffix.lower() == ".npy":
+            nets = self.bundle[0]
+            n_latent = nets.g.n_latent if nets.g is not None else 14
+            editing.load_latent_source(path, n_latent)
+            return {"kind": "latent"}
+        spec = preprocessing.inspect_input(path)
+        if slot in ("source", "edit"):
+            frame = read_source_frame(path)
+            return {"kind": spec.kind, "size": [int(frame.shape[1]), int(frame.shape[0])]}
+        return {"kind": spec.kind, "frames": spec.num_frames, "fps": spec.fps}
+
+    def input_path(self, s: Session, slot: str, which: str | None) -> pathlib.Path:
+        if which == "example":
+            kind = "driving" if slot == "driving" else "source"
+            p = example_path(kind)
+            if p is None:
+                raise UserError(f"the shipped example {kind} is not in this installation ({EXAMPLES[kind][0]})")
+            return p
+        if slot not in s.uploads:
+            raise UserError(f"no {slot} file: upload one (or pick the example)")
+        return s.uploads[slot][0]
+
+    def source_for(self, s: Session, path: pathlib.Path, tune: bool, steps: int):
+        """The prepared source of a photo (crop, p, W+, tuned generator), once per session and setting."""
+        key = (hashlib.sha256(path.read_bytes()).hexdigest(), tune and steps > 0, steps if tune else 0)
+        if key in s.sources:
+            s.sources.move_to_end(key)
+            return s.sources[key]
+        if self.pre is None:
+            self.require(["sfd", "fan"])
+        nets, variables = self.bundle
+        src = prepare_source(nets, variables, self.space.layout, self.pre, path, tune, steps, self.opts.progress)
+        s.sources[key] = src
+        while len(s.sources) > SOURCES_PER_SESSION:
+            s.sources.popitem(last=False)
+        return src
+
+    # -- jobs -------------------------------------------------------------------------------------------------
+    def start_job(self, s: Session, kind: str, work) -> dict:
+        """Run `work(job)` in a thread, after the jobs before it (one on the device at a time)."""
+        job = Job(secrets.token_urlsafe(8), kind)
+        with self.lock:
+            s.jobs = {k: j for k, j in s.jobs.items() if j.state in ("queued", "running")}
+            s.jobs[job.id] = job
+
+        def target():
+            try:
+                with self.device:
+                    job.state, job.started = "running", time.monotonic()
+                    job.result = work(job)
+                job.state = "done"
+            except UserError as e:
+                job.state, job.message = "error", s.tidy(str(e))
+            except Exception as e:  # shown in the page; the traceback goes to the server's log
+                traceback.print_exc(file=sys.stderr)
+                job.state, job.message = "error", f"internal error ({type(e).__name__}: {e}); see the app's log"
+            finally:
+                job.finished = time.monotonic()
+
+        threading.Thread(target=target, name=f"job-{kind}-{job.id}", daemon=True).start()
+        return self.job_status(s, job.id)
+
+    def job_status(self, s: Session, job_id: str) -> dict:
+        job = s.jobs.get(job_id)
+        if job is None:
+            raise UserError(f"unknown job {job_id!r}")
+        end = job.finished or time.monotonic()
+        out = {"job": job.id, "kind": job.kind, "state": job.state, "seconds": round(end - job.started, 1)}
+        if job.state == "running":
+            out["bars"] = live_bars() or [{"desc": job.stage or "working", "n": 0, "total": None}]
+        if job.state == "queued":
+            out["bars"] = [{"desc": "waiting for the job before it", "n": 0, "total": None}]
+        if job.message:
+            out["error"] = job.message
+        if job.result is not None:
+            out["result"] = job.result
+        return out
+
+    # -- reenact ----------------------------------------------------------------------------------------------
+    def reenact(self, s: Session, req: dict) -> dict:
+        """Start a reenactment job (`inference.reenactment.run` on the loaded networks)."""
+        src = self.input_path(s, "source", req.get("source"))
+        drv = self.input_path(s, "driving", req.get("driving"))
+        component = req.get("component") or "all"
+        gains = str(req.get("gains") or "").replace(",", " ").split()
+        motion = motion_lib.MotionOptions(
+            str(req.get("mode") or "absolute"), motion_lib.parse_gains(gains), component, _number(req, "smooth")
+        )
+        tune = bool(req.get("tune", True))
+        steps = _int(req, "tune_steps", 200, 0, MAX_TUNE_STEPS)
+        max_frames = _int(req, "max_frames", None, 1, None)
+        spec = preprocessing.inspect_input(drv, max_frames)
+        with self.lock:
+            s.runs += 1
+            out = s.dir / "reenact" / f"{s.runs:03d}"
+            previous = sorted((s.dir / "reenact").glob("[0-9]*"))
+            for old in previous[: max(0, len(previous) - RUNS_KEPT + 1)]:
+                shutil.rmtree(old, ignore_errors=True)
+        opts = reenactment.Options(
+            source=str(src),
+            out=str(out),
+            driving=str(drv),
+            motion=motion,
+            tune=tune,
+            tune_steps=steps,
+            batch_size=max(1, min(self.opts.batch_size, spec.num_frames)),
+            max_frames=max_frames,
+            weights=dict(self.paths),
+            tiny=self.opts.tiny,
+            seed=self.opts.seed,
+            progress=self.opts.progress,
+        )
+        self.require(reenactment.needed_weights(opts, self.locate))
+
+        def work(job):
+            job.stage = "source: face, DECA, e4e" + (", generator tuning" if tune and steps else "")
+            source = self.source_for(s, src, tune, steps)
+            job.stage = "driving frames, rendering, writing the videos"
+            summary = reenactment.run(opts, bundle=self.bundle, preprocessor=self.pre, source=source)
+            summary = {**summary, "source": s.tidy(summary["source"]), "driving": s.tidy(summary["driving"])}
+            text = reenactment.format_summary(summary, "(session folder)")
+            videos = {
+                n: s.url(out / f"{n}.mp4") for n in ("reenacted", "grid", "pasted") if (out / f"{n}.mp4").exists()
+            }
+            return {
+                "summary": summary,
+                "text": "\n".join(line for line in s.tidy(text).splitlines() if not line.startswith("wrote ")),
+                "videos": videos,
+                "summary_url": s.url(out / "summary.json"),
+            }
+
+        return self.start_job(s, "reenact", work)
+
+    # -- edit -------------------------------------------------------------------------------------------------
+    def edit_source(self, s: Session, req: dict) -> dict:
+        """Start a job that loads the edit tab's source: a photo (prepared and cached) or a `.npy` latent."""
+        path = self.input_path(s, "edit", req.get("source"))
+        latent = path.suffix.lower() == ".npy"
+        tune = bool(req.get("tune", True))
+        steps = _int(req, "tune_steps", 200, 0, MAX_TUNE_STEPS)
+        label = "example" if req.get("source") == "example" else s.uploads["edit"][1]
+        eopts = editing.Options(source=str(path), out=str(s.dir), directions=[0], tune=tune, tune_steps=steps)
+        self.require(editing.needed_weights(eopts, latent, self.locate))
+
+        def work(job):
+            job.stage = (
+                "latent: render, DECA"
+                if latent
+                else "source: face, DECA, e4e" + (", generator tuning" if tune and steps else "")
+            )
+            nets, variables = self.bundle
+            if latent:
+                w, g_vars, p, shown = editing.latent_source_parts(nets, variables, self.space.layout, path)
+            else:
+                src = self.source_for(s, path, tune, steps)
+                w, g_vars, p, shown = src.w, src.g_vars, src.p, src.crop
+            start = editing.start_units(p, self.space)
+            s.edit = EditState(np.asarray(w), g_vars, np.asarray(shown), start, label)
+            folder = s.dir / "edit"
+            folder.mkdir(exist_ok=True)
+            atomic_write_bytes(folder / "source.png", png_bytes(shown))
+            return {
+                "label": label,
+                "latent": latent,
+                "tuned": bool(not latent and tune and steps > 0),
+                "directions": self.names,
+                "start": [round(float(x), 3) for x in start],
+                "source_url": s.url(folder / "source.png") + f"?t={time.time_ns()}",
+            }
+
+        return self.start_job(s, "edit-source", work)
+
+    def _edit_state(self, s: Session) -> EditState:
+        if s.edit is None:
+            raise UserError("load a photo or a .npy latent in the Edit tab first")
+        return s.edit
+
+    def _dp(self, req: dict) -> np.ndarray:
+        d = self.space.layout.num_directions
+        try:
+            dp = np.asarray(req.get("dp"), np.float32).reshape(-1)
+        except (TypeError, ValueError):
+            raise UserError(f"dp: expected {d} numbers") from None
+        if dp.shape != (d,) or not np.all(np.isfinite(dp)):
+            raise UserError(f"dp: expected {d} finite numbers, got {dp.shape[0]}")
+        return np.clip(dp, -2 * SLIDER_RANGE, 2 * SLIDER_RANGE)
+
+    def render(self, s: Session, req: dict) -> bytes:
+        """PNG of G(trunc(w + A·Δp)) for one Δp: one jitted call of one frame, nothing written."""
+        st = self._edit_state(s)
+        nets, variables = self.bundle
+        image = frames.render_dp(nets, variables, st.g_vars, st.w, self._dp(req)[None], 1)[0]
+        return png_bytes(image)
+
+    def export_dp(self, s: Session, req: dict) -> dict:
+        """Write the current Δp (`dp.npy` [D], and `dp.json` with the direction names) to the session folder."""
+        st = self._edit_state(s)
+        dp = self._dp(req)
+        folder = s.dir / "edit"
+        buf = io.BytesIO()
+        np.save(buf, dp)
+        atomic_write_bytes(folder / "dp.npy", buf.getvalue())
+        doc = {"source": st.label, "units": "shift units", "dp": dict(zip(self.names, map(float, dp)))}
+        atomic_write_bytes(folder / "dp.json", (json.dumps(doc, indent=2) + "\n").encode())
+        return {"npy_url": s.url(folder / "dp.npy"), "json_url": s.url(folder / "dp.json")}
+
+    def sweep(self, s: Session, req: dict) -> dict:
+        """Start a job that renders the sweep GIF of one direction (`inference.editing.sweep`)."""
+        st = self._edit_state(s)
+        d = editing.check_directions([_int(req, "direction", None, None, None)], self.space.layout)[0]
+
+        def work(job):
+            job.stage = f"rendering the sweep of {self.names[d]}"
+            nets, variables = self.bundle
+            shifts, _, frames_ = editing.sweep(nets, variables, st.g_vars, st.w, st.shown, d, float(st.start[d]),
+                                               self.opts.batch_size)  # fmt: skip
+            path = s.dir / "edit" / f"sweep_{d}_{self.names[d]}.gif"
+            atomic_write_bytes(path, editing.gif_bytes(frames_, editing.FPS))
+            return {"direction": self.names[d], "frames": len(shifts), "shifts": [round(float(x), 3) for x in shifts],
+                    "gif_url": s.url(path) + f"?t={time.time_ns()}"}  # fmt: skip
+
+        return self.start_job(s, "sweep", work)
+
+
+def _number(req: dict, key: str) -> float | None:
+    v = req.get(key)
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise UserError(f"{key}: {v!r} is not a number") from None
+    if not np.isfinite(x):
+        raise UserError(f"{key}: {v!r} is not a finite number")
+    return x
+
+
+def _int(req: dict, key: str, default, lo, hi):
+    x = _number(req, key)
+    if x is None:
+        if default is None and lo is None:
+            raise UserError(f"{key}: a whole number is needed")
+        return default
+    if x != int(x) or (lo is not None and x < lo) or (hi is not None and x > hi):
+        bounds = f" in {lo}..{hi}" if hi is not None else f" >= {lo}" if lo is not None else ""
+        raise UserError(f"{key}: {x:g} is not allowed; use a whole number{bounds}")
+    return int(x)
