@@ -14,7 +14,6 @@ with the same workdir continues from the videos already done (cache/), also afte
 from __future__ import annotations
 
 from jaxreenact.common import cli, distributed
-from jaxreenact.common.errors import UserError
 from jaxreenact.evaluation import protocol, report
 
 USAGE = "python -m jaxreenact.evaluate --config=configs/eval.py[:tiny] --workdir=DIR"
@@ -37,11 +36,8 @@ def run(config, workdir, progress: bool = True, locate=None) -> dict:
 
 def main(argv):
     del argv
-    cli.setup_logging(_VERBOSE.value)
-    if _CONFIG.value is None:
-        raise UserError(f"--config is missing; usage: {USAGE}")
-    workdir = cli.workdir_path(_WORKDIR.value, USAGE)
-    run(_CONFIG.value, workdir, progress=not _NO_PROGRESS.value)
+    config, workdir = cli.config_program_inputs(USAGE, _CONFIG, _WORKDIR, _VERBOSE)
+    run(config, workdir, progress=not _NO_PROGRESS.value)
     return 0
 
 

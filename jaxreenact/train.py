@@ -13,7 +13,6 @@ Re-running with the same --workdir resumes from its last checkpoint; a finished 
 from __future__ import annotations
 
 from jaxreenact.common import cli, distributed
-from jaxreenact.common.errors import UserError
 from jaxreenact.training import loop, stages
 
 USAGE = "python -m jaxreenact.train --config=configs/<stage>.py[:tiny] --workdir=DIR"
@@ -26,11 +25,7 @@ _CONFIG, _WORKDIR, _NO_PROGRESS, _VERBOSE = cli.define_config_flags(
 
 def main(argv):
     del argv
-    cli.setup_logging(_VERBOSE.value)
-    if _CONFIG.value is None:
-        raise UserError(f"--config is missing; usage: {USAGE}")
-    workdir = cli.workdir_path(_WORKDIR.value, USAGE)
-    config = _CONFIG.value
+    config, workdir = cli.config_program_inputs(USAGE, _CONFIG, _WORKDIR, _VERBOSE)
     done = loop.completed_step(workdir, config.train.steps)
     if done is not None:
         print(f"{workdir}: already trained to step {done} (config.train.steps={config.train.steps}); nothing to do. "

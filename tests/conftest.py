@@ -27,7 +27,7 @@ WEIGHTS_DIR = os.environ.get("JAXREENACT_WEIGHTS")
 # What the suite needs beyond the package (pyproject's `test` and `dev` extras, and torch). Locally a missing one
 # skips its tests; with CI=true it fails the run at once, so a CI cannot stay green while whole groups skip.
 TEST_DEPENDENCIES = {"torch": "torch==2.13.0", "face_alignment": "face-alignment", "cv2": "opencv-python",
-                     "skimage": "scikit-image"}  # fmt: skip
+                     "skimage": "scikit-image", "xdist": "pytest-xdist"}  # fmt: skip
 
 
 def missing_test_dependencies() -> list[str]:

@@ -5,6 +5,7 @@ downloaded), its `utils.crop` (uint8 canvas + cv2 bilinear), its NMS, and the au
 import pathlib
 import warnings
 
+import fa_fixtures
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -146,7 +147,6 @@ def face_alignment_pair(tmp_path_factory):
     from face_alignment import api
     from face_alignment import utils as fa_utils
     from face_alignment.detection.sfd import sfd_detector
-    from face_alignment.detection.sfd.net_s3fd import s3fd as TorchS3FD
     from face_alignment.models.fan import FAN as TorchFAN
 
     from converters import fan as conv_fan
@@ -154,42 +154,16 @@ def face_alignment_pair(tmp_path_factory):
 
     images = _images()
     x255 = _range_255(images)
-    torch.manual_seed(0)
-    net = TorchS3FD().eval()
-    heads = ("conv3_3_norm", "conv4_3_norm", "conv5_3_norm", "fc7", "conv6_2", "conv7_2")
+    net, face_logit = fa_fixtures.face_s3fd(loc_scale=0.02, conf_scale=0.05)
     with torch.no_grad():
-        for name, m in net.named_modules():
-            if isinstance(m, torch.nn.Conv2d) and "mbox" not in name:
-                m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5)
-                m.bias.zero_()
-        for h in heads:
-            conf, loc = getattr(net, f"{h}_mbox_conf"), getattr(net, f"{h}_mbox_loc")
-            loc.weight.mul_(0.02)
-            loc.bias.zero_()
-            conf.bias.zero_()
-            if h == "fc7":
-                conf.weight.mul_(0.05)
-            else:
-                conf.weight.zero_()
-                conf.bias[-1] = -30.0
         x = torch.from_numpy(x255).permute(0, 3, 1, 2).flip(-3) - torch.tensor([104.0, 117.0, 123.0]).view(1, 3, 1, 1)
-        cls = net(x)[2 * heads.index("fc7")]
-        best = np.sort((cls[:, 1] - cls[:, 0]).flatten(1).max(1).values.numpy())
+        best = np.sort(face_logit(x).max(1).values.numpy())
         assert best[2] - best[1] > 0.1, best  # a clear split between the images without and with a face
         net.fc7_mbox_conf.bias[1] = -float(best[1] + 0.7 * (best[2] - best[1]))
     root = tmp_path_factory.mktemp("fa")
     torch.save(net.state_dict(), root / "s3fd.pth")
 
-    torch.manual_seed(1)
-    fnet = TorchFAN(1).eval()
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for m in fnet.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5, generator=g)
-                m.running_var.uniform_(0.5, 2.0, generator=g)
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.uniform_(-0.2, 0.2, generator=g)
+    fnet = fa_fixtures.random_fan(1)
     torch.save(fnet.state_dict(), root / "fan.pth")
 
     def no_download(*a, **k):

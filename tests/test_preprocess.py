@@ -7,6 +7,7 @@ import json
 import pathlib
 import shutil
 
+import fa_fixtures
 import numpy as np
 import pytest
 from PIL import Image
@@ -131,41 +132,12 @@ def _random_face_networks(frames_work):
     down to stay near the anchors, and its face bias set so that every frame's best anchor scores above 0.99 while
     the others spread below and above it (several confident faces, NMS at work)."""
     import torch
-    from face_alignment.detection.sfd.net_s3fd import s3fd
-    from face_alignment.models.fan import FAN
 
-    torch.manual_seed(0)
-    net = s3fd().eval()
-    heads = ("conv3_3_norm", "conv4_3_norm", "conv5_3_norm", "fc7", "conv6_2", "conv7_2")
+    net, face_logit = fa_fixtures.face_s3fd(loc_scale=0.002, conf_scale=0.02)
     with torch.no_grad():
-        for name, m in net.named_modules():
-            if isinstance(m, torch.nn.Conv2d) and "mbox" not in name:
-                m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5)
-                m.bias.zero_()
-        for h in heads:
-            conf, loc = getattr(net, f"{h}_mbox_conf"), getattr(net, f"{h}_mbox_loc")
-            loc.weight.mul_(0.002)
-            loc.bias.zero_()
-            conf.bias.zero_()
-            if h == "fc7":
-                conf.weight.mul_(0.02)
-            else:
-                conf.weight.zero_()
-                conf.bias[-1] = -30.0
         x = torch.from_numpy(np.stack(frames_work).astype(np.float32)).permute(0, 3, 1, 2)  # the authors: RGB as is
-        cls = net(x)[2 * heads.index("fc7")]
-        best = (cls[:, 1] - cls[:, 0]).flatten(1).max(1).values.min()
-        net.fc7_mbox_conf.bias[1] = 6.0 - float(best)
-    torch.manual_seed(1)
-    fan = FAN(1).eval()
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for m in fan.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5, generator=g)
-                m.running_var.uniform_(0.5, 2.0, generator=g)
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.uniform_(-0.2, 0.2, generator=g)
+        net.fc7_mbox_conf.bias[1] = 6.0 - float(face_logit(x).max(1).values.min())
+    fan = fa_fixtures.random_fan(1)
     return net, fan
 
 

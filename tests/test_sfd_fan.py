@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pathlib
 
+import fa_fixtures
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,20 +51,10 @@ def s3fd(tmp_path_factory):
 def fan(tmp_path_factory):
     _fa()
     import torch
-    from face_alignment.models.fan import FAN as TorchFAN
 
     from converters import fan as conv
 
-    torch.manual_seed(1)
-    net = TorchFAN(4).eval()
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5, generator=g)
-                m.running_var.uniform_(0.5, 2.0, generator=g)
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.uniform_(-0.2, 0.2, generator=g)
+    net = fa_fixtures.random_fan(4)
     path = tmp_path_factory.mktemp("fan") / "2DFAN4.pth.tar"
     torch.save(net.state_dict(), path)
     module, variables = conv.load_torch(path)

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 import goldens
-from jaxreenact.evaluation.parity import train_steps
-from jaxreenact.evaluation.parity.report import format_rows
+from jaxreenact.evaluation.parity import step_setup, train_steps
+from jaxreenact.evaluation.parity.report import box_kind, format_rows, image_input
+from jaxreenact.evaluation.parity.step_setup import make_setup
+from jaxreenact.face import deca_crop
 from jaxreenact.pose import params as pose
 from jaxreenact.training import loop
 from jaxreenact.training.paired import paired_losses_from
@@ -67,7 +69,7 @@ def test_a_wrong_loss_weight_fails(nets):
 
 def test_an_unswapped_50_ground_truth_axis_fails(nets, monkeypatch):
     """Without the authors' [aa1, −aa0, aa2] swap, the ground-truth pose of a yaw/pitch/roll sample misses."""
-    monkeypatch.setattr(train_steps, "_JITS", {})  # retrace with the patched function
+    monkeypatch.setattr(step_setup, "_JITS", {})  # retrace with the patched function
     monkeypatch.setattr(pose, "_swap_axis", lambda aa: aa)
     name = "train_step_synthetic"
     assert set(goldens.inputs(name)["target_indices"][0].tolist()) & {0, 1, 2}  # an angle sample at step 0
@@ -81,11 +83,11 @@ def test_paired_step_end_to_end(nets):
     after the loop's Adam step match the authors' (errors compound end to end: a little looser than stage by stage)."""
     name = "train_step_paired"
     spec, inp, exp = goldens.spec(name), goldens.inputs(name), goldens.expected(name)
-    s, frozen, a0, _ = train_steps.make_setup(spec, inp, nets)
-    kind = train_steps.box_kind(spec)
-    thetas = {r: train_steps.deca_crop.crop_matrix_from_box(inp[f"boxes_{r}"][0].astype(np.float64), kind)
+    s, frozen, a0, _ = make_setup(spec, inp, nets)
+    kind = box_kind(spec)
+    thetas = {r: deca_crop.crop_matrix_from_box(inp[f"boxes_{r}"][0].astype(np.float64), kind)
               for r in ("source", "target", "shifted")}  # fmt: skip
-    img_s, img_t = (jnp.asarray(train_steps.image_input(inp[k][0])) for k in ("source_img_u8", "target_img_u8"))
+    img_s, img_t = (jnp.asarray(image_input(inp[k][0])) for k in ("source_img_u8", "target_img_u8"))
 
     @jax.jit
     def step(params, frozen, thetas):

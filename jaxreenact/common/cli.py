@@ -306,6 +306,14 @@ def workdir_path(value, usage: str) -> pathlib.Path:
     return check_out_dir(value, "--workdir")
 
 
+def config_program_inputs(usage: str, config_flag, workdir_flag, verbose_flag):
+    """(config, workdir) of a config program's flags, after setting up its logging; one line for a missing one."""
+    setup_logging(verbose_flag.value)
+    if config_flag.value is None:
+        raise UserError(f"--config is missing; usage: {usage}")
+    return config_flag.value, workdir_path(workdir_flag.value, usage)
+
+
 def run_config_program(main, batch_field: str, argv=None) -> None:
     """`absl.app.run(main)` with the config program's checks: every mistake of the command line is one line on
     stderr and exit status 2, before `main` (and so before anything is created)."""

@@ -30,8 +30,6 @@ import time
 import traceback
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.files import atomic_write_bytes
@@ -43,6 +41,7 @@ from jaxreenact.inference import editing, frames, reenactment
 from jaxreenact.inference.source import build_preprocessor, prepare_source, read_source_frame
 from jaxreenact.pose import motion as motion_lib
 from jaxreenact.pose import params as pose
+from jaxreenact.webapp.sessions import EditState, Job, Session, live_bars, number, png_bytes, whole_number
 from jaxreenact.weights import check_paths, default_paths, load_bundle
 
 _PKG = pathlib.Path(__file__).resolve().parents[1]
@@ -83,67 +82,6 @@ class Options:
 
 def example_path(kind: str) -> pathlib.Path | None:
     return next((p for p in EXAMPLES[kind] if p.is_file()), None)
-
-
-def live_bars() -> list[dict]:
-    """The library's live progress bars (the running job's: jobs run one at a time)."""
-    with tqdm.get_lock():
-        bars = list(getattr(tqdm, "_instances", ()))
-    out = []
-    for b in bars:
-        if not getattr(b, "disable", True):
-            out.append({"desc": str(b.desc or "").rstrip(": "), "n": int(b.n), "total": b.total and int(b.total)})
-    return out
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-@dataclasses.dataclass
-class EditState:
-    w: np.ndarray
-    g_vars: dict
-    shown: np.ndarray  # uint8 [256, 256, 3]: the crop, or G(trunc(w)) of a latent
-    start: np.ndarray  # [D] the source's own value of each direction, shift units
-    label: str
-
-
-@dataclasses.dataclass
-class Job:
-    id: str
-    kind: str
-    state: str = "queued"  # queued | running | done | error
-    started: float = dataclasses.field(default_factory=time.monotonic)
-    finished: float | None = None
-    message: str | None = None
-    result: dict | None = None
-    stage: str = ""  # what the job is doing when no progress bar runs
-
-
-class Session:
-    def __init__(self, root: pathlib.Path):
-        self.id = secrets.token_urlsafe(12)
-        self.dir = root / self.id
-        self.dir.mkdir()
-        self.uploads: dict[str, tuple[pathlib.Path, str]] = {}  # slot -> (path, the name the user gave)
-        self.sources: collections.OrderedDict = collections.OrderedDict()
-        self.edit: EditState | None = None
-        self.jobs: dict[str, Job] = {}
-        self.runs = 0
-        self.uploads_made = 0
-        self.used = time.monotonic()
-
-    def tidy(self, message: str) -> str:
-        """A library message with this session's temporary paths replaced by the names the user knows."""
-        for path, name in self.uploads.values():
-            message = message.replace(str(path), name)
-        return message.replace(str(self.dir), "(session folder)")
-
-    def url(self, path: pathlib.Path) -> str:
-        return f"/files/{self.id}/{path.relative_to(self.dir).as_posix()}"
 
 
 class Service:
@@ -353,11 +291,11 @@ class Service:
         component = req.get("component") or "all"
         gains = str(req.get("gains") or "").replace(",", " ").split()
         motion = motion_lib.MotionOptions(
-            str(req.get("mode") or "absolute"), motion_lib.parse_gains(gains), component, _number(req, "smooth")
+            str(req.get("mode") or "absolute"), motion_lib.parse_gains(gains), component, number(req, "smooth")
         )
         tune = bool(req.get("tune", True))
-        steps = _int(req, "tune_steps", 200, 0, MAX_TUNE_STEPS)
-        max_frames = _int(req, "max_frames", None, 1, None)
+        steps = whole_number(req, "tune_steps", 200, 0, MAX_TUNE_STEPS)
+        max_frames = whole_number(req, "max_frames", None, 1, None)
         spec = preprocessing.inspect_input(drv, max_frames)
         with self.lock:
             s.runs += 1
@@ -406,7 +344,7 @@ class Service:
         path = self.input_path(s, "edit", req.get("source"))
         latent = path.suffix.lower() == ".npy"
         tune = bool(req.get("tune", True))
-        steps = _int(req, "tune_steps", 200, 0, MAX_TUNE_STEPS)
+        steps = whole_number(req, "tune_steps", 200, 0, MAX_TUNE_STEPS)
         label = "example" if req.get("source") == "example" else s.uploads["edit"][1]
         eopts = editing.Options(source=str(path), out=str(s.dir), directions=[0], tune=tune, tune_steps=steps)
         self.require(editing.needed_weights(eopts, latent, self.locate))
@@ -476,7 +414,7 @@ class Service:
     def sweep(self, s: Session, req: dict) -> dict:
         """Start a job that renders the sweep GIF of one direction (`inference.editing.sweep`)."""
         st = self._edit_state(s)
-        d = editing.check_directions([_int(req, "direction", None, None, None)], self.space.layout)[0]
+        d = editing.check_directions([whole_number(req, "direction", None, None, None)], self.space.layout)[0]
 
         def work(job):
             job.stage = f"rendering the sweep of {self.names[d]}"
@@ -489,28 +427,3 @@ class Service:
                     "gif_url": s.url(path) + f"?t={time.time_ns()}"}  # fmt: skip
 
         return self.start_job(s, "sweep", work)
-
-
-def _number(req: dict, key: str) -> float | None:
-    v = req.get(key)
-    if v is None or (isinstance(v, str) and not v.strip()):
-        return None
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise UserError(f"{key}: {v!r} is not a number") from None
-    if not np.isfinite(x):
-        raise UserError(f"{key}: {v!r} is not a finite number")
-    return x
-
-
-def _int(req: dict, key: str, default, lo, hi):
-    x = _number(req, key)
-    if x is None:
-        if default is None and lo is None:
-            raise UserError(f"{key}: a whole number is needed")
-        return default
-    if x != int(x) or (lo is not None and x < lo) or (hi is not None and x > hi):
-        bounds = f" in {lo}..{hi}" if hi is not None else f" >= {lo}" if lo is not None else ""
-        raise UserError(f"{key}: {x:g} is not allowed; use a whole number{bounds}")
-    return int(x)

@@ -18,6 +18,7 @@ Determinism and multi-host contract (the same for frames and pairs):
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -207,12 +208,13 @@ class VoxCelebFrames:
         steps = self.steps_per_epoch(batch_size)
         if steps == 0:
             raise UserError(f"the split has {self.num_examples} frames, fewer than one global batch ({batch_size})")
-        epoch, step = divmod(int(start_step), steps)
-        while True:
-            yield from self.iterate_frames(
-                batch_size, seed, epoch, process_index, process_count, start_step=step, padded_size=padded_size
-            )
-            epoch, step = epoch + 1, 0
+        yield from _endless(
+            steps,
+            start_step,
+            lambda e, s: self.iterate_frames(
+                batch_size, seed, e, process_index, process_count, s, padded_size=padded_size
+            ),
+        )
 
     # -- pairs -----------------------------------------------------------------------------------------------
     def epoch_pairs(self, seed: int, epoch: int, max_pairs: int = 2) -> np.ndarray:
@@ -324,19 +326,17 @@ class VoxCelebFrames:
                 f"the split has {self.num_pairs(max_pairs)} pairs per epoch (videos with ≥2 frames × {max_pairs}), "
                 f"fewer than one global batch ({batch_size})"
             )
-        epoch, step = divmod(int(start_step), steps)
-        while True:
-            yield from self.paired_epoch(
-                seed,
-                epoch,
-                max_pairs,
-                batch_size=batch_size,
-                process_index=process_index,
-                process_count=process_count,
-                start_step=step,
-                padded_size=padded_size,
-            )
-            epoch, step = epoch + 1, 0
+        pairs_of = functools.partial(self.paired_epoch, seed, max_pairs=max_pairs, batch_size=batch_size,
+                                     process_index=process_index, process_count=process_count, padded_size=padded_size)  # fmt: skip
+        yield from _endless(steps, start_step, lambda e, s: pairs_of(e, start_step=s))
+
+
+def _endless(steps: int, start_step: int, epoch_batches) -> Iterator[dict[str, np.ndarray]]:
+    """Global step t is batch t % steps of epoch t // steps, forever; `epoch_batches(epoch, first_step)`."""
+    epoch, step = divmod(int(start_step), steps)
+    while True:
+        yield from epoch_batches(epoch, step)
+        epoch, step = epoch + 1, 0
 
 
 def _text(x: Any) -> str:

@@ -26,7 +26,7 @@ from converters import lpips as lpips_conv
 from converters import stylegan2 as stylegan2_conv
 from jaxreenact.common.errors import UserError
 from jaxreenact.evaluation.parity.registry import register
-from jaxreenact.evaluation.parity.report import Row, compare, failed
+from jaxreenact.evaluation.parity.report import Rows, image_input, nchw
 from jaxreenact.evaluation.parity.spec import Checkpoints, Component
 from jaxreenact.latent import directions, render
 from jaxreenact.models.arcface import id_crop, identity_loss
@@ -38,18 +38,6 @@ from jaxreenact.training import losses
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def image_input(u8, deca: bool = False) -> np.ndarray:
-    """uint8 NCHW golden image -> float32 NHWC: u8/127.5 − 1 ([-1, 1]), or u8/255 for DECA ([0, 1])."""
-    x = np.asarray(u8).astype(np.float32) / (np.float32(255.0) if deca else np.float32(127.5))
-    if not deca:
-        x = x - np.float32(1.0)
-    return np.transpose(x, (0, 2, 3, 1))
-
-
-def nchw(x) -> np.ndarray:
-    return np.transpose(np.asarray(x), (0, 3, 1, 2))
-
-
 def permutation(entry: dict | None, batch: int) -> np.ndarray:
     """The sample pairing an upstream call writes as `x[[1, 0]]` in its spec entry; else each sample's next one."""
     m = re.search(r"\[\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]\]", (entry or {}).get("upstream", ""))
@@ -60,30 +48,6 @@ def permutation(entry: dict | None, batch: int) -> np.ndarray:
     return np.roll(np.arange(batch), -1)
 
 
-class Rows:
-    """Collects the rows of one folder: `add(name, value)` compares with the expected array and its entry."""
-
-    def __init__(self, spec, expected):
-        self.entries, self.expected, self.rows = spec["expected"], expected, []
-        self.done: set[str] = set()
-
-    def want(self, name: str) -> bool:
-        return name in self.expected and name not in self.done
-
-    def add(self, name: str, value, row: Row | None = None) -> None:
-        if name not in self.expected or name in self.done:
-            return
-        self.done.add(name)
-        self.rows.append(row or compare(name, np.asarray(value), self.expected[name], self.entries.get(name)))
-
-    def finish(self, why: str = "no rule of this kind computes this array") -> list[Row]:
-        """Rows in the spec's order; an expected array no rule reached is a failure."""
-        by_name = {r.name: r for r in self.rows}
-        order = list(self.entries) + [k for k in self.expected if k not in self.entries]
-        return [by_name.get(k) or failed(k, why) for k in order]
-
-
-# ----------------------------------------------------------------------------------------------- networks
 def _entry(comp: Component, what: str, pred) -> dict:
     hits = [e for e in comp.entries() if pred(e)]
     if not hits:

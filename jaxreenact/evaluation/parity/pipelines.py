@@ -23,9 +23,8 @@ from flax import traverse_util
 
 from jaxreenact.common.errors import UserError
 from jaxreenact.evaluation.parity import train_steps
-from jaxreenact.evaluation.parity.networks import Rows, image_input, nchw
 from jaxreenact.evaluation.parity.registry import register
-from jaxreenact.evaluation.parity.report import Row, failed
+from jaxreenact.evaluation.parity.report import Row, Rows, box_kind, failed, image_input, nchw
 from jaxreenact.face import deca_crop
 from jaxreenact.latent import render, tuning
 from jaxreenact.pose import deca as deca_lib
@@ -42,12 +41,6 @@ def pose_layout(spec):
     if n != layout.num_directions:
         raise UserError(f"direction_coefficients: {n} directions, the port's layouts have 15 (VoxCeleb) or 15 (FFHQ)")
     return layout
-
-
-def box_kind(spec) -> str:
-    """DECA's detector box type of the spec's `box_convention` ("kpt68": FAN's landmark box; "bbox")."""
-    m = re.search(r'type "(kpt68|bbox)"', (spec.get("box_convention") or {}).get("detector", ""))
-    return m.group(1) if m else "kpt68"
 
 
 @register("reenact_frames")

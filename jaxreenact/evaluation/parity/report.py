@@ -14,6 +14,7 @@ A pipeline kind may build a row with its own measure where the spec entry's `com
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 
@@ -87,3 +88,45 @@ def format_rows(title: str, rows: list[Row]) -> str:
         note = f"  ({r.note})" if r.note else ""
         lines.append(f"  {r.name:<{w}}  {r.measure:<8} {r.value:>10.3g}  {r.tol:>8.3g}  {r.status}{note}")
     return "\n".join(lines)
+
+
+class Rows:
+    """The rows of one folder: `add(name, value)` compares with the expected array of that name (once). `only`: the
+    names to report (default: every expected array); the others still feed the stages."""
+
+    def __init__(self, spec, expected, only=None):
+        self.entries, self.expected, self.rows = spec.get("expected", {}), expected, {}
+        self.only = None if only is None else set(only)
+
+    def want(self, name: str) -> bool:
+        return name in self.expected and name not in self.rows and (self.only is None or name in self.only)
+
+    def add(self, name: str, value=None, row: Row | None = None) -> None:
+        if self.want(name):
+            self.rows[name] = row or compare(name, np.asarray(value), self.expected[name], self.entries.get(name))
+
+    def finish(self, why: str = "no rule of this kind computes this array") -> list[Row]:
+        """Rows in the spec's order; an expected array no rule reached is a failure, so none is skipped silently."""
+        order = list(self.entries) + [k for k in self.expected if k not in self.entries]
+        order = [k for k in order if k in self.expected and (self.only is None or k in self.only)]
+        return [self.rows.get(k) or failed(k, why) for k in order]
+
+
+# ----------------------------------------------------------------------------------------------- golden layouts
+def image_input(u8, deca: bool = False) -> np.ndarray:
+    """uint8 NCHW golden image -> float32 NHWC: u8/127.5 − 1 ([-1, 1], bit-identical to the authors' paths), or
+    u8/255 for DECA ([0, 1])."""
+    x = np.asarray(u8).astype(np.float32) / (np.float32(255.0) if deca else np.float32(127.5))
+    if not deca:
+        x = x - np.float32(1.0)
+    return np.transpose(x, (0, 2, 3, 1))
+
+
+def nchw(x) -> np.ndarray:
+    return np.transpose(np.asarray(x), (0, 3, 1, 2))
+
+
+def box_kind(spec) -> str:
+    """DECA's detector box type in the spec's `box_convention` ("kpt68": FAN's landmark box, or "bbox")."""
+    m = re.search(r'type "(kpt68|bbox)"', (spec.get("box_convention") or {}).get("detector", ""))
+    return m.group(1) if m else "kpt68"

@@ -23,7 +23,6 @@ the 50 % scheme and the layout come from the spec and its inputs, never from one
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import types
 
@@ -31,26 +30,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreenact.evaluation.parity.report import Row, compare, failed
+from jaxreenact.evaluation.parity.report import Row, Rows, box_kind, failed, image_input, nchw
+from jaxreenact.evaluation.parity.step_setup import (
+    DECA_PARTS,
+    TERMS,
+    a_params_torch,
+    build_encode,
+    build_geometry,
+    build_losses,
+    build_shift,
+    build_sources,
+    build_targets,
+    config_of,
+    jitted,
+    make_setup,
+    samples_of,
+    step_of,
+    steps_view,
+    term_list,
+    term_names,
+)
 from jaxreenact.face import deca_crop
 from jaxreenact.latent import directions
-from jaxreenact.pose import deca as deca_lib
-from jaxreenact.pose import params as pose
 from jaxreenact.training import loop
-from jaxreenact.training.losses import shifted_losses, step_targets
-from jaxreenact.training.setup import Setup, deca_codes, geometry, synthetic_sources_from_z
-from jaxreenact.weights import Networks
 
-# The authors' loss_dict keys and the port's term names.
-TERMS = {
-    "loss_shape": "shape",
-    "loss_eye": "eye",
-    "loss_mouth": "mouth",
-    "loss_identity": "identity",
-    "loss_perceptual": "perceptual",
-    "loss_pixel_wise": "pixel",
-}
-DECA_PARTS = {"pose": "pose", "exp": "exp", "shape": "shape", "cam": "cam"}  # deca_<role>_<part> -> code key
 ADAM_RTOL, ADAM_ATOL = 1e-3, 5e-8  # the update A_after − A_before (the specs' `compare`)
 FLIP_RMS = 1e-5  # an update may flip where |g + wd·A| is below this fraction of its rms (the specs' cross_checks)
 
@@ -86,200 +89,6 @@ def update_row(name, before, after, want_after, eff_grad, allowed_flips=None) ->
     return _row(name, "update", v, 1.0, ok, note)
 
 
-class Rows:
-    """The rows of one folder: `add(name, value)` compares with the expected array of that name (once). `only`: the
-    names to report (default: every expected array); the others still feed the stages."""
-
-    def __init__(self, spec, expected, only=None):
-        self.entries, self.expected, self.rows = spec.get("expected", {}), expected, {}
-        self.only = None if only is None else set(only)
-
-    def want(self, name: str) -> bool:
-        return name in self.expected and name not in self.rows and (self.only is None or name in self.only)
-
-    def add(self, name: str, value=None, row: dict | None = None) -> None:
-        if self.want(name):
-            self.rows[name] = row or compare(name, value, self.expected[name], self.entries.get(name))
-
-    def finish(self) -> list[dict]:
-        order = list(self.entries) + [k for k in self.expected if k not in self.entries]
-        order = [k for k in order if k in self.expected and (self.only is None or k in self.only)]
-        return [self.rows.get(k) or failed(k, "no rule of this kind computes this array") for k in order]
-
-
-# ----------------------------------------------------------------------------------------------- helpers
-def image_input(u8) -> np.ndarray:
-    """uint8 NCHW golden frames → float32 NHWC in [-1, 1] (u8/127.5 − 1, bit-identical to the authors' paths)."""
-    return np.transpose(np.asarray(u8).astype(np.float32) / np.float32(127.5) - np.float32(1.0), (0, 2, 3, 1))
-
-
-def nchw(x) -> np.ndarray:
-    return np.transpose(np.asarray(x), (0, 3, 1, 2))
-
-
-def _config(spec) -> Row:
-    return dict((spec.get("upstream") or {}).get("config") or {})
-
-
-def box_kind(spec) -> str:
-    """DECA's detector box type in the spec's `box_convention` ("kpt68": FAN's landmark box, or "bbox")."""
-    m = re.search(r'type "(kpt68|bbox)"', (spec.get("box_convention") or {}).get("detector", ""))
-    return m.group(1) if m else "kpt68"
-
-
-def _samples(entry, default) -> list[int]:
-    """The samples an entry's upstream text names ("samples [0, 2]"), else `default`."""
-    m = re.search(r"samples \[(\d+(?:\s*,\s*\d+)*)\]", (entry or {}).get("upstream", ""))
-    return [int(t) for t in m.group(1).split(",")] if m else list(default)
-
-
-def _term_list(entry) -> list[str]:
-    """The per-term gradient's term order ("for the terms ['loss_shape', ...]")."""
-    m = re.search(r"terms \[([^\]]*)\]", (entry or {}).get("upstream", ""))
-    return re.findall(r"'(\w+)'", m.group(1)) if m else []
-
-
-def _step_of(entry) -> int:
-    m = re.search(r"step (\d+)", (entry or {}).get("upstream", ""))
-    return int(m.group(1)) if m else 0
-
-
-def _steps_view(stacked: np.ndarray, want: np.ndarray) -> np.ndarray:
-    """Per-step results [S, ...] as the expected array holds them: all steps, or step 0 only (one dim fewer)."""
-    return stacked[0] if want.ndim == stacked.ndim - 1 else stacked
-
-
-def a_params_torch(weight, bias) -> Row:
-    """A's parameters from the PyTorch layout (`linear.weight` [out, in], `linear.bias` [out])."""
-    return {"params": {"linear": {"weight": jnp.asarray(np.asarray(weight).T), "bias": jnp.asarray(bias)}}}
-
-
-def make_setup(spec, inputs, networks):
-    """The port's `Setup` and frozen variables for a spec: its components, loss weights, 50 % switch, ψ and the
-    truncation centre (`inputs.truncation_latent`, stored as the generator's `mean_latent`), pose layout and units."""
-    cfg = _config(spec)
-    g, gv = networks.get("generator")
-    deca, dv = networks.get("deca")
-    arc, av = networks.get("id_loss")
-    lp, lv = networks.get("lpips")
-    a, a_vars = networks.get("A")
-    if "truncation_latent" in inputs:
-        gv = {
-            **gv,
-            "buffers": {**gv["buffers"], "mean_latent": jnp.asarray(inputs["truncation_latent"]).reshape(1, -1)},
-        }
-    psi = float(inputs["truncation"]) if "truncation" in inputs else float(cfg.get("truncation", 0.7))
-    dataset = cfg.get("dataset_type", "voxceleb")
-    dc = spec.get("direction_coefficients") or {}
-    layout = pose.LAYOUTS[dataset]
-    if "shift_scale" in cfg or "shift_scale" in dc:
-        layout = dataclasses.replace(layout, shift_scale=float(cfg.get("shift_scale", dc.get("shift_scale"))))
-    ranges = inputs.get(f"ranges_{dataset}")
-    if ranges is None:
-        units = units_from_coefficients(dc, layout)
-    else:
-        units = pose.shift_units(np.asarray(ranges, np.float64), layout)
-    lam = {
-        "identity": float(cfg.get("lambda_identity", 10.0)),
-        "perceptual": float(cfg.get("lambda_perceptual", 10.0)),
-        "shape": float(cfg.get("lambda_shape", 1.0)),
-        "eye": float(cfg.get("lambda_eye_shape", 1.0)),
-        "mouth": float(cfg.get("lambda_mouth_shape", 1.0)),
-        "pixel": float(cfg.get("lambda_pixel_wise", 1.0)),
-    }
-    if lam["shape"] <= 0:  # upstream computes eye and mouth inside the shape loss's branch
-        lam["shape"] = lam["eye"] = lam["mouth"] = 0.0
-    s = Setup(
-        nets=Networks(g=g, deca=deca, arcface=arc, lpips=lp, A=a),
-        units=units,
-        layout=layout,
-        ranges=None if ranges is None else np.asarray(ranges, np.float64),
-        truncation=psi,
-        lam=lam,
-        disentanglement_50=bool(cfg.get("disentanglement_50", True)),
-        theta=deca_lib.fixed_deca_theta(1),
-        a=a,
-        deca_box="fixed",
-    )
-    return s, {"g": gv, "deca": dv, "arcface": av, "lpips": lv}, a_vars, cfg
-
-
-def units_from_coefficients(dc: dict, layout) -> pose.ShiftUnits:
-    """Shift units from a spec's `direction_coefficients` (the lines upstream fits), for specs without ranges."""
-    d = layout.num_directions
-    a, b, is_angle = np.zeros(d), np.zeros(d), np.zeros(d, bool)
-    for k, idx in enumerate((layout.yaw, layout.pitch, layout.roll)):
-        if idx != -1:
-            a[idx], is_angle[idx] = layout.shift_scale / float(dc.get("angle_scales", layout.angle_scales)[k]), True
-    a[layout.jaw], b[layout.jaw] = float(dc["a_jaw"]), float(dc["b_jaw"])
-    for i, direction in enumerate(dc.get("A_direction", range(layout.count_pose, d))):
-        if int(dc.get("exp_component", range(d))[i]) != i:
-            raise ValueError("direction_coefficients: the port maps direction count_pose + i to expression i")
-        a[int(direction)], b[int(direction)] = float(dc["a_exp"][i]), float(dc["b_exp"][i])
-    return pose.ShiftUnits(a, b, is_angle)
-
-
-# ----------------------------------------------------------------------------------------------- the replay
-_JITS: dict[tuple, tuple] = {}  # the jitted pieces, shared by specs with the same modules and constants
-
-
-def _jitted(s: Setup, paired: bool, name: str, build):
-    """One jitted piece per (modules, ψ, layout, units, 50 % switch, paired): specs of one session share them (the
-    loss weights are a runtime input of the loss stage). The cache holds the Setup, so an id is never reused."""
-    key = (name, paired, s.truncation, s.layout, s.disentanglement_50, s.units.a.tobytes(), s.units.b.tobytes(),
-           *(id(m) for m in (s.nets.g, s.nets.deca, s.nets.arcface, s.nets.lpips, s.a)))  # fmt: skip
-    if key not in _JITS:
-        _JITS[key] = (jax.jit(build(s, paired)), s)
-    return _JITS[key][0]
-
-
-def _build_sources(s, paired):
-    return lambda fz, z: synthetic_sources_from_z(s, fz, z)
-
-
-def _build_encode(s, paired):
-    def encode(fz, images, theta):
-        codes = deca_codes(s, fz, images, theta)
-        return deca_crop.deca_input(images, theta), codes, deca_lib.angles_of(codes)
-
-    return encode
-
-
-def _build_targets(s, paired):
-    return lambda cs, ct, a_s, a_t, draws: step_targets(s, cs, ct, a_s, a_t, draws, paired)
-
-
-def _build_shift(s, paired):
-    return s.a.apply
-
-
-def _build_geometry(s, paired):
-    return lambda fz, shape, exp, pose_: geometry(s, fz, shape, exp, pose_)
-
-
-def _build_losses(s, paired):
-    """The loss stage: `shifted_losses` forward once, then one pullback per cotangent row, for the first n rows."""
-    names = term_names(paired)
-
-    def losses(fz, lam, shift, w_s, gt, id_ref, pixel_ref, theta_r, cot, n):
-        s_l = dataclasses.replace(s, lam=lam)
-
-        def f(sh):
-            total, terms, aux = shifted_losses(s_l, fz, sh, w_s, gt, id_ref, pixel_ref, paired, theta_r)
-            return jnp.stack([lam[k] * terms[k] for k in names]), (total, aux["image"])
-
-        vec, pull, (total, img) = jax.vjp(f, shift, has_aux=True)
-        zeros = jnp.zeros((cot.shape[0], *shift.shape), shift.dtype)
-        grads = jax.lax.fori_loop(0, n, lambda i, g: g.at[i].set(pull(cot[i])[0]), zeros)
-        return total, vec, img, grads
-
-    return losses
-
-
-def term_names(paired: bool) -> list[str]:
-    return [t for t in TERMS.values() if t != "pixel" or paired]
-
-
 class Replay:
     """One spec's step, stage by stage, and the rows it produces. Only the stages whose rows are expected (or
     whose outputs a later expected stage needs and the golden lacks) run."""
@@ -291,12 +100,12 @@ class Replay:
         self.kind = box_kind(spec)
         self.names = term_names(paired)
         s = self.s
-        self._sources = _jitted(s, paired, "sources", _build_sources)
-        self._encode = _jitted(s, paired, "encode", _build_encode)
-        self._targets = _jitted(s, paired, "targets", _build_targets)
-        self._shift = _jitted(s, paired, "shift", _build_shift)
-        self._geometry = _jitted(s, paired, "geometry", _build_geometry)
-        self._losses = _jitted(s, paired, "losses", _build_losses)
+        self._sources = jitted(s, paired, "sources", build_sources)
+        self._encode = jitted(s, paired, "encode", build_encode)
+        self._targets = jitted(s, paired, "targets", build_targets)
+        self._shift = jitted(s, paired, "shift", build_shift)
+        self._geometry = jitted(s, paired, "geometry", build_geometry)
+        self._losses = jitted(s, paired, "losses", build_losses)
         self.lam = {k: jnp.float32(v) for k, v in s.lam.items()}
         self.per_step: dict[str, list] = {}
         self.need = self._plan()
@@ -415,7 +224,7 @@ class Replay:
 
     def _loss_stage(self, k, shift, w_s, gt, id_ref, pixel_ref) -> None:
         entry = self.spec["expected"].get("grad_shift_per_term")
-        per_term = self.rows.want("grad_shift_per_term") and _step_of(entry) == k
+        per_term = self.rows.want("grad_shift_per_term") and step_of(entry) == k
         t = len(self.names)
         cot = np.eye(t, dtype=np.float32) if per_term else np.ones((t, t), np.float32)
         n = t if per_term else int(self.need["grads"])
@@ -429,12 +238,12 @@ class Replay:
                 self.keep(name, vec[self.names.index(term)])
         self.keep("grad_shift", grads.sum(0) if per_term else grads[0])
         if per_term:
-            order = _term_list(entry) or [n_ for n_, t_ in TERMS.items() if t_ in self.names]
+            order = term_list(entry) or [n_ for n_, t_ in TERMS.items() if t_ in self.names]
             unknown = [n_ for n_ in order if TERMS.get(n_) not in self.names]
             if unknown:
                 self.rows.add("grad_shift_per_term", row=failed("grad_shift_per_term", f"unknown terms {unknown}"))
             else:
-                samples = _samples(entry, (0, grads.shape[1] // 2))
+                samples = samples_of(entry, (0, grads.shape[1] // 2))
                 self.rows.add("grad_shift_per_term", np.stack([grads[self.names.index(TERMS[n_])][samples]
                                                                 for n_ in order]))  # fmt: skip
         self.images("shifted", img_r)
@@ -486,7 +295,7 @@ class Replay:
             m = re.fullmatch(r"(imgs_\w+?|deca_\w+?_crop)_sub(\d+)", name)
             if m and m.group(1) in st:
                 k = int(m.group(2))
-                self.rows.add(name, _steps_view(st[m.group(1)][..., ::k, ::k], want))
+                self.rows.add(name, steps_view(st[m.group(1)][..., ::k, ::k], want))
                 continue
             m = re.fullmatch(r"(imgs_\w+)_mean_std", name)
             if m and m.group(1) in st:
@@ -496,14 +305,14 @@ class Replay:
                 continue
             if name == "imgs_shifted_full" and "imgs_shifted" in st:
                 b = st["imgs_shifted"].shape[1]
-                self.rows.add(name, st["imgs_shifted"][0][_samples(self.spec["expected"].get(name), (0, b // 2))])
+                self.rows.add(name, st["imgs_shifted"][0][samples_of(self.spec["expected"].get(name), (0, b // 2))])
                 continue
             m = re.fullmatch(r"(\w+)_sub(\d+)", name)
             if m and m.group(1) in st:  # every k-th vertex (gt/reen_trans_verts_sub50)
-                self.rows.add(name, _steps_view(st[m.group(1)][:, :, :: int(m.group(2))], want))
+                self.rows.add(name, steps_view(st[m.group(1)][:, :, :: int(m.group(2))], want))
                 continue
             if name in st:
-                self.rows.add(name, _steps_view(st[name], want))
+                self.rows.add(name, steps_view(st[name], want))
         return self.rows.finish()
 
 
@@ -550,7 +359,7 @@ def _step(r: Replay, kind: str, inputs, k: int, a_k) -> None:
 
 
 def _unsupported(spec) -> str:
-    cfg = _config(spec)
+    cfg = config_of(spec)
     if float(cfg.get("lambda_w_reg", 0.0)) != 0.0:
         return "lambda_w_reg != 0: the port's step has no W regulariser term yet"
     if cfg.get("w_plus", True) is not True or int(cfg.get("num_layers_shift", 8)) != 8:
