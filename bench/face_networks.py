@@ -24,12 +24,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch_face_ref import ArcFaceRef, E4ERef, LPIPSRef, load  # noqa: E402
 
 import goldens as G  # noqa: E402
 from converters import arcface, e4e, lpips  # noqa: E402
 from converters.common import to_numpy  # noqa: E402
 from jaxreenact.common.mesh import cpu_chunks  # noqa: E402
+from torch_face_ref import ArcFaceRef, E4ERef, LPIPSRef, load  # noqa: E402
 
 
 def _nets():

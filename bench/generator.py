@@ -22,10 +22,10 @@ common.setup_paths()
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch_reference.stylegan2 as ref_mod  # noqa: E402
-from torch_reference.stylegan2 import random_generator  # noqa: E402
 
+import torch_reference.stylegan2 as ref_mod  # noqa: E402
 from converters.stylegan2 import convert_state_dict  # noqa: E402
+from torch_reference.stylegan2 import random_generator  # noqa: E402
 
 
 def _set_fused(flag: bool) -> None:

@@ -40,13 +40,13 @@ VIDEO = common.ROOT / "jaxreenact" / "resources" / "examples" / "driving_lWOTF8S
 # ----------------------------------------------------------------------------------------------- networks
 def build(bf16: bool):
     import deca_torch_ref
-    from torch_reference.stylegan2 import random_generator
 
     import goldens
     from converters.deca import load_torch as load_deca
     from converters.stylegan2 import convert_state_dict
     from jaxreenact.latent import directions
     from jaxreenact.pose import params as pose
+    from torch_reference.stylegan2 import random_generator
 
     tg = random_generator(256, 1, seed=0)
     sd = {k: v.detach().numpy() for k, v in tg.state_dict().items()}

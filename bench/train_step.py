@@ -33,8 +33,6 @@ import torch.nn.functional as F  # noqa: E402
 
 def build():
     import deca_torch_ref
-    from torch_face_ref import ArcFaceRef, LPIPSRef, load
-    from torch_reference.stylegan2 import random_generator
 
     import goldens as G
     from configs import synthetic
@@ -43,6 +41,8 @@ def build():
     from converters.deca import load_torch as load_deca
     from converters.stylegan2 import convert_state_dict
     from jaxreenact.weights import Networks
+    from torch_face_ref import ArcFaceRef, LPIPSRef, load
+    from torch_reference.stylegan2 import random_generator
 
     tg = random_generator(256, 1, seed=0)
     g, g_vars = convert_state_dict({k: v.detach().numpy() for k, v in tg.state_dict().items()}, "bench")

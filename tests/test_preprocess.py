@@ -146,9 +146,10 @@ def _reference_face(net, fan, work):
     `nms`), the PyTorch re-statement of their FAN crop and heatmap decoding, and `crop_using_landmarks` by hand."""
     import torch
     import torch.nn.functional as F
-    import torch_face_ref as tfr
     from face_alignment.detection.sfd.bbox import nms
     from face_alignment.detection.sfd.detect import get_predictions
+
+    import torch_face_ref as tfr
 
     with torch.no_grad():
         olist = net(torch.from_numpy(work[None].astype(np.float32)).permute(0, 3, 1, 2))

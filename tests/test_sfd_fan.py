@@ -160,6 +160,7 @@ def test_fan_crop_matches_authors():
 
 def test_heatmap_decoding_matches_authors():
     import torch
+
     import torch_face_ref as tfr
 
     rng = np.random.default_rng(5)
@@ -180,6 +181,7 @@ def test_heatmap_decoding_matches_authors():
 def test_landmarks_end_to_end_match_authors(fan):
     """Box -> crop -> FAN -> decode -> image pixels, JAX vs face-alignment's FAN with the authors' glue."""
     import torch
+
     import torch_face_ref as tfr
 
     net, _, module, variables = fan

@@ -157,6 +157,24 @@ def delta_row(name: str, got: np.ndarray, want: np.ndarray, tol: float, few: flo
     return Row(name, "frac>tol", n / max(err.size, 1), few, n <= few * err.size, note)
 
 
+def tuning_row(name: str, got, spec, expected) -> Row:
+    """The row of one `generator_tuning` array by its spec entry: `tuned_delta_stats` by `stats_row`, a tuned delta
+    whose `compare` says "all but a few" by `delta_row`, the rest by `compare`; a failing max-abs delta says how many
+    of its entries miss (float noise in a few entries vs a bug in all of them). Shared with tests/tuning_floor.py,
+    which grades float32 and float64 replays of the authors' tuning by the same rules."""
+    entry = spec["expected"].get(name, {})
+    if name == "tuned_delta_stats":
+        return stats_row(name, np.asarray(got, np.float64), expected[name])
+    tol = entry.get("tol_max_abs")
+    if name.startswith("tuned_delta_") and "few" in entry.get("compare", ""):  # "all but a few entries ... within"
+        return delta_row(name, got, expected[name], float(tol))
+    row = compare(name, got, expected[name], entry)
+    if name.startswith("tuned_delta_") and tol is not None and not row.ok and np.shape(got) == np.shape(expected[name]):
+        beyond = int((np.abs(np.asarray(got, np.float64) - expected[name]) > float(tol)).sum())
+        row.note = (row.note + "; " if row.note else "") + f"{beyond} of {np.size(got)} entries beyond {tol:g}"
+    return row
+
+
 @register("generator_tuning")
 def generator_tuning(spec, inputs, expected, nets):
     rows = Rows(spec, expected)
@@ -174,18 +192,16 @@ def generator_tuning(spec, inputs, expected, nets):
         truncation_latent=inputs.get("truncation_latent"), l2_lambda=float(cfg.get("pt_l2_lambda", tuning.L2_LAMBDA)),
         lpips_lambda=float(cfg.get("pt_lpips_lambda", tuning.LPIPS_LAMBDA)),
     )  # fmt: skip
-    rows.add("loss", tr.loss)
-    rows.add("l2_loss", tr.l2_loss)
-    rows.add("lpips_loss", tr.lpips_loss)
+    got = {"loss": tr.loss, "l2_loss": tr.l2_loss, "lpips_loss": tr.lpips_loss}  # the port's arrays, golden names
     if len(tr.images):
-        rows.add("img_step0", nchw(tr.images[:1]))
+        got["img_step0"] = nchw(tr.images[:1])
         ims = tr.images.reshape(len(tr.images), -1).astype(np.float64)
-        rows.add("img_per_step_mean_std", np.stack([ims.mean(1), ims.std(1, ddof=1)], 1))  # torch .std(): unbiased
-    if rows.want("img_tuned"):
+        got["img_per_step_mean_std"] = np.stack([ims.mean(1), ims.std(1, ddof=1)], 1)  # torch .std(): unbiased
+    if "img_tuned" in expected:
         img = jax.jit(lambda v, w, p, t: g.apply(v, w, truncation=p, truncation_latent=t, input_is_latent=True))(
             tr.variables, inputs["wplus"], np.float32(psi), inputs.get("truncation_latent")
         )
-        rows.add("img_tuned", nchw(img))
+        got["img_tuned"] = nchw(img)
 
     before = traverse_util.flatten_dict(gv["params"])
     after = traverse_util.flatten_dict(tr.variables["params"])
@@ -199,32 +215,18 @@ def generator_tuning(spec, inputs, expected, nets):
     def grad0(n, s):
         return torch_view(n, tr.grads0[port_path(n)], s)
 
-    if rows.want("tuned_delta_stats") and tuned:
-        rows.add("tuned_delta_stats", None, stats_row("tuned_delta_stats",
-                                                      np.stack([_delta_stats(delta(n, s)) for n, s in tuned]),
-                                                      expected["tuned_delta_stats"]))  # fmt: skip
-    if rows.want("grad_step0_noise_weights"):
+    if tuned:
+        got["tuned_delta_stats"] = np.stack([_delta_stats(delta(n, s)) for n, s in tuned])
         noise = [(n, s) for n, s in tuned if n.endswith("noise.weight")]
-        rows.add("grad_step0_noise_weights", np.concatenate([grad0(n, s).ravel() for n, s in noise]))
+        if noise and steps:
+            got["grad_step0_noise_weights"] = np.concatenate([grad0(n, s).ravel() for n, s in noise])
     for name in expected:
-        for prefix in ("tuned_delta_", "grad_step0_"):
-            if name.startswith(prefix) and rows.want(name) and _norm(name[len(prefix) :]) in by_norm:
-                n, s = by_norm[_norm(name[len(prefix) :])]
-                if prefix == "grad_step0_":
-                    rows.add(name, grad0(n, s))
-                    continue
-                entry = spec["expected"].get(name, {})
-                if "compare" in entry and "few" in entry["compare"]:  # "all but a few entries ... within 1e-6"
-                    rows.add(name, None, delta_row(name, delta(n, s), expected[name], float(entry["tol_max_abs"])))
-                else:  # the spec's max abs; the note says how many entries miss it (float noise vs a bug)
-                    d, tol = delta(n, s), entry.get("tol_max_abs")
-                    row = compare(name, d, expected[name], entry)
-                    if tol is not None and not row.ok and d.shape == np.shape(expected[name]):
-                        beyond = int((np.abs(d - expected[name]) > float(tol)).sum())
-                        row.note = (
-                            row.note + "; " if row.note else ""
-                        ) + f"{beyond} of {d.size} entries beyond {tol:g}"
-                    rows.add(name, None, row)
+        for prefix, fn in (("tuned_delta_", delta), ("grad_step0_", grad0)):
+            if name.startswith(prefix) and _norm(name[len(prefix) :]) in by_norm and (prefix != "grad_step0_" or steps):
+                got[name] = fn(*by_norm[_norm(name[len(prefix) :])])
+    for name, value in got.items():
+        if name in expected:
+            rows.add(name, None, tuning_row(name, value, spec, expected))
     return rows.finish()
 
 
