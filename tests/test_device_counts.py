@@ -1,6 +1,7 @@
 """Any device count gives the numbers of one device (issue 16): the global batch is padded to a multiple of the mesh
-with rows that weigh 0 in every loss (`common.mesh.Padding`). One training step of each stage on 1, 3 and 8 of the
-simulated devices: the loss, each loss term and the gradient norm agree; the padding arithmetic for 1-32 devices."""
+with rows that weigh 0 in every loss (`common.mesh.Padding`). One training step of each stage on 1 and 8 (synthetic,
+mixed) or 1 and 3 (paired) of the simulated devices: the loss, each loss term and the gradient norm agree; the
+padding arithmetic for 1-32 devices."""
 
 import json
 
@@ -66,10 +67,10 @@ def assert_same_numbers(recs, extra=()):
     assert ref["grad_norm"] > 0 and ref["loss"] > 0
 
 
-def test_synthetic_batch_12_same_on_1_3_8_devices(tmp_path):
-    """The authors' batch 12: 12 rows on 1 and 3 devices, 16 (4 padded) on 8."""
+def test_synthetic_batch_12_same_on_1_and_8_devices(tmp_path):
+    """The authors' batch 12: 12 rows on 1 device, 16 (4 padded) on 8 (an odd mesh: the paired test's 3)."""
     assert jax.device_count() == 8
-    assert_same_numbers({n: one_step(synthetic, tmp_path, "s", n, batch_size=12) for n in (1, 3, 8)})
+    assert_same_numbers({n: one_step(synthetic, tmp_path, "s", n, batch_size=12) for n in (1, 8)})
 
 
 def test_mixed_batch_12_same_on_1_and_8_devices(tmp_path):
