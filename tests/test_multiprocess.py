@@ -4,8 +4,8 @@ checks that both processes stop after a checkpoint of the same step with exit st
 validation equal those of one process with 4 devices, that only process 0 wrote metrics and images, and that the
 checkpoint resumes in a single process to the numbers of an uninterrupted run. The mixed stage: its synthetic half
 is the synthetic stage's step, and each process reads its own part of each real batch; batch 6 over 4 devices, so
-the batch is padded to 8 as well. Started with the launcher's explicit variables (its default); Slurm's variables,
-which JAX's own cluster detection reads, are checked by `distributed.requested` below.
+the batch is padded to 8 as well. Started with the launcher's explicit variables (its default); the variables of its Slurm mode,
+which JAX's own cluster detection reads, join 2 processes in a separate, short test.
 """
 
 import json
@@ -125,6 +125,41 @@ def test_two_processes_train_as_one_process_with_4_devices(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == STEPS
     for r in rows(work)[-(STEPS - k) :]:
         np.testing.assert_allclose(r["loss"], ref[r["step"]]["loss"], rtol=2e-5)
+
+
+def test_slurm_variables_join_two_processes():
+    """The variables the launcher's Slurm mode sets, read by JAX's own cluster detection through
+    `distributed.initialize`, make 2 processes x 2 devices one run of 4 devices that gathers across processes."""
+    import random
+    import socket
+
+    for port in random.sample(range(61440, 65536), 200):  # JAX's Slurm port: 61440 + job id % 4096
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                continue
+    code = ("import jax, jax.numpy as jnp; from jax.experimental import multihost_utils as mh; "
+            "from jaxreenact.common import distributed; assert distributed.initialize(); "
+            "print(jax.process_index(), jax.process_count(), jax.device_count(), "
+            "mh.process_allgather(jnp.asarray([jax.process_index()])).ravel().tolist())")  # fmt: skip
+    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES") and "SLURM" not in k}
+    procs = []
+    for i in range(2):
+        env = {**base, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+               "SLURM_JOB_ID": str(port - 61440), "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_NTASKS": "2",
+               "SLURM_PROCID": str(i), "SLURM_LOCALID": str(i), "PYTHONPATH": str(ROOT)}  # fmt: skip
+        procs.append(subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))  # fmt: skip
+    try:
+        outs = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    lines = sorted(o.strip().splitlines()[-1] if o.strip() else f"(no output) {e[-500:]}" for o, e in outs)
+    assert lines == ["0 2 4 [0, 1]", "1 2 4 [0, 1]"], lines
 
 
 def test_environment_detection_and_one_process_programs(monkeypatch):
