@@ -4,8 +4,8 @@ checks that both processes stop after a checkpoint of the same step with exit st
 validation equal those of one process with 4 devices, that only process 0 wrote metrics and images, and that the
 checkpoint resumes in a single process to the numbers of an uninterrupted run. The mixed stage: its synthetic half
 is the synthetic stage's step, and each process reads its own part of each real batch; batch 6 over 4 devices, so
-the batch is padded to 8 as well. Started with the launcher's explicit variables (its default); the variables of its Slurm mode,
-which JAX's own cluster detection reads, join 2 processes in a separate, short test.
+the batch is padded to 8 as well. Started with the launcher's explicit variables (its default); the variables of
+its Slurm mode, which JAX's own cluster detection reads, join 2 processes in a separate, short test.
 """
 
 import json
