@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 import goldens
+from jaxreenact.common.errors import UserError, cli_main
 from jaxreenact.evaluation.parity import check_folders, read_folder
 from jaxreenact.evaluation.parity.pipelines import tuning_row
 from torch_reference import tuning
@@ -67,7 +68,7 @@ def replay(spec: dict, inputs: dict, steps: int, dtype, threads: int | None = No
 def floor_rows(folder: pathlib.Path, port: bool) -> str:
     f = read_folder(folder)
     if f.kind != "generator_tuning":
-        raise SystemExit(f"{folder}: kind {f.kind!r}; this tool replays generator_tuning folders only")
+        raise UserError(f"{folder}: kind {f.kind!r}; this tool replays generator_tuning folders only")
     steps = int(np.shape(f.expected["loss"])[0])
     cols = {}
     if port:
@@ -132,6 +133,7 @@ def write_variant(base: pathlib.Path, seed: int, steps: int, out: pathlib.Path) 
     print(f"wrote {out} ({steps} steps, seed {seed})")
 
 
+@cli_main
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("folders", nargs="*", type=pathlib.Path, help="generator_tuning golden folders")
@@ -141,7 +143,10 @@ def main(argv=None) -> None:
     ap.add_argument("--no-port", action="store_true", help="only the PyTorch replays (no JAX run)")
     args = ap.parse_args(argv)
     if args.variant:
-        write_variant(args.base, int(args.variant[0]), int(args.variant[1]), pathlib.Path(args.variant[2]))
+        seed, steps, out = args.variant
+        if not (seed.isdigit() and steps.isdigit()):
+            raise UserError(f"--variant {seed} {steps} {out}: SEED and STEPS must be non-negative integers")
+        write_variant(args.base, int(seed), int(steps), pathlib.Path(out))
     for folder in args.folders:
         print(floor_rows(folder, port=not args.no_port), flush=True)
     if not args.folders and not args.variant:
