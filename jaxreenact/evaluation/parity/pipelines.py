@@ -124,7 +124,7 @@ def _norm(name: str) -> str:
     return re.sub(r"[._]", "", name)
 
 
-def _delta_stats(d: np.ndarray) -> np.ndarray:
+def delta_stats(d: np.ndarray) -> np.ndarray:
     d = np.asarray(d, np.float64).ravel()
     return np.array([d.sum(), np.abs(d).sum(), np.sqrt((d * d).sum()), np.abs(d).max(initial=0.0)])
 
@@ -216,7 +216,7 @@ def generator_tuning(spec, inputs, expected, nets):
         return torch_view(n, tr.grads0[port_path(n)], s)
 
     if tuned:
-        got["tuned_delta_stats"] = np.stack([_delta_stats(delta(n, s)) for n, s in tuned])
+        got["tuned_delta_stats"] = np.stack([delta_stats(delta(n, s)) for n, s in tuned])
         noise = [(n, s) for n, s in tuned if n.endswith("noise.weight")]
         if noise and steps:
             got["grad_step0_noise_weights"] = np.concatenate([grad0(n, s).ravel() for n, s in noise])
