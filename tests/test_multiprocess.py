@@ -142,8 +142,8 @@ def test_slurm_variables_join_two_processes():
                 continue
     code = ("import jax, jax.numpy as jnp; from jax.experimental import multihost_utils as mh; "
             "from jaxreenact.common import distributed; assert distributed.initialize(); "
-            "print(jax.process_index(), jax.process_count(), jax.device_count(), "
-            "mh.process_allgather(jnp.asarray([jax.process_index()])).ravel().tolist())")  # fmt: skip
+            "print('RESULT', jax.process_index(), jax.process_count(), jax.device_count(), "
+            "mh.process_allgather(jnp.asarray([jax.process_index()])).ravel().tolist(), flush=True)")  # fmt: skip
     base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES") and "SLURM" not in k}
     procs = []
     for i in range(2):
@@ -158,7 +158,9 @@ def test_slurm_variables_join_two_processes():
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    lines = sorted(o.strip().splitlines()[-1] if o.strip() else f"(no output) {e[-500:]}" for o, e in outs)
+    # Gloo writes its own lines to stdout in any order with ours, so look for the tagged one.
+    lines = sorted(next((x[7:] for x in o.splitlines() if x.startswith("RESULT ")), f"(no result) {o[-300:]} {e[-500:]}")
+                   for o, e in outs)  # fmt: skip
     assert lines == ["0 2 4 [0, 1]", "1 2 4 [0, 1]"], lines
 
 
