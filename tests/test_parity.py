@@ -94,10 +94,30 @@ def test_generator_tuning(golden_run):
               "grad_step0_convs11_conv_weight", "grad_step0_noise_weights", "tuned_delta_convs11_conv_weight"):  # fmt: skip
         assert rows[k][3] == "PASS", (k, rows[k])
     assert rows["tuned_delta_convs11_conv_weight"][0] == "frac>tol" and rows["loss"][0] == "rel"
+    # a failing folder says how to read it: these misses are the float floor (test below), and the tool to see it
+    assert ("note: only tuned deltas miss" in out) == bool(failing) and "tuning_floor.py FOLDER" in out.replace(
+        "\n        ", " "
+    )
     # the exit status and the summary line follow the rows
     n = sum(len(goldens.spec(f)["expected"]) for f in NETWORKS + PIPELINES)
     assert code == (1 if failing else 0)
     assert out.splitlines()[-1].startswith(f"parity: {n - len(failing)}/{n} arrays pass in 8 folder(s)")
+
+
+def test_tuning_hint_only_where_nothing_but_small_deltas_miss():
+    """The note that calls misses float noise is printed only when every failing row is a max-abs tuned delta."""
+    from jaxreenact.evaluation.parity.pipelines import tuning_hint
+    from jaxreenact.evaluation.parity.report import Row
+
+    def row(name, ok, measure="max_abs"):
+        return Row(name, measure, 0.0, 1e-6, ok)
+
+    noise = [row("loss", True, "rel"), row("tuned_delta_convs_9_activate_bias", False)]
+    assert "2 rows" not in tuning_hint(noise) and "(1 rows)" in tuning_hint(noise)
+    assert tuning_hint([row("loss", True, "rel"), row("tuned_delta_convs_9_activate_bias", True)]) == ""
+    assert tuning_hint(noise + [row("img_tuned", False)]) == ""  # a wrong image is not float noise
+    assert tuning_hint(noise + [row("tuned_delta_stats", False, "stats")]) == ""
+    assert tuning_hint(noise + [row("tuned_delta_convs11_conv_weight", False, "frac>tol")]) == ""
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import textwrap
 
 import jax
 
 from jaxreenact.common.errors import UserError
 from jaxreenact.evaluation.parity import networks as _networks  # noqa: F401  (registers the network kinds)
 from jaxreenact.evaluation.parity import pipelines as _pipelines  # noqa: F401  (registers the pipeline kinds)
-from jaxreenact.evaluation.parity.registry import KINDS, NotYet, register
+from jaxreenact.evaluation.parity.registry import HINTS, KINDS, NotYet, register
 from jaxreenact.evaluation.parity.report import Row, compare, format_rows
 from jaxreenact.evaluation.parity.spec import Checkpoints, Folder, components, read_folder
 
@@ -32,6 +33,7 @@ class FolderResult:
     folder: Folder
     rows: list[Row]
     not_checked: str = ""  # why the folder's kind could not be checked (a kind without a runner yet)
+    hint: str = ""  # the kind's reading of its failures (registry.HINTS), printed under the table
 
     @property
     def ok(self) -> bool:
@@ -41,7 +43,12 @@ class FolderResult:
         title = f"{self.folder.path} ({self.folder.kind})"
         if self.not_checked:
             return f"{title}\n  NOT CHECKED: {self.not_checked}"
-        return format_rows(title, self.rows)
+        table = format_rows(title, self.rows)
+        return table + (
+            "\n" + textwrap.fill(self.hint, 118, initial_indent="  note: ", subsequent_indent=" " * 8)
+            if self.hint
+            else ""
+        )
 
 
 def check_folder(folder: Folder, weights_dir=None, tmp_root=None, shared=None) -> FolderResult:
@@ -53,7 +60,8 @@ def check_folder(folder: Folder, weights_dir=None, tmp_root=None, shared=None) -
             rows = run(folder.spec, folder.inputs, folder.expected, nets)
         except NotYet as e:
             return FolderResult(folder, [], str(e))
-    return FolderResult(folder, rows)
+    hint = HINTS.get(folder.kind)
+    return FolderResult(folder, rows, hint=hint(rows) if hint else "")
 
 
 def check_folders(paths, weights_dir=None, tmp_root=None, echo=None) -> list[FolderResult]:

@@ -175,7 +175,19 @@ def tuning_row(name: str, got, spec, expected) -> Row:
     return row
 
 
-@register("generator_tuning")
+def tuning_hint(rows: list[Row]) -> str:
+    """Where only small tensors' tuned deltas miss (their max-abs rows) and everything else passes, say that this
+    is what float noise does to Adam's steps, and how to tell it from a bug; otherwise nothing."""
+    bad = [r for r in rows if not r.ok]
+    if not bad or any(not r.name.startswith("tuned_delta_") or r.measure != "max_abs" for r in bad):
+        return ""
+    return (f"only tuned deltas miss ({len(bad)} rows): after step 0 Adam moves a parameter whose gradient is "
+            "float noise by ~lr in either direction, and an exact float64 run of the authors' tuning misses such "
+            "rows of the shipped golden too (README, Parity). In a clone, `python tests/tuning_floor.py FOLDER` "
+            "(needs torch) grades the port beside float32 and float64 replays of the authors' code.")  # fmt: skip
+
+
+@register("generator_tuning", hint=tuning_hint)
 def generator_tuning(spec, inputs, expected, nets):
     rows = Rows(spec, expected)
     g, gv = nets.get("generator")
