@@ -128,3 +128,48 @@ class ComponentNetworks:
             for p in files.values():
                 p.unlink()
         return self.cache[name]
+
+
+# Arrays of a training-step golden with one entry per sample of the batch's halves (B/2 rows), not per sample.
+_HALF_BATCH = ("target_indices", "rand_u", "real_img_u8", "w_real", "z_source_syn", "imgs_source_syn_")
+
+
+def doubled_batch(name: str) -> tuple[dict, dict, dict]:
+    """A `train_step_*` golden at twice its batch, with every expected value derived by hand from the golden's: each
+    sample appears twice, in the order that keeps the 50 % scheme's halves (first half: samples 0..B/2-1 twice, then
+    the second half's twice; in paired mode the batch twice). Every loss term is a batch mean, so the losses, A's
+    gradient and A after Adam are the golden's, and each sample's gradient at A's output is half the golden's.
+    Returns (spec, inputs, expected) for the parity runner: a golden of a batch size the port has never seen."""
+    s, inp, exp = spec(name), inputs(name), expected(name)
+    b = s["upstream"]["config"]["batch_size"]
+    h = b // 2
+    paired = s["kind"] == "train_step_paired"
+    full = (
+        np.r_[np.arange(b), np.arange(b)]
+        if paired
+        else np.r_[np.arange(h), np.arange(h), np.arange(h, b), np.arange(h, b)]
+    )
+    half = np.r_[np.arange(h), np.arange(h)]
+
+    def double(key, a):
+        if a.ndim == 0 or key in ("truncation_latent", "ranges_voxceleb", "imgs_shifted_full", "grad_shift_per_term"):
+            return a
+        if key.startswith(("loss", "grad_A_", "A_")):
+            return a  # batch means and A: the golden's
+        # [step, b, ...], but [b, ...] for the step-0 arrays (subsampled images and crops, the shifted latents)
+        per_step = not (key.endswith(("_sub4", "crop_sub8")) and a.ndim == 4) and key != "shifted_latents"
+        out = np.take(a, half if key.startswith(_HALF_BATCH) else full, axis=1 if per_step else 0)
+        return out / 2 if key == "grad_shift" else out  # d mean / d sample halves with twice the samples
+
+    inp = {k: double(k, v) for k, v in inp.items()}
+    exp = {k: double(k, v) for k, v in exp.items()}
+    if "grad_shift_per_term" in exp:
+        exp["grad_shift_per_term"] = exp["grad_shift_per_term"] / 2
+    s = json.loads(json.dumps(s))
+    s["upstream"]["config"]["batch_size"] = 2 * b
+    for group, arrays in (("inputs", inp), ("expected", exp)):
+        for k, entry in s[group].items():
+            entry["shape"] = list(arrays[k].shape)
+            if not paired:  # the samples [0, B/2] some entries name are samples [0, B] now
+                entry["upstream"] = entry.get("upstream", "").replace(f"samples [0, {h}]", f"samples [0, {b}]")
+    return s, inp, exp

@@ -40,9 +40,10 @@ def table(rows) -> str:
     return format_rows("rows", list(rows))
 
 
-def run(name, nets, spec=None, only=None):
+def run(name, nets, spec=None, only=None, arrays=None):
     spec = spec or goldens.spec(name)
-    rows = train_steps.KINDS[spec["kind"]](spec, goldens.inputs(name), goldens.expected(name), nets, only=only)
+    inp, exp = arrays or (goldens.inputs(name), goldens.expected(name))
+    rows = train_steps.KINDS[spec["kind"]](spec, inp, exp, nets, only=only)
     return {r.name: r for r in rows}
 
 
@@ -51,6 +52,20 @@ def test_train_step_matches_the_authors(name, nets):
     spec = goldens.spec(name)
     rows = run(name, nets)
     print(f"\n{name}\n{table(rows.values())}")
+    assert list(rows) == list(spec["expected"])
+    bad = [r for r in rows.values() if not r.ok]
+    assert not bad, "\n" + table(bad)
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_twice_the_batch_matches_the_authors_values(name, nets):
+    """A batch size no golden has (8, 8, 4): each golden sample twice, the 50 % scheme's halves kept, expected values
+    derived from the golden's by hand (`goldens.doubled_batch`: the same losses, A's gradient and A after Adam, half
+    the per-sample gradient at A's output). Every row within the spec's tolerance: the runner follows the batch size
+    and the halves the spec names, and the port's losses are batch means however large the batch."""
+    spec, inp, exp = goldens.doubled_batch(name)
+    rows = run(name, nets, spec, arrays=(inp, exp))
+    assert spec["upstream"]["config"]["batch_size"] == 2 * goldens.spec(name)["upstream"]["config"]["batch_size"]
     assert list(rows) == list(spec["expected"])
     bad = [r for r in rows.values() if not r.ok]
     assert not bad, "\n" + table(bad)
