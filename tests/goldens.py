@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import pathlib
+import shutil
 
 import numpy as np
 
@@ -173,3 +174,16 @@ def doubled_batch(name: str) -> tuple[dict, dict, dict]:
             if not paired:  # the samples [0, B/2] some entries name are samples [0, B] now
                 entry["upstream"] = entry.get("upstream", "").replace(f"samples [0, {h}]", f"samples [0, {b}]")
     return s, inp, exp
+
+
+def write_folder(spec_: dict, inputs_: dict, expected_: dict, out: pathlib.Path, base: pathlib.Path) -> None:
+    """A golden folder the parity program reads: spec.json, inputs.npz, expected.npz, and the regen.py of `base` (the
+    folder or its parent), with which the program rebuilds the weights."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "inputs.npz", **inputs_)
+    np.savez(out / "expected.npz", **expected_)
+    (out / "spec.json").write_text(json.dumps(spec_, indent=1))
+    regen = next((d / "regen.py" for d in (base, base.parent) if (d / "regen.py").is_file()), None)
+    if regen is not None:
+        shutil.copy(regen, out / "regen.py")

@@ -57,9 +57,11 @@ def test_train_step_matches_the_authors(name, nets):
     assert not bad, "\n" + table(bad)
 
 
-@pytest.mark.parametrize("name", KINDS)
+# Mixed holds the 50 % scheme's halves (real first, synthetic second) at batch 8. The synthetic kind at batch 8
+# passes too, but its two full-size steps would add 2 to 3 minutes to CI: `python tests/doubled_batch.py` runs it.
+@pytest.mark.parametrize("name", ("train_step_mixed", "train_step_paired"))
 def test_twice_the_batch_matches_the_authors_values(name, nets):
-    """A batch size no golden has (8, 8, 4): each golden sample twice, the 50 % scheme's halves kept, expected values
+    """A batch size no golden has (8, 4): each golden sample twice, the 50 % scheme's halves kept, expected values
     derived from the golden's by hand (`goldens.doubled_batch`: the same losses, A's gradient and A after Adam, half
     the per-sample gradient at A's output). Every row within the spec's tolerance: the runner follows the batch size
     and the halves the spec names, and the port's losses are batch means however large the batch."""

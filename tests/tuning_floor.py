@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import shutil
 import sys
 
 import numpy as np
@@ -123,13 +122,7 @@ def write_variant(base: pathlib.Path, seed: int, steps: int, out: pathlib.Path) 
     expected = {k: np.asarray(v, np.float32) for k, v in exp.items() if k in spec["expected"]}
     for k, v in expected.items():
         spec["expected"][k]["shape"] = list(v.shape)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "inputs.npz", **inputs)
-    np.savez(out / "expected.npz", **expected)
-    (out / "spec.json").write_text(json.dumps(spec, indent=1))
-    regen = next((d / "regen.py" for d in (base, base.parent) if (d / "regen.py").is_file()), None)
-    if regen is not None:  # the parity program regenerates the weights with it (the folder or its parent)
-        shutil.copy(regen, out / "regen.py")
+    goldens.write_folder(spec, inputs, expected, out, base)
     print(f"wrote {out} ({steps} steps, seed {seed})")
 
 
