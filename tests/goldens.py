@@ -170,7 +170,10 @@ def doubled_batch(name: str) -> tuple[dict, dict, dict]:
     s["upstream"]["config"]["batch_size"] = 2 * b
     for group, arrays in (("inputs", inp), ("expected", exp)):
         for k, entry in s[group].items():
-            entry["shape"] = list(arrays[k].shape)
+            a = np.asarray(arrays[k], np.float64)
+            entry["shape"] = list(a.shape)
+            if "stats" in entry:  # the spec's summary of the array, of the doubled one now
+                entry["stats"] = {k_: float(getattr(a, k_)()) for k_ in ("mean", "std", "min", "max")}
             if not paired:  # the samples [0, B/2] some entries name are samples [0, B] now
                 entry["upstream"] = entry.get("upstream", "").replace(f"samples [0, {h}]", f"samples [0, {b}]")
     return s, inp, exp
