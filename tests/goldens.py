@@ -153,8 +153,10 @@ def doubled_batch(name: str) -> tuple[dict, dict, dict]:
     half = np.r_[np.arange(h), np.arange(h)]
 
     def double(key, a):
-        if a.ndim == 0 or key in ("truncation_latent", "ranges_voxceleb", "imgs_shifted_full", "grad_shift_per_term"):
+        if a.ndim == 0 or key in ("truncation_latent", "ranges_voxceleb", "imgs_shifted_full"):
             return a
+        if key == "grad_shift_per_term":
+            return a / 2  # the two samples it names, each with half its gradient
         if key.startswith(("loss", "grad_A_", "A_")):
             return a  # batch means and A: the golden's
         # [step, b, ...], but [b, ...] for the step-0 arrays (subsampled images and crops, the shifted latents)
@@ -164,8 +166,6 @@ def doubled_batch(name: str) -> tuple[dict, dict, dict]:
 
     inp = {k: double(k, v) for k, v in inp.items()}
     exp = {k: double(k, v) for k, v in exp.items()}
-    if "grad_shift_per_term" in exp:
-        exp["grad_shift_per_term"] = exp["grad_shift_per_term"] / 2
     s = json.loads(json.dumps(s))
     s["upstream"]["config"]["batch_size"] = 2 * b
     for group, arrays in (("inputs", inp), ("expected", exp)):
