@@ -11,17 +11,21 @@ its Slurm mode, which JAX's own cluster detection reads, join 2 processes in a s
 import json
 import os
 import pathlib
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
 import pytest
 
 from configs import mixed
+from jaxreenact.common import distributed
 from jaxreenact.training import loop, stages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -58,6 +62,46 @@ def rows(workdir) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
 
 
+def digest(out: str) -> str:
+    """What a failure message shows of a launcher log: its error lines (the first cause is rarely in the tail, which
+    holds the thread dumps of a fatal error), then its last lines."""
+    errors = [x for x in out.splitlines() if re.search(r"Error|error:|Fatal|Terminating|timed out|^[EF]\d{4} ", x)]
+    return "\n".join(errors[:20]) + "\n...\n" + out[-2000:]
+
+
+def two_processes(code: str, env_of: Callable[[int], dict], timeout: float) -> list[str]:
+    """Run `code` as 2 processes with 2 CPU devices each (`env_of(i)`: process i's own variables); their stdouts,
+    each with what it printed to stderr."""
+    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES") and "SLURM" not in k}
+    base.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env={**base, **env_of(i)}, cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]  # fmt: skip
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return [o + e for o, e in outs]
+
+
+def result_lines(outs: list[str]) -> list[str]:
+    # Gloo writes its own lines to stdout in any order with ours, so look for the tagged one.
+    return sorted(next((x[7:] for x in o.splitlines() if x.startswith("RESULT ")), f"(no result) {digest(o)}")
+                  for o in outs)  # fmt: skip
+
+
+def free_port(candidates) -> int:
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+                return sock.getsockname()[1]
+            except OSError:
+                continue
+    raise RuntimeError("no free port")
+
+
 def wait(cond, proc, timeout, what):
     t0 = time.monotonic()
     while not cond():
@@ -91,17 +135,17 @@ def test_two_processes_train_as_one_process_with_4_devices(tmp_path):
         try:
             os.kill(pid1, signal.SIGTERM)  # process 1 only: process 0 learns of it through the agreement
         except ProcessLookupError:
-            pytest.fail(f"process 1 ended before the signal:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"process 1 ended before the signal:\n{digest(log.read_text())}")
         rc = proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
     out = log.read_text()
     stops = re.findall(r"jaxreenact.train: interrupted by SIGTERM after step (\d+): checkpoint", out)
-    assert rc == 143 and len(stops) == 2 and len(set(stops)) == 1, out[-3000:]
+    assert rc == 143 and len(stops) == 2 and len(set(stops)) == 1, digest(out)
     k = int(stops[0])
-    assert 1 <= k < STEPS, out[-3000:]
-    assert "Traceback" not in out, out[-3000:]
+    assert 1 <= k < STEPS, digest(out)
+    assert "Traceback" not in out, digest(out)
     assert sorted(p.name for p in (work / "checkpoints").iterdir() if p.name.isdigit()) == [str(k)]
 
     # Only process 0 wrote: one metrics line per step, one TensorBoard file, one grid.
@@ -130,42 +174,45 @@ def test_two_processes_train_as_one_process_with_4_devices(tmp_path):
 def test_slurm_variables_join_two_processes():
     """The variables the launcher's Slurm mode sets, read by JAX's own cluster detection through
     `distributed.initialize`, make 2 processes x 2 devices one run of 4 devices that gathers across processes."""
-    import random
-    import socket
-
-    for port in random.sample(range(61440, 65536), 200):  # JAX's Slurm port: 61440 + job id % 4096
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-                break
-            except OSError:
-                continue
+    port = free_port(random.sample(range(61440, 65536), 200))  # JAX's Slurm port: 61440 + job id % 4096
     code = ("import jax, jax.numpy as jnp; from jax.experimental import multihost_utils as mh; "
             "from jaxreenact.common import distributed; assert distributed.initialize(); "
             "print('RESULT', jax.process_index(), jax.process_count(), jax.device_count(), "
             "mh.process_allgather(jnp.asarray([jax.process_index()])).ravel().tolist(), flush=True)")  # fmt: skip
-    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES") and "SLURM" not in k}
-    procs = []
-    for i in range(2):
-        env = {**base, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-               "SLURM_JOB_ID": str(port - 61440), "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_NTASKS": "2",
-               "SLURM_PROCID": str(i), "SLURM_LOCALID": str(i), "PYTHONPATH": str(ROOT)}  # fmt: skip
-        procs.append(subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))  # fmt: skip
-    try:
-        outs = [p.communicate(timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    # Gloo writes its own lines to stdout in any order with ours, so look for the tagged one.
-    lines = sorted(next((x[7:] for x in o.splitlines() if x.startswith("RESULT ")), f"(no result) {o[-300:]} {e[-500:]}")
-                   for o, e in outs)  # fmt: skip
-    assert lines == ["0 2 4 [0, 1]", "1 2 4 [0, 1]"], lines
+    slurm = {"SLURM_JOB_ID": str(port - 61440), "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_NTASKS": "2"}
+    outs = two_processes(code, lambda i: {**slurm, "SLURM_PROCID": str(i), "SLURM_LOCALID": str(i)}, timeout=180)
+    assert result_lines(outs) == ["0 2 4 [0, 1]", "1 2 4 [0, 1]"], outs
+
+
+LATE_S = 40  # longer than the 30 s gloo waits for a peer when a set of devices first meets in a collective
+
+
+def test_a_process_that_compiles_late_is_waited_for():
+    """`distributed.compiled_together`: process 1 reaches a step's first run 40 s after process 0 (as when its
+    compile is slower, on a loaded host); process 0 waits at the barrier instead of failing in gloo's setup. The
+    same program with the plain jitted function fails on this JAX (by hand: "Gloo context initialization failed:
+    ... GetKeyValue() timed out ... 30s")."""
+    code = f"""
+import time, jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from jaxreenact.common import distributed
+from jaxreenact.common.mesh import make_mesh
+assert distributed.initialize()
+mesh = make_mesh(4)
+x = jax.make_array_from_process_local_data(NamedSharding(mesh, P("data")), np.full((2,), jax.process_index() + 1.0))
+total = distributed.compiled_together(jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, P())), "sum")
+if jax.process_index() == 1:
+    time.sleep({LATE_S})
+got = float(total(x))
+print("RESULT", jax.process_index(), got, flush=True)
+"""
+    port = free_port([0])
+    env = {distributed.COORDINATOR: f"127.0.0.1:{port}", distributed.NUM_PROCESSES: "2"}
+    outs = two_processes(code, lambda i: {**env, distributed.PROCESS_ID: str(i)}, timeout=240)
+    assert result_lines(outs) == ["0 6.0", "1 6.0"], outs  # (1 + 1) + (2 + 2)
 
 
 def test_environment_detection_and_one_process_programs(monkeypatch):
-    from jaxreenact.common import distributed
     from jaxreenact.common.errors import UserError
 
     assert not distributed.requested({})

@@ -8,13 +8,17 @@ A program runs as one process of many when its environment says so:
 * detected: a Slurm step of more than one task (``SLURM_NTASKS`` > 1) or a Cloud TPU pod slice (several
   ``TPU_WORKER_HOSTNAMES``).
 
-On CPU the processes talk through the gloo collectives (the default of the JAX here, set explicitly below).
+On CPU the processes talk through the gloo collectives (the default of the JAX here, set explicitly below). When a
+set of devices first meets in a collective, gloo waits only 30 s for the other processes to arrive, and a compile
+can take longer than that on one process than on another (a loaded host, a cache hit on one side only): a program's
+big jitted steps go through `compiled_together`, which waits for every process between compiling and running.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import jax
 
@@ -66,6 +70,40 @@ def refuse(program: str, environ: Mapping[str, str] = os.environ) -> None:
             f"{program} runs as one process on this host's devices; start it as a single task "
             "(unset JAXREENACT_COORDINATOR / JAXREENACT_DISTRIBUTED, or srun -n 1)"
         )
+
+
+_BARRIER_TIMEOUT_S = 3600  # a compile of a big step on a slow host; the coordination service's own clock
+_barriers = itertools.count()
+
+
+def barrier(name: str, timeout_s: float = _BARRIER_TIMEOUT_S) -> None:
+    """Wait until every process has reached this call (nothing with one process). Through the coordination
+    service, so no device and no collective is involved; every process must make the same calls in the same order."""
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed as jax_distributed  # the client `jax.distributed.initialize` made
+
+    # Barrier ids may not repeat within a run: a counter keeps repeated names distinct.
+    jax_distributed.global_state.client.wait_at_barrier(f"jaxreenact/{next(_barriers)}/{name}", int(timeout_s * 1000))
+
+
+def compiled_together(fn: Callable, name: str) -> Callable:
+    """`fn` (a `jax.jit` function) whose first call compiles it, waits at a `barrier` for every process to have
+    compiled it too, and only then runs it, so its first collectives start on every process within moments (module
+    docstring). Later calls are `fn`'s own (the jit cache holds the compiled program). One process: `fn` itself."""
+    if jax.process_count() == 1:
+        return fn
+    first = True
+
+    def call(*args):
+        nonlocal first
+        if first:
+            fn.lower(*args).compile()
+            barrier(f"{name} compiled")
+            first = False
+        return fn(*args)
+
+    return call
 
 
 def share(items: list, process_index: int | None = None, process_count: int | None = None) -> list:

@@ -25,7 +25,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxreenact.common import checkpoints, preemption
+from jaxreenact.common import checkpoints, distributed, preemption
 from jaxreenact.common import images as visualize
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.files import atomic_write_text
@@ -196,6 +196,9 @@ def train(
 
     train_step = make_step(stage.loss, tx, root_key, mesh, with_batch=stage.batches is not None)
     val_step = jax.jit(stage.validate, in_shardings=(replicated, replicated, replicated), out_shardings=replicated)
+    # Several processes: each step's first run waits until every process has compiled it (gloo's 30 s).
+    train_step = distributed.compiled_together(train_step, "train step")
+    val_step = distributed.compiled_together(val_step, "validation step")
     val_data = _replicate(stage.val_data, mesh) if stage.val_data is not None else None
 
     writer = MetricWriter(workdir, enabled=is_main, resume_step=start if resumed else None)
