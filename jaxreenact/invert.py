@@ -36,20 +36,21 @@ def parse_args(argv=None):
 def main(argv=None):
     a = parse_args(argv)
     distributed.initialize()  # several processes split the frames (launch/local_multiprocess.sh, Slurm)
-    inversion.plan(a.root)  # a wrong root or ψ fails here, before any network is loaded
-    inversion.check_truncation(a.truncation)
-    names = ("e4e", "generator") if a.save_images or a.tiny else ("e4e",)
-    nets, variables = load_bundle(names, {n: getattr(a, n) for n in names}, tiny_seed=a.seed if a.tiny else None)
-    report = inversion.invert_tree(
-        a.root,
-        nets,
-        variables,
-        a.batch_size,
-        a.save_images,
-        a.overwrite,
-        progress=not a.no_progress,
-        truncation=a.truncation,
-    )
+    with distributed.fail_together("jaxreenact.invert"):  # an error on one process ends all of them at once
+        inversion.plan(a.root)  # a wrong root or ψ fails here, before any network is loaded
+        inversion.check_truncation(a.truncation)
+        names = ("e4e", "generator") if a.save_images or a.tiny else ("e4e",)
+        nets, variables = load_bundle(names, {n: getattr(a, n) for n in names}, tiny_seed=a.seed if a.tiny else None)
+        report = inversion.invert_tree(
+            a.root,
+            nets,
+            variables,
+            a.batch_size,
+            a.save_images,
+            a.overwrite,
+            progress=not a.no_progress,
+            truncation=a.truncation,
+        )
     print(report.format(a.root))
     print(f"wrote {a.root}/<id>/<video>/inversion/latent_codes/*.npy"
           + (" and inversion/frames/*.png" if a.save_images else ""))  # fmt: skip

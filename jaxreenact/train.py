@@ -7,7 +7,8 @@ Re-running with the same --workdir resumes from its last checkpoint; a finished 
 `--config.train.steps` to continue); SIGTERM or Ctrl-C checkpoints the current step on every process and exits with
 143 / 130. `--tiny` is the `:tiny` variant, `--seed` and `--batch-size` set `config.seed` and
 `config.train.batch_size`. Multi-process runs call `jax.distributed.initialize()` (see
-`jaxreenact.common.distributed`: launch/local_multiprocess.sh, Slurm, Cloud TPU pods).
+`jaxreenact.common.distributed`: launch/local_multiprocess.sh, Slurm, Cloud TPU pods); an error on one process
+stops every process within seconds, each naming the process that failed.
 """
 
 from __future__ import annotations
@@ -26,13 +27,16 @@ _CONFIG, _WORKDIR, _NO_PROGRESS, _VERBOSE = cli.define_config_flags(
 def main(argv):
     del argv
     config, workdir = cli.config_program_inputs(USAGE, _CONFIG, _WORKDIR, _VERBOSE)
+    # First: one process of several when the environment says so; nothing may touch a device before this (reading
+    # the checkpoints below does, through Orbax).
+    distributed.initialize()
     done = loop.completed_step(workdir, config.train.steps)
     if done is not None:
         print(f"{workdir}: already trained to step {done} (config.train.steps={config.train.steps}); nothing to do. "
               f"To train further, rerun with a larger --config.train.steps=N (it resumes at step {done}).")  # fmt: skip
         return 0
-    distributed.initialize()  # one process of several when the environment says so
-    state = loop.train(config, workdir, build_stage=stages.build_stage, progress=not _NO_PROGRESS.value)
+    with distributed.fail_together("jaxreenact.train"):  # an error on one process ends all of them at once
+        state = loop.train(config, workdir, build_stage=stages.build_stage, progress=not _NO_PROGRESS.value)
     print(f"trained to step {int(state.step)}; wrote {workdir}/checkpoints/, metrics.jsonl, images/ and tb/ "
           f"(view with: tensorboard --logdir {workdir}/tb)")  # fmt: skip
     return 0

@@ -1,8 +1,9 @@
 """Training as 2 real processes on this machine (issue 16): `launch/local_multiprocess.sh` starts 2 processes over
 127.0.0.1 with 2 simulated CPU devices each (gloo collectives). The test sends SIGTERM to process 1 mid-training and
 checks that both processes stop after a checkpoint of the same step with exit status 143, that the losses and the
-validation equal those of one process with 4 devices, that only process 0 wrote metrics and images, and that the
-checkpoint resumes in a single process to the numbers of an uninterrupted run. The mixed stage: its synthetic half
+validation equal those of one process with 4 devices, that only process 0 wrote metrics and images, that the same
+command resumes to the numbers of an uninterrupted run, whose checkpoint restores in a single process, and that a
+finished run says so on every process. The mixed stage: its synthetic half
 is the synthetic stage's step, and each process reads its own part of each real batch; batch 6 over 4 devices, so
 the batch is padded to 8 as well. Started with the launcher's explicit variables (its default); the variables of
 its Slurm mode, which JAX's own cluster detection reads, join 2 processes in a separate, short test.
@@ -25,7 +26,7 @@ import numpy as np
 import pytest
 
 from configs import mixed
-from jaxreenact.common import distributed
+from jaxreenact.common import checkpoints, distributed
 from jaxreenact.training import loop, stages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -69,19 +70,25 @@ def digest(out: str) -> str:
     return "\n".join(errors[:20]) + "\n...\n" + out[-2000:]
 
 
-def two_processes(code: str, env_of: Callable[[int], dict], timeout: float) -> list[str]:
+def two_processes(code: str, env_of: Callable[[int], dict], timeout: float, codes: list | None = None) -> list[str]:
     """Run `code` as 2 processes with 2 CPU devices each (`env_of(i)`: process i's own variables); their stdouts,
-    each with what it printed to stderr."""
+    each with what it printed to stderr (and their exit statuses appended to `codes`). Fails when they are not
+    done within `timeout` seconds."""
     base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES") and "SLURM" not in k}
     base.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONPATH=str(ROOT))
     procs = [subprocess.Popen([sys.executable, "-c", code], env={**base, **env_of(i)}, cwd=ROOT, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]  # fmt: skip
+    t0 = time.monotonic()
     try:
-        outs = [p.communicate(timeout=timeout) for p in procs]
+        outs = [p.communicate(timeout=max(1.0, timeout - (time.monotonic() - t0))) for p in procs]
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the 2 processes were not done after {timeout} s")
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
+    if codes is not None:
+        codes.extend(p.returncode for p in procs)
     return [o + e for o, e in outs]
 
 
@@ -160,15 +167,34 @@ def test_two_processes_train_as_one_process_with_4_devices(tmp_path):
         for key in KEYS if r["step"] else val:
             np.testing.assert_allclose(r[key], ref[r["step"]][key], rtol=2e-5, err_msg=f"{key} at step {r['step']}")
 
-    # The checkpoint resumes in a single process and finishes as the uninterrupted run.
-    state = loop.train(config(s, **{"mesh.data": 4}), work, stages.build_stage, progress=False)
+    # The same command resumes (as 2 processes) and finishes as the uninterrupted run; its checkpoint restores in
+    # one process to the uninterrupted run's A.
+    rc, out = launch(work, flags, env, "resume.log")
+    assert rc == 0, digest(out)
+    assert f"resumed from {work / 'checkpoints'} at step {k}" in out, digest(out)
+    steps = [r["step"] for r in rows(work)]
+    assert steps == list(range(STEPS + 1)), steps  # the lines after the restored checkpoint were dropped
+    for r in rows(work)[k + 1 :]:
+        np.testing.assert_allclose(r["loss"], ref[r["step"]]["loss"], rtol=2e-5, err_msg=f"loss at step {r['step']}")
+    mgr = checkpoints.Manager(work / "checkpoints")
+    try:
+        state = mgr.restore(STEPS, target=ref_state)
+    finally:
+        mgr.close()
     assert int(state.step) == STEPS
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref_state.params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-    steps = [r["step"] for r in rows(work)]
-    assert steps == sorted(set(steps)) and steps[-1] == STEPS
-    for r in rows(work)[-(STEPS - k) :]:
-        np.testing.assert_allclose(r["loss"], ref[r["step"]]["loss"], rtol=2e-5)
+    # Once more: every process finds the run done and says so.
+    rc, out = launch(work, flags, env, "again.log")
+    assert rc == 0 and out.count(f"already trained to step {STEPS}") == 2, digest(out)
+
+
+def launch(work, flags, env, log: str) -> tuple[int, str]:
+    """The launcher, 2 processes x 2 devices, to its end: its exit status and output (also in `log` beside `work`)."""
+    cmd = ["bash", str(LAUNCHER), "configs/mixed.py:tiny", str(work), "2", "2", *flags]
+    with open(work.parent / log, "w") as fh:
+        rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=900).returncode
+    return rc, (work.parent / log).read_text()
 
 
 def test_slurm_variables_join_two_processes():
@@ -210,6 +236,38 @@ print("RESULT", jax.process_index(), got, flush=True)
     env = {distributed.COORDINATOR: f"127.0.0.1:{port}", distributed.NUM_PROCESSES: "2"}
     outs = two_processes(code, lambda i: {**env, distributed.PROCESS_ID: str(i)}, timeout=240)
     assert result_lines(outs) == ["0 6.0", "1 6.0"], outs  # (1 + 1) + (2 + 2)
+
+
+def test_a_process_that_fails_ends_the_others_at_once():
+    """`distributed.fail_together`: process 1 raises while process 0 waits for it in a collective. Both end within
+    seconds: process 0 names process 1 and its error, and neither waits for JAX's shutdown barrier. (Without it,
+    by hand: both hang 300 s, until the barrier gives up, then abort with status 134.)"""
+    code = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from jaxreenact.common import distributed
+from jaxreenact.common.mesh import make_mesh
+assert distributed.initialize()
+mesh = make_mesh(4)
+x = jax.make_array_from_process_local_data(NamedSharding(mesh, P("data")), np.full((2,), jax.process_index() + 1.0))
+total = jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, P()))
+with distributed.fail_together("jaxreenact.test"):
+    print("RESULT", jax.process_index(), float(total(x)), flush=True)
+    if jax.process_index() == 1:
+        raise ValueError("frame 7 of video.mp4 is unreadable")
+    float(total(x))  # process 1 never comes
+    print("process 0 passed the second collective", flush=True)
+"""
+    port = free_port([0])
+    env = {distributed.COORDINATOR: f"127.0.0.1:{port}", distributed.NUM_PROCESSES: "2"}
+    codes = []
+    outs = two_processes(code, lambda i: {**env, distributed.PROCESS_ID: str(i)}, timeout=90, codes=codes)
+    assert result_lines(outs) == ["0 6.0", "1 6.0"], outs
+    assert codes == [1, 1], (codes, outs)
+    assert "process 1 failed (ValueError: frame 7 of video.mp4 is unreadable); stopping process 0 too" in outs[0]
+    assert "passed the second collective" not in outs[0]
+    assert "ValueError: frame 7 of video.mp4 is unreadable" in outs[1] and "Traceback" in outs[1]
+    assert "Terminating process" not in "".join(outs)  # no abort: the shutdown barrier was not waited for
 
 
 def test_environment_detection_and_one_process_programs(monkeypatch):

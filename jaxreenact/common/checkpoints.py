@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxreenact.common import distributed
 from jaxreenact.common.errors import UserError
 
 META_FILE = "jaxreenact.json"
@@ -68,6 +69,9 @@ class Manager:
 
     def __init__(self, directory: str | os.PathLike, max_to_keep: int | None = 3):
         self.directory = pathlib.Path(directory).absolute()
+        # Orbax's first barrier is a device collective, which gloo (CPU) gives 30 s to meet: wait at the coordination
+        # service first, since the processes get here after building their networks and state, at their own pace.
+        distributed.barrier("checkpoint manager")
         opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
         self._mgr = ocp.CheckpointManager(self.directory, options=opts)
 

@@ -12,12 +12,20 @@ On CPU the processes talk through the gloo collectives (the default of the JAX h
 set of devices first meets in a collective, gloo waits only 30 s for the other processes to arrive, and a compile
 can take longer than that on one process than on another (a loaded host, a cache hit on one side only): a program's
 big jitted steps go through `compiled_together`, which waits for every process between compiling and running.
+
+A process that fails would leave the others waiting in their next collective (gloo: 30 min) and itself at JAX's
+shutdown barrier (5 min); inside `fail_together` it tells them through the coordination service, and every
+process ends within seconds, naming the process that failed and why.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import itertools
 import os
+import sys
+import threading
 from collections.abc import Callable, Mapping
 
 import jax
@@ -104,6 +112,67 @@ def compiled_together(fn: Callable, name: str) -> Callable:
         return fn(*args)
 
     return call
+
+
+_FAILED = "jaxreenact/failed"  # the coordination service's key: "<process> <one line>"
+_ACK_S = 10  # how long a failing process waits for the others to have read the key
+
+
+def _client():
+    from jax._src import distributed as jax_distributed  # the client `jax.distributed.initialize` made
+
+    return jax_distributed.global_state.client
+
+
+def _exit_now(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@contextlib.contextmanager
+def fail_together(program: str, poll_s: float = 1.0):
+    """Inside, an exception on any process ends every process (module docstring). The failing process raises as
+    usual (its message and exit status are the program's own) and then exits at once, skipping JAX's shutdown
+    barrier, once the others have read its line or `_ACK_S` has passed; every other process prints
+    "<program>: process P failed (<its line>); stopping process Q too" and exits with status 1. Signals
+    (`KeyboardInterrupt`) are not failures: the processes agree on those themselves. One process: nothing."""
+    if jax.process_count() == 1:
+        yield
+        return
+    client, me = _client(), jax.process_index()
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(poll_s):
+            try:
+                who, line = client.key_value_try_get(_FAILED).split(" ", 1)
+            except Exception:  # not set (NOT_FOUND), or the service is gone: JAX itself then ends the process
+                continue
+            with contextlib.suppress(Exception):
+                client.key_value_set(f"{_FAILED}/read/{me}", "1")
+            print(f"{program}: process {who} failed ({line}); stopping process {me} too", file=sys.stderr)
+            _exit_now(1)
+
+    watcher = threading.Thread(target=watch, name="jaxreenact-fail-together", daemon=True)
+    watcher.start()
+    try:
+        yield
+    except Exception as e:
+        stop.set()
+        watcher.join()
+        line = " ".join(f"{type(e).__name__}: {e}".split())[:500]
+        with contextlib.suppress(Exception):
+            client.key_value_set(_FAILED, f"{me} {line}")
+            for other in range(jax.process_count()):
+                if other != me:
+                    client.blocking_key_value_get(f"{_FAILED}/read/{other}", _ACK_S * 1000)
+        # Registered after JAX's own shutdown hook, so it runs first: the program prints its error, then exits.
+        atexit.register(_exit_now, 2 if isinstance(e, UserError) else 1)
+        raise
+    finally:
+        stop.set()
+        watcher.join()
 
 
 def share(items: list, process_index: int | None = None, process_count: int | None = None) -> list:
