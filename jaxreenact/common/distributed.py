@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 import jax
+from jax._src import distributed as jax_distributed
 
 from jaxreenact.common.errors import UserError
 
@@ -80,6 +81,12 @@ def refuse(program: str, environ: Mapping[str, str] = os.environ) -> None:
         )
 
 
+def _client():
+    """The coordination service's client that `jax.distributed.initialize` made (JAX has no public handle; Orbax
+    reads the same one)."""
+    return jax_distributed.global_state.client
+
+
 _BARRIER_TIMEOUT_S = 3600  # a compile of a big step on a slow host; the coordination service's own clock
 _barriers = itertools.count()
 
@@ -89,10 +96,8 @@ def barrier(name: str, timeout_s: float = _BARRIER_TIMEOUT_S) -> None:
     service, so no device and no collective is involved; every process must make the same calls in the same order."""
     if jax.process_count() == 1:
         return
-    from jax._src import distributed as jax_distributed  # the client `jax.distributed.initialize` made
-
     # Barrier ids may not repeat within a run: a counter keeps repeated names distinct.
-    jax_distributed.global_state.client.wait_at_barrier(f"jaxreenact/{next(_barriers)}/{name}", int(timeout_s * 1000))
+    _client().wait_at_barrier(f"jaxreenact/{next(_barriers)}/{name}", int(timeout_s * 1000))
 
 
 def compiled_together(fn: Callable, name: str) -> Callable:
@@ -116,12 +121,6 @@ def compiled_together(fn: Callable, name: str) -> Callable:
 
 _FAILED = "jaxreenact/failed"  # the coordination service's key: "<process> <one line>"
 _ACK_S = 10  # how long a failing process waits for the others to have read the key
-
-
-def _client():
-    from jax._src import distributed as jax_distributed  # the client `jax.distributed.initialize` made
-
-    return jax_distributed.global_state.client
 
 
 def _exit_now(code: int) -> None:
