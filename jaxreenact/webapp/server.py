@@ -36,7 +36,6 @@ import shutil
 import socket
 import sys
 import threading
-import traceback
 import urllib.parse
 
 import uvicorn
@@ -282,8 +281,7 @@ def build_app(service: Service, opts: Options | None = None):
         msg = str(e) if isinstance(e, HTTPError) else (e.detail if status != 404 else "no such page")
         return _error(status, msg)
 
-    async def internal(request, e: Exception):
-        traceback.print_exception(e, file=sys.stderr)
+    async def internal(request, e: Exception):  # uvicorn logs the traceback
         return _error(500, f"internal error ({type(e).__name__}); see the app's log")
 
     routes = [
