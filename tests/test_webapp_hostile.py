@@ -176,7 +176,9 @@ def _png_header_only(w: int, h: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b"")
+    )
 
 
 def _npy_header_only(shape) -> bytes:
@@ -189,7 +191,7 @@ def test_uploads_capped_before_decoding_and_failures_leave_nothing(app, tmp_path
     svc, c = app
     t0 = time.monotonic()
     code, doc, _ = c.upload("source", PHOTO, "bomb.png", raw=_png_header_only(20000, 20000))
-    assert code == 400 and doc["error"].startswith("bomb.png: 20000×20000 pixels is more than"), doc
+    assert code == 400 and doc["error"].startswith("bomb.png: 400000000 pixels is more than the app's limit"), doc
     code, doc, _ = c.upload("source", PHOTO, "big.png", raw=_png_header_only(1281, 720))  # just over the cap
     assert code == 400 and "1281×720 pixels" in doc["error"], doc
     code, doc, _ = c.upload("edit", PHOTO, "w.npy", raw=_npy_header_only((1 << 20, 1 << 20)))  # 8 TiB asked
@@ -249,16 +251,13 @@ def test_content_length_bounded(app, length, status):
 
 
 def _listen_backlog(port: int) -> int | None:
-    """The accept-queue size of the listening socket on `port` (Linux: tx_queue of a LISTEN row)."""
+    """The accept-queue size of the listening socket on `port` (the Send-Q column of iproute2's `ss -ltn`), or None
+    where `ss` is missing."""
     try:
-        rows = open("/proc/net/tcp").read().splitlines()[1:]
-    except OSError:
+        out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
         return None
-    for r in rows:
-        f = r.split()
-        if f[1].endswith(f":{port:04X}") and f[3] == "0A":
-            return int(f[4].split(":")[0], 16)
-    return None
+    return int(out.split()[2]) if out.split() else None
 
 
 def test_concurrent_uploads_all_served(app, tmp_path):
@@ -311,25 +310,25 @@ IMAGEIO_PROBE = "imageio_ffmpeg" in open(video_lib.__file__).read()
 @pytest.mark.xfail(IMAGEIO_PROBE, strict=True,
                    reason="data/video.py probes with imageio-ffmpeg, a forked subprocess (issue 24 item 5: PyAV)")  # fmt: skip
 def test_upload_checks_start_no_process_while_a_job_computes(app, monkeypatch):
-    """A fork beside a thread inside OpenBLAS jammed the job queue for good: an upload's checks run in process."""
+    """A fork beside a thread inside OpenBLAS jammed the job queue for good (the fork never returns): an upload's
+    checks must run in process. A process an upload check would start is refused here (recorded, never forked)."""
     svc, c = app
     started = []
-    real_popen = subprocess.Popen.__init__
 
-    def popen(self, *a, **k):
-        started.append(a[0] if a else k.get("args"))
-        return real_popen(self, *a, **k)
+    def refuse(self, args, *a, **k):
+        started.append(args)
+        raise OSError("the test refuses to start a process")
 
     s, ticks = svc.session(c.sid), []
     job = svc.start_job(s, "test", _busy(ticks))
     _wait_for(lambda: ticks, 30, "the job to compute")
-    monkeypatch.setattr(subprocess.Popen, "__init__", popen)
-    monkeypatch.setattr(os, "fork", lambda: started.append("fork") or pytest.fail("os.fork called"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(os, "fork", lambda: refuse(None, "fork"))
     code, doc, _ = c.upload("driving", VIDEO)
     monkeypatch.undo()
     svc.cancel(s, job["job"])
-    assert code == 200 and doc["frames"] == 187, doc
     assert started == [], f"an upload check started {started}"
+    assert code == 200 and doc["frames"] == 187, doc
 
 
 def test_sigint_during_a_job_stops_it_and_removes_the_folders(tmp_path):

@@ -169,8 +169,12 @@ class Service:
             "modes": list(motion_lib.MODES),
             "components": list(motion_lib.COMPONENTS),
             "max_upload_mb": self.opts.max_upload_mb,
-            "limits": {"queue": self.opts.queue, "job_seconds": self.opts.job_seconds,
-                       "max_frames": self.opts.max_frames, "max_pixels": self.opts.max_pixels},  # fmt: skip
+            "limits": {
+                "queue": self.opts.queue,
+                "job_seconds": self.opts.job_seconds,
+                "max_frames": self.opts.max_frames,
+                "max_pixels": self.opts.max_pixels,
+            },  # fmt: skip
             "accept": {k: ",".join(v) for k, v in SLOTS.items()},
         }
 
@@ -283,6 +287,7 @@ class Service:
         name = pathlib.Path(name or "").name
         try:
             info = self.check_input(slot, path, name)
+            size = path.stat().st_size  # now: a later upload to the slot may replace (remove) this one at once
             with self.lock:
                 if s.closed:
                     raise UserError("this page's session was closed: reload the page")
@@ -296,7 +301,8 @@ class Service:
             raise
         if old is not None and not self._in_use(s, old[0]):
             shutil.rmtree(old[0].parent, ignore_errors=True)
-        out = {"name": name, "bytes": path.stat().st_size, "kind": info.kind}
+            s.headers.pop(old[0], None)
+        out = {"name": name, "bytes": size, "kind": info.kind}
         if info.size:
             out["size"] = list(info.size)
         if info.kind == "video" and slot == "driving":
@@ -342,7 +348,7 @@ class Service:
 
     def input_path(self, s: Session, slot: str, which: str | None) -> pathlib.Path:
         if which not in ("example", "upload", None):
-            raise UserError(f"{slot}: {str(which)[:20]!r}: use \"upload\" or \"example\"")
+            raise UserError(f'{slot}: {str(which)[:20]!r}: use "upload" or "example"')
         if which == "example":
             kind = "driving" if slot == "driving" else "source"
             p = example_path(kind)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import re
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -36,19 +37,26 @@ class Header:
 
 def _pixels(name: str, w: int, h: int, limits: Limits) -> None:
     if w * h > limits.max_pixels:
-        side = math.isqrt(limits.max_pixels)
-        raise UserError(f"{name}: {w}×{h} pixels is more than the app's limit of {limits.max_pixels / 1e6:.1f} "
-                        f"megapixels (about {side}×{side}); scale it down first")  # fmt: skip
+        _too_many(name, f"{w}×{h}", limits)
+
+
+def _too_many(name: str, size: str, limits: Limits):
+    side = math.isqrt(limits.max_pixels)
+    raise UserError(f"{name}: {size} pixels is more than the app's limit of {limits.max_pixels / 1e6:.1f} megapixels "
+                    f"(about {side}×{side}, --max-pixels); scale it down first")  # fmt: skip
 
 
 def image_header(path: pathlib.Path, name: str, limits: Limits) -> Header:
     try:
         with Image.open(path) as im:  # lazy: reads the header only
             w, h = im.size
-    except Image.DecompressionBombError as e:  # PIL's own cap, far above ours
-        raise UserError(f"{name}: the image is too large to open ({str(e).split('.')[0]})") from None
+    except Image.DecompressionBombError as e:  # PIL's own cap (far above ours) refuses to open it
+        n = re.search(r"\((\d+) pixels\)", str(e))
+        _too_many(name, n[1] if n else "more than 178 million", limits)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise UserError(f"{name}: not an image file PIL can read (expected {', '.join(images_lib.IMAGE_EXTS)})") from None
+        raise UserError(
+            f"{name}: not an image file PIL can read (expected {', '.join(images_lib.IMAGE_EXTS)})"
+        ) from None
     _pixels(name, w, h, limits)
     return Header("image", (w, h))
 
@@ -69,7 +77,9 @@ def latent_header(path: pathlib.Path, name: str) -> Header:
             shape, fortran, dtype = read(f, max_header_size=10_000)
             offset = f.tell()
     except (ValueError, OSError, SyntaxError, TypeError) as e:
-        raise UserError(f"{name}: not a .npy array file ({str(e).splitlines()[0][:80]}); save it with np.save") from None
+        raise UserError(
+            f"{name}: not a .npy array file ({str(e).splitlines()[0][:80]}); save it with np.save"
+        ) from None
     dims = shape[1:] if len(shape) == 3 and shape[0] == 1 else shape
     ok = dims == (512,) or (len(dims) == 2 and dims[1] == 512 and 1 <= dims[0] <= MAX_LATENT_ROWS)
     if not ok or dtype.kind not in "fiu" or dtype.hasobject:
