@@ -163,6 +163,10 @@ def test_numbers_bounded_finite_and_booleans_parsed(app):
     code, doc, _ = c.call("/api/reenact", raw=raw)
     assert code == 400 and "not a finite number" in doc["error"], doc
     assert not svc.session(c.sid).jobs  # no job was started
+    code, doc, _ = c.call("/api/edit/sweep", {})  # a missing whole number (here before any edit source)
+    assert code == 400, doc
+    with pytest.raises(UserError, match="direction: a whole number is needed"):
+        sessions.whole_number({}, "direction", None, 0, 14)
     for v, want in (("false", False), ("False", False), (False, False), ("0", False), (0, False), ("true", True),
                     (True, True), ("on", True), (None, True)):  # fmt: skip
         assert sessions.boolean({"tune": v}, "tune", True) is want, v

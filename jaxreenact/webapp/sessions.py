@@ -149,7 +149,7 @@ def number(req: dict, key: str, lo: float | None = None, hi: float | None = None
 def whole_number(req: dict, key: str, default, lo, hi):
     x = number(req, key)
     if x is None:
-        if default is None and lo is None:
+        if default is None:
             raise UserError(f"{key}: a whole number is needed")
         return default
     if x != int(x) or (lo is not None and x < lo) or (hi is not None and x > hi):
