@@ -49,6 +49,8 @@ def get_config(arg=None):
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 12  # global batch, sharded over the `data` mesh axis (the paper: 12 in every stage)
+    # > 0: the global batch is this × the device count instead (fills a pod; keep lr, see docs/pods.md); 0: off.
+    c.train.per_device_batch_size = 0
     c.train.steps = 20_000  # the paper's 20K (stages 1, 2); configs/paired.py: 150K
     c.train.lr = 1e-4
     c.train.weight_decay = 5e-4
@@ -76,6 +78,7 @@ def get_config(arg=None):
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1: all devices on the data axis
+    c.mesh.device_order = ""  # "": JAX's order; "0,2,1,3": devices in this order (tests interleave processes)
     c.dtype = "float32"  # compute dtype of the frozen networks: float32 | bfloat16
     return c
 

@@ -30,12 +30,12 @@ def main(argv):
     # First: one process of several when the environment says so; nothing may touch a device before this (reading
     # the checkpoints below does, through Orbax).
     distributed.initialize()
-    done = loop.completed_step(workdir, config.train.steps)
-    if done is not None:
-        print(f"{workdir}: already trained to step {done} (config.train.steps={config.train.steps}); nothing to do. "
-              f"To train further, rerun with a larger --config.train.steps=N (it resumes at step {done}).")  # fmt: skip
-        return 0
     with distributed.fail_together("jaxreenact.train"):  # an error on one process ends all of them at once
+        done = loop.completed_step(workdir, config.train.steps)  # decided on process 0 for all
+        if done is not None:
+            print(f"{workdir}: already trained to step {done} (config.train.steps={config.train.steps}); nothing to "
+                  f"do. To train further, rerun with a larger --config.train.steps=N (it resumes at step {done}).")  # fmt: skip
+            return 0
         state = loop.train(config, workdir, build_stage=stages.build_stage, progress=not _NO_PROGRESS.value)
     print(f"trained to step {int(state.step)}; wrote {workdir}/checkpoints/, metrics.jsonl, images/ and tb/ "
           f"(view with: tensorboard --logdir {workdir}/tb)")  # fmt: skip

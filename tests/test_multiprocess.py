@@ -4,8 +4,11 @@ checks that both processes stop after a checkpoint of the same step with exit st
 validation equal those of one process with 4 devices, that only process 0 wrote metrics and images, that the same
 command resumes to the numbers of an uninterrupted run, whose checkpoint restores in a single process, and that a
 finished run says so on every process. The mixed stage: its synthetic half
-is the synthetic stage's step, and each process reads its own part of each real batch; batch 6 over 4 devices, so
-the batch is padded to 8 as well. Started with the launcher's explicit variables (its default); the variables of
+is the synthetic stage's step, and each process reads its own rows of each real batch; batch 10 over 4 devices, so
+the batch is padded to 12 (the real half: 5 to 8), and the global mesh lists the devices interleaved (process 0,
+1, 0, 1, as a pod's ring may), so each process holds rows that are not contiguous (issue 23: reading rows
+[p·B/P, (p+1)·B/P) instead changed the loss terms by 14 %). The paired stage likewise, batch 5 padded to 8, one
+step. Started with the launcher's explicit variables (its default); the variables of
 its Slurm mode, which JAX's own cluster detection reads, join 2 processes in a separate, short test.
 """
 
@@ -25,20 +28,22 @@ import jax
 import numpy as np
 import pytest
 
-from configs import mixed
+from configs import mixed, paired
 from jaxreenact.common import checkpoints, distributed
 from jaxreenact.training import loop, stages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCHER = ROOT / "launch" / "local_multiprocess.sh"
 STEPS = 5
+INTERLEAVED = "0,2,1,3"  # positions in jax.devices() (process 0's 2 devices, then process 1's)
 KEYS = ("loss", "grad_norm", "loss/identity", "loss/perceptual", "loss/shape", "loss/eye", "loss/mouth")
 
 
 def settings(tmp_path) -> dict:
     return {
         "train.steps": STEPS,
-        "train.batch_size": 6,
+        "train.batch_size": 10,
+        "mesh.device_order": INTERLEAVED,
         "train.log_every": 1,
         "train.checkpoint_every": 100,
         "train.eval_every": 100,  # validation (and so the image grid) once, at step 0
@@ -46,8 +51,8 @@ def settings(tmp_path) -> dict:
     }
 
 
-def config(s: dict, **more):
-    c = mixed.get_config("tiny")
+def config(s: dict, module=mixed, **more):
+    c = module.get_config("tiny")
     with c.unlocked():
         for k, v in {**s, **more}.items():
             obj = c
@@ -123,13 +128,12 @@ def wait(cond, proc, timeout, what):
 def test_two_processes_train_as_one_process_with_4_devices(tmp_path):
     s = settings(tmp_path)
     # The reference: one process, 4 of the simulated devices, uninterrupted (this also builds the fake dataset).
-    ref_state = loop.train(config(s, **{"mesh.data": 4}), tmp_path / "ref", stages.build_stage, progress=False)
+    ref_state = loop.train(config(s, **{"mesh.data": 4, "mesh.device_order": ""}), tmp_path / "ref",
+                           stages.build_stage, progress=False)  # fmt: skip
     ref = {r["step"]: r for r in rows(tmp_path / "ref")}
 
     work = tmp_path / "mp"
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-    env.update(PYTHON=sys.executable, PYTHONPATH=str(ROOT), JAX_DEFAULT_MATMUL_PRECISION="highest", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1",
-               JAX_COMPILATION_CACHE_DIR=os.environ.get("JAXREENACT_TEST_CACHE", "/tmp/jaxreenact-jax-cache"))  # fmt: skip
+    env = launcher_env()
     flags = [f"--config.{k}={v}" for k, v in s.items()]
     log = tmp_path / "launcher.log"
     with open(log, "w") as fh:
@@ -153,6 +157,7 @@ def test_two_processes_train_as_one_process_with_4_devices(tmp_path):
     k = int(stops[0])
     assert 1 <= k < STEPS, digest(out)
     assert "Traceback" not in out, digest(out)
+    assert out.count("mesh: 4 devices on the data axis, of processes 0,1,0,1") == 2, digest(out)
     assert sorted(p.name for p in (work / "checkpoints").iterdir() if p.name.isdigit()) == [str(k)]
 
     # Only process 0 wrote: one metrics line per step, one TensorBoard file, one grid.
@@ -189,12 +194,35 @@ def test_two_processes_train_as_one_process_with_4_devices(tmp_path):
     assert rc == 0 and out.count(f"already trained to step {STEPS}") == 2, digest(out)
 
 
-def launch(work, flags, env, log: str) -> tuple[int, str]:
+def launcher_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env.update(PYTHON=sys.executable, PYTHONPATH=str(ROOT), JAX_DEFAULT_MATMUL_PRECISION="highest", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1",
+               JAX_COMPILATION_CACHE_DIR=os.environ.get("JAXREENACT_TEST_CACHE", "/tmp/jaxreenact-jax-cache"))  # fmt: skip
+    return env
+
+
+def launch(work, flags, env, log: str, cfg: str = "configs/mixed.py:tiny") -> tuple[int, str]:
     """The launcher, 2 processes x 2 devices, to its end: its exit status and output (also in `log` beside `work`)."""
-    cmd = ["bash", str(LAUNCHER), "configs/mixed.py:tiny", str(work), "2", "2", *flags]
+    cmd = ["bash", str(LAUNCHER), cfg, str(work), "2", "2", *flags]
     with open(work.parent / log, "w") as fh:
         rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=900).returncode
     return rc, (work.parent / log).read_text()
+
+
+def test_two_interleaved_processes_train_the_paired_stage_as_one_process(tmp_path):
+    """Paired batch 5 padded to 8 over 4 devices listed interleaved: process 0 holds rows 0-1 and 4-5 (row 5 a
+    padded copy), process 1 rows 2-3 and 6-7; one step's loss and every term equal one process with 4 devices in
+    natural order (by hand on the code before issue 23: 52 % apart)."""
+    s = {**settings(tmp_path), "train.steps": 1, "train.batch_size": 5, "train.eval_every": 0}
+    loop.train(config(s, paired, **{"mesh.data": 4, "mesh.device_order": ""}), tmp_path / "ref", stages.build_stage,
+               progress=False)  # fmt: skip
+    rc, out = launch(tmp_path / "mp", [f"--config.{k}={v}" for k, v in s.items()], launcher_env(), "paired.log",
+                     cfg="configs/paired.py:tiny")  # fmt: skip
+    assert rc == 0 and out.count("of processes 0,1,0,1") == 2, digest(out)
+    (got,), (want,) = rows(tmp_path / "mp"), rows(tmp_path / "ref")
+    assert got["step"] == want["step"] == 1
+    for key in (*KEYS, "loss/pixel"):
+        np.testing.assert_allclose(got[key], want[key], rtol=2e-5, err_msg=key)
 
 
 def test_slurm_variables_join_two_processes():

@@ -78,7 +78,8 @@ def test_validation_reads_the_test_split_only(fake_dir, zero_A):
 
 
 def _step0(c, workdir):
-    """(logged metrics of step 0, its global batch, the networks): the batch is what the loop read at step 0."""
+    """(logged metrics of step 0, its global batch, the networks): the batch is what the loop read at step 0 (its
+    images uint8, as they travel to the devices)."""
     loop.train(c, workdir, build_stage=stages.build_stage, progress=False)
     st = stages.build_stage(c, make_mesh(c.mesh.data))
     nets, frozen = load_bundle(("generator", "arcface"), tiny_seed=c.seed)
@@ -95,7 +96,7 @@ def test_real_mode_sources_are_all_real_and_shape_zero_drops_eye_mouth(tmp_path,
     assert not {"loss/shape", "loss/eye", "loss/mouth"} & set(m)
     assert m["loss"] == pytest.approx(10 * m["loss/identity"] + 10 * m["loss/perceptual"], rel=1e-5)
     img_r = render(nets.g, frozen["g"], jnp.asarray(batch["latent"]))  # A = 0: the inversion of each real frame
-    want = 1 - _csim(nets, frozen, img_r, jnp.asarray(batch["image"])).mean()
+    want = 1 - _csim(nets, frozen, img_r, real_lib.float_images(batch["image"])).mean()
     assert len(batch["latent"]) == c.train.batch_size
     assert m["loss/identity"] == pytest.approx(float(want), rel=1e-4, abs=1e-6)
     recs = (tmp_path / "run" / "metrics.jsonl").read_text()
@@ -110,7 +111,7 @@ def test_mixed_mode_half_real_half_synthetic(tmp_path, fake_dir, zero_A):
     assert len(batch["latent"]) == half
     img_r = render(nets.g, frozen["g"], jnp.asarray(batch["latent"]))
     # The synthetic half is compared with itself (CSIM 1 at A = 0); the real half with its frames.
-    want = (1 - _csim(nets, frozen, img_r, jnp.asarray(batch["image"]))).sum() / c.train.batch_size
+    want = (1 - _csim(nets, frozen, img_r, real_lib.float_images(batch["image"]))).sum() / c.train.batch_size
     assert m["loss/identity"] == pytest.approx(float(want), rel=1e-4, abs=1e-6)
 
 
@@ -121,7 +122,7 @@ def test_paired_terms_compare_with_the_target(tmp_path, fake_dir, zero_A):
     mean = np.asarray(frozen["g"]["buffers"]["mean_latent"]).reshape(1, 1, -1)
     np.testing.assert_allclose(m["loss/w_reg"], np.abs(mean + 0.7 * (w_s - mean) - w_t).mean(), rtol=1e-5)
     img_r = render(nets.g, frozen["g"], jnp.asarray(w_s))
-    tgt = jnp.asarray(batch["target_image"])
+    tgt = real_lib.float_images(batch["target_image"])
     want_id = 1 - _csim(nets, frozen, img_r, tgt).mean()
     assert m["loss/identity"] == pytest.approx(float(want_id), rel=1e-4, abs=1e-6)
     to255 = lpips_lib.range_1_to_255

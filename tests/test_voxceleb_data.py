@@ -9,6 +9,7 @@ import PIL.Image
 import pytest
 
 from jaxreenact.common.errors import UserError
+from jaxreenact.common.mesh import make_mesh
 from jaxreenact.data import pipeline
 from jaxreenact.data import voxceleb as vx
 from jaxreenact.data.build import main as build_main
@@ -124,14 +125,15 @@ def test_host_sharding_and_resume(built):
     ds = vx.VoxCelebFrames(out, "train", num_threads=1)
     one = list(ds.iterate_frames(8, seed=1, epoch=2))
     assert len(one) == 2 == ds.steps_per_epoch(8)
-    hosts = [list(ds.iterate_frames(8, seed=1, epoch=2, process_index=p, process_count=2)) for p in range(2)]
+    # Two processes whose devices hold interleaved rows (as on a mesh whose device order alternates processes).
+    rows = [np.array([0, 1, 4, 5]), np.array([2, 3, 6, 7])]
+    hosts = [list(ds.iterate_frames(8, seed=1, epoch=2, rows=r)) for r in rows]
     for step in range(2):
         a, b = hosts[0][step]["index"], hosts[1][step]["index"]
         assert len(a) == len(b) == 4 and not set(a) & set(b)
-        np.testing.assert_array_equal(np.concatenate([a, b]), one[step]["index"])
-        np.testing.assert_array_equal(
-            np.concatenate([hosts[0][step]["image"], hosts[1][step]["image"]]), one[step]["image"]
-        )
+        np.testing.assert_array_equal(a, one[step]["index"][rows[0]])
+        np.testing.assert_array_equal(b, one[step]["index"][rows[1]])
+        np.testing.assert_array_equal(hosts[1][step]["image"], one[step]["image"][rows[1]])
     assert len(set(_cat(one, "index").tolist())) == 16  # an epoch has no repeats (last 5 of 21 dropped)
     np.testing.assert_array_equal(_cat(one, "index"), ds.epoch_order(1, 2)[:16])
     # Padding for evaluation: the last global batch is padded and marked invalid.
@@ -146,22 +148,27 @@ def test_host_sharding_and_resume(built):
     np.testing.assert_array_equal(ref[2], ds.epoch_order(1, 1)[:8])
     # Pairs shard the same way.
     one_p = list(ds.paired_epoch(5, 0, batch_size=4))
-    host_p = [list(ds.paired_epoch(5, 0, batch_size=4, process_index=p, process_count=2)) for p in range(2)]
+    host_p = [list(ds.paired_epoch(5, 0, batch_size=4, rows=r)) for r in ([3, 0], [1, 2])]
     for step in range(len(one_p)):
         got = np.concatenate([host_p[0][step]["source_index"], host_p[1][step]["source_index"]])
-        np.testing.assert_array_equal(got, one_p[step]["source_index"])
+        np.testing.assert_array_equal(got, one_p[step]["source_index"][[3, 0, 1, 2]])
     stream = ds.pair_batches(4, seed=5, start_step=1)
     np.testing.assert_array_equal(next(stream)["target_index"], one_p[1]["target_index"])
-    with pytest.raises(UserError, match="multiple"):
-        next(ds.iterate_frames(5, 0, 0, process_index=0, process_count=2))
+    with pytest.raises(ValueError, match="not rows of a global batch of 5"):
+        next(ds.iterate_frames(5, 0, 0, rows=[4, 5]))
 
 
 def test_to_global_on_8_devices(built):
     _, out, _ = built
     ds = vx.VoxCelebFrames(out, "train", num_threads=2)
-    mesh = jax.make_mesh((8,), ("data",))
+    mesh = make_mesh(8, order="3,6,0,5,1,7,2,4")  # any device order: each device gets its rows
+    sharding = pipeline.data_sharding(mesh)
     batch = next(ds.iterate_frames(16, seed=0, epoch=0))
-    g = pipeline.to_global(batch, mesh)
+    rows = pipeline.process_rows(sharding, 16)
+    np.testing.assert_array_equal(rows, np.arange(16))  # one process holds every row
+    g = pipeline.to_global(batch, sharding, rows, 16)
+    for shard in g["latent"].addressable_shards:
+        np.testing.assert_array_equal(np.asarray(shard.data), batch["latent"][shard.index])
     assert g["image"].shape == (16, SIZE, SIZE, 3) and len(g["image"].sharding.device_set) == 8
     assert g["image"].sharding.spec == jax.sharding.PartitionSpec("data")
     np.testing.assert_array_equal(np.asarray(g["image"]), batch["image"])

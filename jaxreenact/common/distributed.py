@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
+import json
 import os
 import sys
 import threading
@@ -98,6 +99,24 @@ def barrier(name: str, timeout_s: float = _BARRIER_TIMEOUT_S) -> None:
         return
     # Barrier ids may not repeat within a run: a counter keeps repeated names distinct.
     _client().wait_at_barrier(f"jaxreenact/{next(_barriers)}/{name}", int(timeout_s * 1000))
+
+
+_decisions = itertools.count()
+
+
+def decided_once(name: str, fn: Callable, timeout_s: float = _BARRIER_TIMEOUT_S):
+    """`fn()` evaluated on process 0 only and its value (JSON: None, numbers, strings, lists, dicts) handed to every
+    process through the coordination service, so processes that would see different things (a shared folder listed
+    at different moments) cannot disagree. No device and no collective is involved; every process must make the
+    same calls in the same order. One process: `fn()`."""
+    if jax.process_count() == 1:
+        return fn()
+    key = f"jaxreenact/decided/{next(_decisions)}/{name}"
+    if jax.process_index() == 0:
+        value = fn()
+        _client().key_value_set(key, json.dumps(value))
+        return value
+    return json.loads(_client().blocking_key_value_get(key, int(timeout_s * 1000)))
 
 
 def compiled_together(fn: Callable, name: str) -> Callable:

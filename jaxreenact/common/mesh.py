@@ -24,9 +24,16 @@ from jaxreenact.common.errors import UserError
 DATA_AXIS = "data"
 
 
-def make_mesh(data: int | None = -1, devices: Sequence | None = None) -> jax.sharding.Mesh:
+def make_mesh(
+    data: int | None = -1, devices: Sequence | None = None, order: str | Sequence[int] = ""
+) -> jax.sharding.Mesh:
     """A 1-D mesh with axis `data` over the first `data` devices (-1 or None: all of `devices`, default
-    `jax.devices()`); any count works, the batches are padded to it (`Padding`)."""
+    `jax.devices()`); any count works, the batches are padded to it (`Padding`).
+
+    `order` ("" = JAX's own, `jax.make_mesh`, which on a TPU pod follows the chips' ring and may interleave the
+    processes' devices): the devices in this order instead, as positions in `devices`, e.g. "0,2,1,3"
+    (`config.mesh.device_order`; the tests use it to interleave processes as a pod may). Whatever the order, every
+    process reads the rows its devices hold (`data.pipeline.process_rows`)."""
     devices = list(jax.devices() if devices is None else devices)
     n = len(devices) if data in (-1, None) else int(data)
     if n < 1 or n > len(devices):
@@ -34,6 +41,17 @@ def make_mesh(data: int | None = -1, devices: Sequence | None = None) -> jax.sha
     if n < len(devices) and jax.process_count() > 1:
         raise UserError(f"config.mesh.data={data}: a run over {jax.process_count()} processes uses all "
                         f"{len(devices)} devices (leave config.mesh.data=-1)")  # fmt: skip
+    if isinstance(order, str):
+        try:
+            order = [int(i) for i in order.replace(" ", "").split(",") if i]
+        except ValueError:
+            raise UserError(f"config.mesh.device_order={order!r}: use comma-separated device positions") from None
+    if order:
+        if sorted(order) != list(range(len(devices))):
+            raise UserError(f"config.mesh.device_order={','.join(map(str, order))}: must list each of the "
+                            f"{len(devices)} device positions 0..{len(devices) - 1} once")  # fmt: skip
+        chosen = np.asarray([devices[i] for i in order][:n])
+        return jax.sharding.Mesh(chosen, (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
     return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=np.asarray(devices[:n]))
 
 
@@ -103,7 +121,8 @@ class Padding:
     """A global batch of `rows` real rows laid out as `padded` rows (a multiple of the device count).
 
     Rows [0, rows) are the real ones; row i >= rows repeats real row ``i % rows`` (a finite copy, so no NaN can
-    reach the gradient) and weighs 0 in every loss. With ``padded == rows`` nothing is padded and every helper
+    reach the gradient) and weighs 0 in every loss. These are rows of the global batch: which process and device
+    holds a row is the sharding's business (`data.pipeline.process_rows`), so the weights hold for any device order. With ``padded == rows`` nothing is padded and every helper
     is the identity, so the unpadded program is unchanged.
     """
 

@@ -2,11 +2,14 @@
 
 Two behaviours, one exception:
 
-* `StopRequest` (training): the first SIGTERM/SIGINT only records the signal; the loop asks `agreed()` after every
-  step, and every process gets the same answer (the largest signal number any process received, all-gathered
-  across processes), so all of them checkpoint the same step and stop together. A second signal on the same
-  process raises at once. This is the agreement Orbax's preemption support makes for TPU pods (SIGTERM through
-  the coordination service), done here for any signal, any platform and a single process alike.
+* `StopRequest` (training): the first SIGTERM/SIGINT only records the signal; the loop asks `agreed()` at its sync
+  points (every `log_every` steps, checkpoints, validation; every step with one process, where it costs nothing),
+  and every process gets the same answer (the largest signal number any process received, all-gathered across
+  processes), so all of them checkpoint the same step and stop together. A second signal on the same process
+  raises at once. This is the agreement JAX's `multihost_utils.reached_preemption_sync_point` makes for TPU pods
+  (SIGTERM through the coordination service), done here for SIGINT too, on any platform and with one process
+  alike; that one listens for SIGTERM itself (beside this module's handler), wants a call every step, and knows no
+  SIGINT.
 * `raise_on_sigterm` (every program, through `common.errors.cli_main`): SIGTERM raises `Interrupted` in the main
   thread as Ctrl-C raises `KeyboardInterrupt`, so `finally` blocks run and the atomic writes of the resumable
   programs (invert, evaluate, data.build) leave nothing half-written; a rerun continues from what was finished.
@@ -77,8 +80,8 @@ def raise_on_sigterm():
 class StopRequest:
     """SIGTERM/SIGINT as a request to stop after the current step, agreed between processes (module docstring).
 
-    Use as a context manager around a loop; call `agreed()` once per step on every process (it is a collective
-    when there is more than one process). `request(signum)` does what a signal does (for tests and callers).
+    Use as a context manager around a loop; call `agreed()` at the same steps on every process (it is a blocking
+    collective when there is more than one process: the training loop calls it at its sync points only). `request(signum)` does what a signal does (for tests and callers).
     """
 
     def __init__(self):

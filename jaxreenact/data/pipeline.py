@@ -16,8 +16,6 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxreenact.common.errors import UserError
-
 
 def ordered_map(fn, items, num_threads: int, window: int = 256):
     """`map(fn, items)` on a thread pool, in order, with at most `window` results waiting (bounded memory)."""
@@ -34,40 +32,59 @@ def ordered_map(fn, items, num_threads: int, window: int = 256):
             yield pending.popleft().result()
 
 
-def host_rows(batch_size: int, process_index: int, process_count: int) -> slice:
-    if process_count < 1 or not 0 <= process_index < process_count:
-        raise ValueError(f"process_index {process_index} is not in [0, process_count={process_count})")
-    if batch_size < 1 or batch_size % process_count:
-        raise UserError(
-            f"global batch size {batch_size} must be a positive multiple of the number of hosts ({process_count})"
-        )
-    per_host = batch_size // process_count
-    return slice(process_index * per_host, (process_index + 1) * per_host)
+def process_rows(sharding: jax.sharding.Sharding, size: int, devices=None) -> np.ndarray:
+    """The rows of a global batch of `size` rows (leading axis split by `sharding`) that this process's devices
+    hold: int [k], ascending, each once. Read from the sharding itself (`devices_indices_map`), so any device order
+    works, rows of one process need not be contiguous, and nothing assumes devices grouped by process. `devices`:
+    whose rows (default: this process's addressable devices; tests pass a subset to play one process of several)."""
+    devices = sharding.addressable_devices if devices is None else set(devices)
+    held = np.zeros(size, bool)
+    for device, index in sharding.devices_indices_map((size,)).items():
+        if device in devices:
+            held[index[0]] = True
+    return np.flatnonzero(held)
 
 
-def to_global(batch: Any, mesh=None, sharding=None, batch_axis: str | None = None):
-    """Assemble each host's local batch into global `jax.Array`s with `jax.make_array_from_process_local_data`.
+def to_global(batch: Any, sharding: jax.sharding.Sharding, rows: np.ndarray, size: int):
+    """Global `jax.Array`s of `size` rows from this process's rows of them.
 
-    `batch`: a pytree (e.g. dict) of host-local numpy arrays, leading axis = this host's rows (`iterate_*` output).
-    `sharding`: a `jax.sharding.Sharding` for every leaf (or a pytree of them matching `batch`); by default
-    ``NamedSharding(mesh, P(batch_axis))`` with `batch_axis` "data" if the mesh has it, else its first axis.
-    The global leading size is the sum of the hosts' sizes; non-numeric leaves (strings) stay as they are.
+    `batch`: a pytree (e.g. dict) of numpy arrays whose leading axis holds global rows `rows` (`process_rows` of the
+    same sharding and size, in that order); each device gets exactly the rows the sharding gives it, whatever the
+    device order. Non-numeric leaves (strings) stay as they are.
     """
-    if sharding is None:
-        if mesh is None:
-            raise ValueError("to_global needs a mesh or a sharding")
-        axis = batch_axis or ("data" if "data" in mesh.axis_names else mesh.axis_names[0])
-        sharding = NamedSharding(mesh, PartitionSpec(axis))
+    rows = np.asarray(rows)
 
-    def convert(x, s):
+    def convert(x):
         x = np.asarray(x)
         if x.dtype.kind not in "biuf":
             return x
-        return jax.make_array_from_process_local_data(s, x)
+        if len(x) != len(rows):
+            raise ValueError(f"{len(x)} local rows for {len(rows)} row indices")
 
-    if isinstance(sharding, jax.sharding.Sharding):
-        return jax.tree.map(lambda x: convert(x, sharding), batch)
-    return jax.tree.map(convert, batch, sharding)
+        def shard(index):
+            want = np.arange(size)[index[0]]
+            at = np.searchsorted(rows, want)
+            if np.any(at >= len(rows)) or np.any(rows[np.minimum(at, len(rows) - 1)] != want):
+                raise ValueError(f"rows {want.tolist()} of a device of this process were not loaded")
+            return x[at]
+
+        return jax.make_array_from_callback((size, *x.shape[1:]), sharding, shard)
+
+    return jax.tree.map(convert, batch)
+
+
+def global_from_full(batch: Any, sharding: jax.sharding.Sharding):
+    """`to_global` of a batch every process holds whole (e.g. computed, not read): each process uses its rows."""
+    leaves = [x for x in jax.tree.leaves(batch) if np.asarray(x).dtype.kind in "biuf"]
+    size = len(leaves[0])
+    rows = process_rows(sharding, size)
+    return to_global(jax.tree.map(lambda x: np.asarray(x)[rows], batch), sharding, rows, size)
+
+
+def data_sharding(mesh, batch_axis: str | None = None) -> NamedSharding:
+    """The leading axis over `batch_axis` ("data" if the mesh has it, else its first axis)."""
+    axis = batch_axis or ("data" if "data" in mesh.axis_names else mesh.axis_names[0])
+    return NamedSharding(mesh, PartitionSpec(axis))
 
 
 def prefetch(iterator: Iterator[Any], size: int = 2) -> Iterator[Any]:

@@ -2,15 +2,16 @@
 
 mesh → frozen networks → state (init, `init_from`, or resume) → jitted step with explicit shardings →
 checkpoints, metrics (JSON lines + TensorBoard, one line a step), validation with image grids → loop, stopping
-cleanly on SIGTERM / SIGINT. Randomness is `fold_in(key(seed), step)`, so a resumed run replays exactly the
+cleanly on SIGTERM / SIGINT. The steady state reads no device value (sync points only; `train`). Randomness is `fold_in(key(seed), step)`, so a resumed run replays exactly the
 stream an uninterrupted run would have used.
 """
 
 from __future__ import annotations
 
+import collections
+import copy
 import json
 import logging
-import math
 import os
 import pathlib
 import time
@@ -126,7 +127,8 @@ def _replicate(tree, mesh):
 
 def make_step(loss_fn: Callable, tx: optax.GradientTransformation, root_key, mesh, with_batch: bool):
     """The jitted training step `(state, frozen, batch) -> (state, metrics)`: loss and gradient of A, the optax
-    update, metrics (loss, its terms, gradient norm); state and frozen replicated, the batch split over `data`.
+    update, metrics (loss, its terms, gradient norm); state and frozen replicated, the batch split over `data` (as the
+    stage placed it: each process's rows from the sharding).
     The step's random key is `fold_in(root_key, step)`. `state` is donated."""
     replicated = NamedSharding(mesh, P())
 
@@ -156,17 +158,26 @@ def train(
     """Train A as `config` says, checkpointing under `workdir`; returns the final TrainState.
 
     Any device count runs the numbers of one device: the stages pad the global batch to a multiple of the mesh
-    (`common.mesh.Padding`, padded rows weigh 0). After each step: one metrics line (training scalars every
-    `log_every` steps, validation every `eval_every`), then the checkpoint when due. SIGTERM / SIGINT on any
-    process (`common.preemption.StopRequest`): every process checkpoints the same step and `Interrupted` is
-    raised (exit status 143 / 130 in the program); the rerun resumes bit-identical. `on_step(done_steps, state)`
-    is called after every step (after its checkpoint, if one was due), e.g. to stop early from a notebook.
+    (`common.mesh.Padding`, padded rows weigh 0), each process reading the rows its devices hold. The global batch
+    is `config.train.batch_size`, or `config.train.per_device_batch_size` × devices when that is > 0.
+
+    The steady state reads nothing from the devices: the host dispatches step after step (at most `AHEAD` steps
+    ahead of the devices), the stage's batches already on the devices. At a sync point (every `log_every` steps,
+    each validation and checkpoint, the last step): the metrics line, the finiteness check (a non-finite loss
+    anywhere since the last sync point stops the run naming its step, the last good checkpoint kept), and the
+    agreement on a stop request. SIGTERM / SIGINT on any process (`common.preemption.StopRequest`): every process
+    checkpoints the same step, the next sync point (every step with one process), and `Interrupted` is raised
+    (exit status 143 / 130 in the program); the rerun resumes bit-identical. `on_step(done_steps, state)` is called
+    after every step (after its checkpoint, if one was due), e.g. to stop early from a notebook.
     """
     workdir = pathlib.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise UserError(f"--workdir {workdir}: is a file, not a folder")
     is_main = jax.process_index() == 0
-    mesh = make_mesh(config.mesh.data)
+    mesh = make_mesh(config.mesh.data, order=config.mesh.get("device_order", ""))
+    log.info("mesh: %d devices on the data axis, of processes %s", mesh.size,
+             ",".join(str(d.process_index) for d in mesh.devices.flat))  # fmt: skip
+    config = with_global_batch(config, mesh.size)
     stage: Stage = build_stage(config, mesh)  # checks every weight path first
     workdir.mkdir(parents=True, exist_ok=True)  # only once the networks are there: a failed start leaves nothing
     if is_main:
@@ -181,7 +192,7 @@ def train(
     replicated = NamedSharding(mesh, P())
     state = jax.jit(init_state, out_shardings=replicated)()
     mgr = checkpoints.Manager(workdir / "checkpoints", max_to_keep=config.train.max_to_keep)
-    start = mgr.latest_step()
+    start = distributed.decided_once("resume step", mgr.latest_step)  # one answer for every process
     resumed = start is not None
     if resumed:
         state = mgr.restore(start, target=state)
@@ -195,11 +206,13 @@ def train(
     frozen = _replicate(stage.frozen, mesh)
 
     train_step = make_step(stage.loss, tx, root_key, mesh, with_batch=stage.batches is not None)
-    val_step = jax.jit(stage.validate, in_shardings=(replicated, replicated, replicated), out_shardings=replicated)
+    # Validation data-parallel: the stage lays its per-sample inputs out over `data` (padded like training).
+    val_step = jax.jit(stage.validate, out_shardings=replicated)
+    watch = jax.jit(_first_non_finite, out_shardings=replicated)
     # Several processes: each step's first run waits until every process has compiled it (gloo's 30 s).
     train_step = distributed.compiled_together(train_step, "train step")
     val_step = distributed.compiled_together(val_step, "validation step")
-    val_data = _replicate(stage.val_data, mesh) if stage.val_data is not None else None
+    val_data = stage.val_data
 
     writer = MetricWriter(workdir, enabled=is_main, resume_step=start if resumed else None)
     total = int(config.train.steps)
@@ -211,6 +224,18 @@ def train(
         bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
     t_last, n_last = time.perf_counter(), start
     saved = start if resumed else None
+    bad = put_replicated(np.int32(-1), mesh)  # the first step whose loss was not finite (-1: none), on the devices
+    in_flight: collections.deque = collections.deque()
+    checked = start  # steps up to here are known finite
+
+    def check_finite(done: int) -> None:
+        first = int(bad)
+        if first >= 0:
+            last = mgr.latest_step()
+            where = f"the last good checkpoint is step {last}" if last is not None else "no checkpoint was saved"
+            raise TrainingDiverged(f"non-finite loss at step {first} (steps {checked}..{done - 1} ran since the last "
+                                   f"check); stopping ({where} in {workdir})")  # fmt: skip
+
     try:
         with preemption.StopRequest() as stop:
             if eval_every and start == 0:
@@ -218,34 +243,43 @@ def train(
             for step in range(start, total):
                 data = None
                 if stage.batches is not None:
-                    data = stage.batches(step)
+                    data = stage.batches(step)  # on the devices already (the stage's prefetch)
                 state, metrics = train_step(state, frozen, data)
-                loss = float(metrics["loss"])
-                if not math.isfinite(loss):
-                    last = mgr.latest_step()
-                    where = (
-                        f"the last good checkpoint is step {last}" if last is not None else "no checkpoint was saved"
-                    )
-                    raise TrainingDiverged(f"non-finite loss ({loss}) at step {step}; stopping ({where} in {workdir})")
+                bad = watch(bad, metrics["loss"], state.step)
+                # Back-pressure without a read: wait for the step AHEAD steps back to finish, so the host queues at
+                # most AHEAD steps (and their batches) on the devices.
+                in_flight.append(bad)
+                if len(in_flight) > AHEAD:
+                    in_flight.popleft().block_until_ready()
                 done = step + 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}")
-                row = {}
-                if done % log_every == 0 or done == total:
-                    now = time.perf_counter()
-                    rate = (done - n_last) / max(now - t_last, 1e-9)
-                    t_last, n_last = now, done
-                    row.update({**{k: float(v) for k, v in metrics.items()}, "steps_per_s": rate})
-                if eval_every and (done % eval_every == 0 or done == total):
-                    row.update(evaluate(val_step, state, frozen, val_data, writer, done, config))
-                writer.scalars(done, row)
-                if done % ckpt_every == 0 or done == total:
-                    mgr.save(done, state)
-                    saved = done
-                signum = stop.agreed()
+                log_due = done % log_every == 0 or done == total
+                eval_due = bool(eval_every) and (done % eval_every == 0 or done == total)
+                ckpt_due = done % ckpt_every == 0 or done == total
+                if log_due or eval_due or ckpt_due:  # a sync point: the only place the loop reads device values
+                    check_finite(done)
+                    checked = done
+                    row = {}
+                    if log_due:
+                        values = jax.device_get(metrics)
+                        now = time.perf_counter()
+                        rate = (done - n_last) / max(now - t_last, 1e-9)
+                        t_last, n_last = now, done
+                        row.update({**{k: float(v) for k, v in values.items()}, "steps_per_s": rate})
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{float(values['loss']):.4f}")
+                    if eval_due:
+                        row.update(evaluate(val_step, state, frozen, val_data, writer, done, config))
+                    writer.scalars(done, row)
+                    if ckpt_due:
+                        mgr.save(done, state)
+                        saved = done
+                # The agreement is a collective with several processes: at sync points only (free with one).
+                signum = stop.agreed() if (log_due or eval_due or ckpt_due or jax.process_count() == 1) else 0
                 if signum:
                     if saved != done:
+                        check_finite(done)  # never checkpoint a diverged state
                         mgr.save(done, state, force=True)
                     mgr.wait()
                     raise preemption.Interrupted(
@@ -263,14 +297,38 @@ def train(
     return state
 
 
+AHEAD = 2  # steps the host may dispatch ahead of the devices
+
+
+def _first_non_finite(bad, loss, next_step):
+    """The first step (`next_step` − 1) whose loss is not finite, kept on the devices (-1: none yet)."""
+    return jnp.where((bad < 0) & ~jnp.isfinite(loss), next_step - 1, bad).astype(jnp.int32)
+
+
+def with_global_batch(config, devices: int):
+    """`config` with `train.batch_size` the global batch: `train.per_device_batch_size` × `devices` when that is
+    > 0 (fill every device whatever their count; docs/pods.md), else unchanged (the authors' global 12)."""
+    per_device = int(config.train.get("per_device_batch_size", 0))
+    if per_device < 0:
+        raise UserError(f"config.train.per_device_batch_size={per_device}: use 0 (off) or a positive number")
+    if per_device == 0:
+        return config
+    config = copy.deepcopy(config)
+    with config.unlocked():
+        config.train.batch_size = per_device * int(devices)
+    log.info("global batch %d = %d per device x %d devices", config.train.batch_size, per_device, devices)
+    return config
+
+
 def completed_step(workdir: str | os.PathLike, steps: int) -> int | None:
-    """The step of `workdir`'s latest checkpoint when it has reached `steps` (the run is done), else None."""
+    """The step of `workdir`'s latest checkpoint when it has reached `steps` (the run is done), else None. What the
+    folder holds is decided on process 0 and handed to every process (`distributed.decided_once`)."""
     ckpt = pathlib.Path(workdir) / "checkpoints"
-    if not ckpt.is_dir():
+    if not distributed.decided_once("checkpoints folder", ckpt.is_dir):
         return None
-    mgr = checkpoints.Manager(ckpt)
+    mgr = checkpoints.Manager(ckpt)  # on every process: Orbax's manager is collective
     try:
-        last = mgr.latest_step()
+        last = distributed.decided_once("completed step", mgr.latest_step)
     finally:
         mgr.close()
     return last if last is not None and last >= int(steps) else None
@@ -282,9 +340,11 @@ def evaluate(val_step, state, frozen, val_data, writer: MetricWriter, step: int,
     scores: dict[str, list] = {}
     images = None
     for vb in val_data:
+        valid = None
+        if isinstance(vb, dict) and "valid" in vb:  # host-side: which rows of the padded batch are real
+            vb, valid = {k: v for k, v in vb.items() if k != "valid"}, np.asarray(vb["valid"])
         per_sample, imgs = val_step(state.params, frozen, vb)
         images = imgs if images is None else images
-        valid = np.asarray(vb["valid"]) if isinstance(vb, dict) and "valid" in vb else None
         for k, v in per_sample.items():
             v = np.asarray(v)
             scores.setdefault(k, []).append(v if valid is None else v[valid])

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxreenact.common.errors import UserError
-from jaxreenact.common.mesh import batch_padding
+from jaxreenact.common.mesh import batch_padding, batch_sharded
+from jaxreenact.data import pipeline
 from jaxreenact.pose import params as pose
 from jaxreenact.training import real
 from jaxreenact.training.losses import reenactment_losses_from
@@ -77,16 +78,24 @@ def mixed_loss(s: Setup, batch: int, n_real: int | None = None, mesh=None):
         draws = pose.draw_single_attribute(k_attr, batch // 2, s.layout) if s.disentanglement_50 else None
         z_syn = sample_z(k_s, batch - n_real) if n_real < batch else None
         z_t = sample_z(k_t, batch)
-        return mixed_losses_from(s, params, frozen, data["image"], data["latent"], z_syn, z_t, draws, mesh=mesh)
+        image = real.float_images(data["image"])  # read as uint8 (a quarter of the bytes to the devices)
+        return mixed_losses_from(s, params, frozen, image, data["latent"], z_syn, z_t, draws, mesh=mesh)
 
     return loss
 
 
-def real_validate(s: Setup, batch: int):
+def real_validate(s: Setup, batch: int, mesh=None):
+    """Validation of a batch of `batch` pairs; with a `mesh`, `val["latent"]` is laid out as its padded batch and
+    split over `data` (`real.val_frames`), the synthetic targets are padded alike, and the outputs have the padded
+    rows (the loop keeps the `valid` ones)."""
+    pad = batch_padding(batch, 1 if mesh is None else mesh.size)
+
     def validate(params, frozen, val):
         w_s = val["latent"]
         img_s = render(s, frozen, w_s)
         _, img_t = synthetic_sources(s, frozen, val["key_t"], batch)
+        if mesh is not None:
+            img_t = pad.place(img_t, mesh)
         return validation_metrics(s, params, frozen, w_s, img_s, img_t, csim_ref=img_s)
 
     return validate
@@ -95,7 +104,6 @@ def real_validate(s: Setup, batch: int):
 def build(config, mesh, s: Setup, frozen, n_real: int | None = None) -> Stage:
     """`real_synthetic` (B/2 real sources), or with `n_real` = B the `real` mode."""
     b = config.train.batch_size
-    pidx, pcount = jax.process_index(), jax.process_count()
     if n_real is None:
         if b % 2:
             raise UserError(f"config.train.batch_size={b} must be even (half real, half synthetic)")
@@ -103,19 +111,19 @@ def build(config, mesh, s: Setup, frozen, n_real: int | None = None) -> Stage:
     elif config.loss.disentanglement_50 and b % 2:
         raise UserError(f"config.train.batch_size={b} must be even (50% scheme)")
     ds = real.open_dataset(config)
-    padded = batch_padding(n_real, mesh.size).padded  # each host reads its part of the padded real rows
+    padded = batch_padding(n_real, mesh.size).padded  # the real rows laid out as a padded batch of the mesh
+    rows = pipeline.process_rows(batch_sharded(mesh), padded)  # those this process's devices hold
     batches = real.stream(
-        lambda start: ds.frame_batches(n_real, config.seed, start, pidx, pcount, padded_size=padded),
-        ("image", "latent"),
-        mesh,
-    )
+        lambda start: ds.frame_batches(n_real, config.seed, start, rows, padded, uint8_images=True),
+        ("image", "latent"), mesh, rows, padded,
+    )  # fmt: skip
     return Stage(
         init_params=init_params_fn(s.a),
         loss=mixed_loss(s, b, n_real, mesh),
-        validate=real_validate(s, config.eval.batch_size),
+        validate=real_validate(s, config.eval.batch_size, mesh),
         frozen=frozen,
         batches=batches,
-        val_data=real.val_frames(config),
+        val_data=real.val_frames(config, mesh),
     )
 
 

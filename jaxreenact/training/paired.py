@@ -8,9 +8,8 @@ same-video pairs of the validation split (`config.data.val_split`, `jaxreenact.t
 
 from __future__ import annotations
 
-import jax
-
-from jaxreenact.common.mesh import Padding, batch_padding, shard_rows
+from jaxreenact.common.mesh import Padding, batch_padding, batch_sharded, shard_rows
+from jaxreenact.data import pipeline
 from jaxreenact.training import real
 from jaxreenact.training.losses import reenactment_losses_from
 from jaxreenact.training.setup import Setup, init_params_fn
@@ -39,6 +38,7 @@ def paired_loss(s: Setup, batch: int | None = None, mesh=None):
     def loss(params, frozen, key, data):
         del key
         data = shard_rows({k: data[k] for k in KEYS}, mesh)
+        data = {**data, **{k: real.float_images(data[k]) for k in ("source_image", "target_image")}}  # uint8 read
         return paired_losses_from(s, params, frozen, data["source_image"], data["source_latent"], data["target_image"],
                                   w_ref=data["target_latent"], pad=pad)  # fmt: skip
 
@@ -46,6 +46,9 @@ def paired_loss(s: Setup, batch: int | None = None, mesh=None):
 
 
 def paired_validate(s: Setup):
+    """Validation of a batch of pairs (with a mesh, laid out as its padded batch and split over `data` by
+    `real.val_pairs`: per-sample work, so the padded rows need nothing here; the loop keeps the `valid` ones)."""
+
     def validate(params, frozen, val):
         img_t = val["target_image"]
         return validation_metrics(s, params, frozen, val["source_latent"], val["source_image"], img_t, csim_ref=img_t)
@@ -56,16 +59,17 @@ def paired_validate(s: Setup):
 def build(config, mesh, s: Setup, frozen) -> Stage:
     ds = real.open_dataset(config)
     b = config.train.batch_size
-    pidx, pcount = jax.process_index(), jax.process_count()
-    padded = batch_padding(b, mesh.size).padded  # each host reads its part of the padded batch
+    padded = batch_padding(b, mesh.size).padded  # the batch laid out as a padded batch of the mesh
+    rows = pipeline.process_rows(batch_sharded(mesh), padded)  # those this process's devices hold
     batches = real.stream(
-        lambda start: ds.pair_batches(b, config.seed, start, config.data.max_pairs, pidx, pcount, padded), KEYS, mesh
-    )
+        lambda start: ds.pair_batches(b, config.seed, start, config.data.max_pairs, rows, padded, uint8_images=True),
+        KEYS, mesh, rows, padded,
+    )  # fmt: skip
     return Stage(
         init_params=init_params_fn(s.a),
         loss=paired_loss(s, b, mesh),
         validate=paired_validate(s),
         frozen=frozen,
         batches=batches,
-        val_data=real.val_pairs(config, KEYS),
+        val_data=real.val_pairs(config, KEYS, mesh),
     )

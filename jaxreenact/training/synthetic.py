@@ -7,12 +7,13 @@ differentiates draws them from the step's key.
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 from jaxreenact.common.errors import UserError
-from jaxreenact.common.mesh import batch_padding
+from jaxreenact.common.mesh import batch_padding, put_replicated
 from jaxreenact.pose import params as pose
 from jaxreenact.training.losses import reenactment_losses_from
-from jaxreenact.training.setup import Setup, init_params_fn, sample_z, synthetic_sources, synthetic_sources_from_z
+from jaxreenact.training.setup import Setup, init_params_fn, sample_z, synthetic_sources_from_z
 from jaxreenact.training.stage import Stage
 from jaxreenact.training.validation import validation_metrics
 
@@ -45,30 +46,39 @@ def synthetic_loss(s: Setup, batch: int, mesh=None):
     return loss
 
 
-def synthetic_validate(s: Setup, batch: int):
+def synthetic_validate(s: Setup, batch: int, mesh=None):
+    """Validation of `batch` pairs drawn from the batch's keys; with a `mesh`, z laid out as its padded batch and
+    split over `data` (the outputs have the padded rows; the loop keeps the `valid` ones)."""
+    pad = batch_padding(batch, 1 if mesh is None else mesh.size)
+
     def validate(params, frozen, val):
-        w_s, img_s = synthetic_sources(s, frozen, val["key_s"], batch)
-        _, img_t = synthetic_sources(s, frozen, val["key_t"], batch)
+        z_s, z_t = sample_z(val["key_s"], batch), sample_z(val["key_t"], batch)
+        if mesh is not None:
+            z_s, z_t = pad.place(z_s, mesh), pad.place(z_t, mesh)
+        w_s, img_s = synthetic_sources_from_z(s, frozen, z_s)
+        _, img_t = synthetic_sources_from_z(s, frozen, z_t)
         return validation_metrics(s, params, frozen, w_s, img_s, img_t, csim_ref=img_s)
 
     return validate
 
 
-def synthetic_validation(config, s: Setup):
-    """The validation function and its fixed seeded pairs (keys of z_s, z_t per batch of `config.eval`)."""
+def synthetic_validation(config, s: Setup, mesh=None):
+    """The validation function and its fixed seeded pairs (keys of z_s, z_t per batch of `config.eval`, replicated
+    over `mesh`, with `valid` marking the real rows of the padded batch)."""
     val_key = jax.random.key(config.eval.seed)
     vb = config.eval.batch_size
-    val = [
-        {"key_s": jax.random.fold_in(val_key, 2 * i), "key_t": jax.random.fold_in(val_key, 2 * i + 1)}
-        for i in range(max(1, config.eval.num_pairs // vb))
-    ]
-    return synthetic_validate(s, vb), val
+    pad = batch_padding(vb, 1 if mesh is None else mesh.size)
+    val = []
+    for i in range(max(1, config.eval.num_pairs // vb)):
+        keys = {"key_s": jax.random.fold_in(val_key, 2 * i), "key_t": jax.random.fold_in(val_key, 2 * i + 1)}
+        val.append({**(keys if mesh is None else put_replicated(keys, mesh)), "valid": np.arange(pad.padded) < vb})
+    return synthetic_validate(s, vb, mesh), val
 
 
 def build(config, mesh, s: Setup, frozen) -> Stage:
     if config.loss.disentanglement_50 and config.train.batch_size % 2:
         raise UserError(f"config.train.batch_size={config.train.batch_size} must be even (50% scheme)")
-    validate, val = synthetic_validation(config, s)
+    validate, val = synthetic_validation(config, s, mesh)
     return Stage(
         init_params=init_params_fn(s.a),
         loss=synthetic_loss(s, config.train.batch_size, mesh),

@@ -1,16 +1,18 @@
 """Readers of a built split (`VoxCelebFrames`), deterministic and sharded over hosts.
 
-Readers (`VoxCelebFrames`): batches are numpy dicts, images float32 in [-1, 1] NHWC, latents [B, 14, 512].
+Readers (`VoxCelebFrames`): batches are numpy dicts, images float32 in [-1, 1] NHWC (or, with `uint8_images`, the
+stored uint8 [0, 255], a quarter of the bytes to move to the devices), latents [B, 14, 512].
 
 Determinism and multi-host contract (the same for frames and pairs):
 * all randomness comes from ``numpy.random.SeedSequence([seed, epoch, stream])``; the global order of an epoch is
   a pure function of (seed, epoch) and does not depend on the number of hosts;
 * global batch ``s`` of an epoch is ``order[s*B:(s+1)*B]`` (B = global batch size); the last partial global batch
   is dropped (``drop_remainder=True``, for training) or padded with ``valid=False`` rows (for evaluation);
-* host ``p`` of ``P`` reads rows ``[p*B/P, (p+1)*B/P)`` of every global batch (B must be divisible by P), so the
-  hosts read disjoint slices that together cover the global batch, and `to_global` assembles the global array;
+* a process reads the rows of every global batch that its devices hold (`rows`, from the sharding:
+  `data.pipeline.process_rows`), in ascending order and not necessarily contiguous; the processes read disjoint
+  rows that together cover the global batch, and `data.pipeline.to_global` assembles the global array;
 * a global batch may be laid out as ``padded_size`` rows (a multiple of the device count, `common.mesh.Padding`):
-  row i >= B repeats row ``i % B`` and is marked ``valid=False``; the hosts then split the padded rows;
+  row i >= B repeats row ``i % B`` and is marked ``valid=False``; `rows` then index the padded rows;
 * ``start_step`` skips whole batches without reading them, and `frame_batches` / `pair_batches` map a global
   training step to (epoch, step in epoch), so a resumed run continues with exactly the same data order.
 """
@@ -26,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from jaxreenact.common.errors import UserError
-from jaxreenact.data.pipeline import host_rows
 from jaxreenact.data.voxceleb.builder import _check_split, dataset_dir
 from jaxreenact.data.voxceleb.tree import BUILD_COMMAND, INDEX_FILE
 
@@ -53,13 +54,13 @@ def num_batches(n: int, batch_size: int, drop_remainder: bool = True) -> int:
 def host_batches(
     order: np.ndarray,
     batch_size: int,
-    process_index: int = 0,
-    process_count: int = 1,
+    rows: np.ndarray | None = None,
     start_step: int = 0,
     drop_remainder: bool = True,
     padded_size: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """This host's (rows of `order`, valid mask) for each global batch from `start_step` (the sharding contract).
+    """This process's (items of `order`, valid mask) for each global batch from `start_step` (the sharding contract):
+    `rows` (default: all) are the rows of the (padded) global batch to read, e.g. `data.pipeline.process_rows`.
 
     `order` may be 1-D (example indices) or 2-D (one row per item, e.g. [source, target]). Without
     `drop_remainder` the last global batch is padded with copies of the epoch's first items, marked invalid.
@@ -69,7 +70,9 @@ def host_batches(
     padded = int(batch_size if padded_size is None else padded_size)
     if padded < batch_size:
         raise ValueError(f"padded_size {padded} is smaller than the batch ({batch_size})")
-    rows = host_rows(padded, process_index, process_count)
+    rows = np.arange(padded) if rows is None else np.asarray(rows, np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= padded):
+        raise ValueError(f"rows {rows.tolist()} are not rows of a global batch of {padded}")
     layout = (np.arange(padded) % batch_size)[rows]  # the global batch row each of this host's rows holds
     real = (np.arange(padded) < batch_size)[rows]
     order = np.asarray(order)
@@ -151,12 +154,14 @@ class VoxCelebFrames:
         parts = self._pool.map(lambda c: self._source.__getitems__([int(i) for i in c]), chunks)
         return [ex for part in parts for ex in part]
 
-    def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """Examples at `indices`: image float32 [b,S,S,3] in [-1,1], latent float32 [b,14,512], index, video."""
+    def read(self, indices: np.ndarray, uint8_images: bool = False) -> dict[str, np.ndarray]:
+        """Examples at `indices`: image float32 [b,S,S,3] in [-1,1] (`uint8_images`: as stored, uint8 [0, 255]),
+        latent float32 [b,14,512], index, video."""
         indices = np.asarray(indices, np.int64)
         examples = self._fetch(indices)
+        images = np.stack([ex["image"] for ex in examples])
         return {
-            "image": np.stack([ex["image"] for ex in examples]).astype(np.float32) / 127.5 - 1.0,
+            "image": images if uint8_images else images.astype(np.float32) / 127.5 - 1.0,
             "latent": np.stack([ex["latent"] for ex in examples]).astype(np.float32),
             "index": indices,
             "video": self.video_of_example[indices],
@@ -175,22 +180,21 @@ class VoxCelebFrames:
         batch_size: int,
         seed: int,
         epoch: int,
-        process_index: int = 0,
-        process_count: int = 1,
+        rows: np.ndarray | None = None,
         start_step: int = 0,
         drop_remainder: bool = True,
         padded_size: int | None = None,
+        uint8_images: bool = False,
     ) -> Iterator[dict[str, np.ndarray]]:
-        """This host's part of each global batch of `epoch` (`batch_size` is GLOBAL), from `start_step`.
+        """This process's `rows` (default all) of each global batch of `epoch` (`batch_size` is GLOBAL), from
+        `start_step` (`host_batches`).
 
-        Dict: image [b,S,S,3] float32 [-1,1], latent [b,14,512], index (example), video, valid (bool), with
-        b = batch_size / process_count (`padded_size` / process_count with a padded layout, `host_batches`).
+        Dict: image [b,S,S,3] float32 [-1,1] (`uint8_images`: uint8), latent [b,14,512], index (example), video,
+        valid (bool), with b = len(rows).
         """
         order = self.epoch_order(seed, epoch)
-        for idx, valid in host_batches(
-            order, batch_size, process_index, process_count, start_step, drop_remainder, padded_size
-        ):
-            batch = self.read(idx)
+        for idx, valid in host_batches(order, batch_size, rows, start_step, drop_remainder, padded_size):
+            batch = self.read(idx, uint8_images)
             batch["valid"] = valid
             yield batch
 
@@ -199,12 +203,12 @@ class VoxCelebFrames:
         batch_size: int,
         seed: int,
         start_step: int = 0,
-        process_index: int = 0,
-        process_count: int = 1,
+        rows: np.ndarray | None = None,
         padded_size: int | None = None,
+        uint8_images: bool = False,
     ) -> Iterator[dict[str, np.ndarray]]:
         """Endless training stream: global step t reads batch t % steps_per_epoch of epoch t // steps_per_epoch
-        (each laid out as `padded_size` rows when given, `host_batches`)."""
+        (each laid out as `padded_size` rows when given, of which this process reads `rows`, `host_batches`)."""
         steps = self.steps_per_epoch(batch_size)
         if steps == 0:
             raise UserError(f"the split has {self.num_examples} frames, fewer than one global batch ({batch_size})")
@@ -212,7 +216,7 @@ class VoxCelebFrames:
             steps,
             start_step,
             lambda e, s: self.iterate_frames(
-                batch_size, seed, e, process_index, process_count, s, padded_size=padded_size
+                batch_size, seed, e, rows, s, padded_size=padded_size, uint8_images=uint8_images
             ),
         )
 
@@ -259,30 +263,28 @@ class VoxCelebFrames:
         self,
         pairs: np.ndarray,
         batch_size: int,
-        process_index: int = 0,
-        process_count: int = 1,
+        rows: np.ndarray | None = None,
         start_step: int = 0,
         drop_remainder: bool = True,
         padded_size: int | None = None,
+        uint8_images: bool = False,
     ) -> Iterator[dict[str, np.ndarray]]:
-        """This host's part of each global batch of `pairs` ([n, 2]); `batch_size` is GLOBAL (`padded_size`:
-        `host_batches`).
+        """This process's `rows` (default all) of each global batch of `pairs` ([n, 2]); `batch_size` is GLOBAL
+        (`padded_size`: `host_batches`).
 
-        Dict: source_image, target_image [b,S,S,3] float32 [-1,1]; source_latent, target_latent [b,14,512];
-        source_index, target_index, video, valid.
+        Dict: source_image, target_image [b,S,S,3] float32 [-1,1] (`uint8_images`: uint8); source_latent,
+        target_latent [b,14,512]; source_index, target_index, video, valid.
         """
-        for rows, valid in host_batches(
-            pairs, batch_size, process_index, process_count, start_step, drop_remainder, padded_size
-        ):
-            both = self.read(rows.reshape(-1))  # one fetch for sources and targets, interleaved
+        for items, valid in host_batches(pairs, batch_size, rows, start_step, drop_remainder, padded_size):
+            both = self.read(items.reshape(-1), uint8_images)  # one fetch for sources and targets, interleaved
             yield {
                 "source_image": both["image"][0::2],
                 "target_image": both["image"][1::2],
                 "source_latent": both["latent"][0::2],
                 "target_latent": both["latent"][1::2],
-                "source_index": rows[:, 0],
-                "target_index": rows[:, 1],
-                "video": self.video_of_example[rows[:, 0]],
+                "source_index": items[:, 0],
+                "target_index": items[:, 1],
+                "video": self.video_of_example[items[:, 0]],
                 "valid": valid,
             }
 
@@ -293,17 +295,16 @@ class VoxCelebFrames:
         max_pairs: int = 2,
         *,
         batch_size: int,
-        process_index: int = 0,
-        process_count: int = 1,
+        rows: np.ndarray | None = None,
         start_step: int = 0,
         drop_remainder: bool = True,
         padded_size: int | None = None,
+        uint8_images: bool = False,
     ) -> Iterator[dict[str, np.ndarray]]:
-        """The paired batches of `epoch` (METHOD.md 5 sampling, `epoch_pairs`), sharded per host, from `start_step`."""
+        """The paired batches of `epoch` (METHOD.md 5 sampling, `epoch_pairs`), this process's `rows`, from
+        `start_step`."""
         pairs = self.epoch_pairs(seed, epoch, max_pairs)
-        yield from self.iterate_pairs(
-            pairs, batch_size, process_index, process_count, start_step, drop_remainder, padded_size
-        )
+        yield from self.iterate_pairs(pairs, batch_size, rows, start_step, drop_remainder, padded_size, uint8_images)
 
     def paired_steps_per_epoch(self, batch_size: int, max_pairs: int = 2, drop_remainder: bool = True) -> int:
         return num_batches(self.num_pairs(max_pairs), batch_size, drop_remainder)
@@ -314,12 +315,12 @@ class VoxCelebFrames:
         seed: int,
         start_step: int = 0,
         max_pairs: int = 2,
-        process_index: int = 0,
-        process_count: int = 1,
+        rows: np.ndarray | None = None,
         padded_size: int | None = None,
+        uint8_images: bool = False,
     ) -> Iterator[dict[str, np.ndarray]]:
         """Endless paired training stream; global step t is batch t % steps_per_epoch of epoch t // steps_per_epoch
-        (each laid out as `padded_size` rows when given, `host_batches`)."""
+        (each laid out as `padded_size` rows when given, of which this process reads `rows`, `host_batches`)."""
         steps = self.paired_steps_per_epoch(batch_size, max_pairs)
         if steps == 0:
             raise UserError(
@@ -327,7 +328,7 @@ class VoxCelebFrames:
                 f"fewer than one global batch ({batch_size})"
             )
         pairs_of = functools.partial(self.paired_epoch, seed, max_pairs=max_pairs, batch_size=batch_size,
-                                     process_index=process_index, process_count=process_count, padded_size=padded_size)  # fmt: skip
+                                     rows=rows, padded_size=padded_size, uint8_images=uint8_images)  # fmt: skip
         yield from _endless(steps, start_step, lambda e, s: pairs_of(e, start_step=s))
 
 
