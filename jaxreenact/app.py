@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from jaxreenact.common.cli import add_run_flags
+from jaxreenact.common.cli import add_run_flags, parse
 from jaxreenact.common.errors import cli_main
 from jaxreenact.webapp import server, service
 from jaxreenact.weights.registry import add_weight_flags
@@ -22,7 +22,7 @@ def parse_args(argv=None):
     p.add_argument("--max-upload-mb", type=float, default=512.0, help="largest upload accepted (default 512 MB)")
     add_weight_flags(p, service.WEIGHT_NAMES)
     add_run_flags(p)
-    return p.parse_args(argv)
+    return parse(p, argv)
 
 
 @cli_main
