@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxreenact.common import precision
 from jaxreenact.nn.warp import kornia_sample_positions, warp_affine_kornia
 
 CROP_SIZE = 224
@@ -92,7 +93,8 @@ def interp_matrices(theta, in_hw, out_hw):
     axis-aligned `theta` [B, 3, 3] or [B, 2, 3] (scale and translation, as every DECA box):
     (rows [B, out_h, in_h], cols [B, out_w, in_w]) with out[b,i,j] = Σ_y Σ_x rows[b,i,y] cols[b,j,x] img[b,y,x]."""
     theta = jnp.asarray(theta, jnp.float32)[:, :2, :]
-    ix, iy = kornia_sample_positions(theta, in_hw, out_hw)  # [B, Ho, Wo] each; x varies along Wo only
+    with precision.scope(precision.HIGHEST):  # its 3x3 products place the samples: no bfloat16 pass
+        ix, iy = kornia_sample_positions(theta, in_hw, out_hw)  # [B, Ho, Wo] each; x varies along Wo only
     return _bilinear_matrix(iy[:, :, 0], in_hw[0]), _bilinear_matrix(ix[:, 0, :], in_hw[1])
 
 
@@ -108,7 +110,8 @@ def deca_crop(images, theta, crop_size: int = CROP_SIZE):
 
 def deca_crop_gather(images, theta, crop_size: int = CROP_SIZE):
     """The same warp as a gather of four corners per pixel (`nn.warp.warp_affine_kornia`); any affine `theta`."""
-    return warp_affine_kornia(images, jnp.asarray(theta)[:, :2, :], (crop_size, crop_size))
+    with precision.scope(precision.HIGHEST):
+        return warp_affine_kornia(images, jnp.asarray(theta)[:, :2, :], (crop_size, crop_size))
 
 
 def deca_input(images, theta, crop_size: int = CROP_SIZE):

@@ -208,7 +208,12 @@ def conv_transpose_2x(x, w, preferred_element_type=None):
             kern = w[np.asarray(taps_h)][:, np.asarray(taps_w)]
             ph, pw = len(taps_h) - 1, len(taps_w) - 1
             y = lax.conv_general_dilated(
-                x, kern, (1, 1), ((ph, ph), (pw, pw)), dimension_numbers=dn, preferred_element_type=preferred_element_type
+                x,
+                kern,
+                (1, 1),
+                ((ph, ph), (pw, pw)),
+                dimension_numbers=dn,
+                preferred_element_type=preferred_element_type,
             )
             # pad every phase to the even phase's size (the odd phases are one shorter when k is odd)
             row.append(jnp.pad(y, ((0, 0), (0, mh - y.shape[1]), (0, mw - y.shape[2]), (0, 0))))
