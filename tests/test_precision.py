@@ -2,6 +2,7 @@
 jit, the DECA box and crop run at highest under a faster program policy, every program states its policy, the
 DECA crop's matmuls equal the gather, and a bfloat16 training step stays within the stated bound of float32."""
 
+import pathlib
 import re
 import types
 
@@ -97,8 +98,13 @@ def test_deca_crop_matmuls_equal_the_gather():
 
 
 def test_every_program_states_its_precision(monkeypatch):
-    for prog in ("app", "edit", "generate", "invert", "preprocess", "reenact", "stats", "train", "evaluate"):
-        assert precision.program_default(f"python -m jaxreenact.{prog}") in precision.POLICIES
+    src = pathlib.Path(cli.__file__).parents[1]
+    programs = [
+        f.stem for f in src.glob("*.py") if "add_run_flags" in f.read_text() or "run_config_program" in f.read_text()
+    ]
+    assert {"reenact", "train", "evaluate", "stats"} <= set(programs)
+    for prog in programs:
+        assert prog in precision.PROGRAM_DEFAULTS, f"{prog} states no precision"
     for prog in ("parity", "stats", "evaluate", "preprocess"):  # integers or metrics derived: highest
         assert precision.PROGRAM_DEFAULTS[prog] == "highest"
     assert synthetic.get_config().precision == precision.PROGRAM_DEFAULTS["train"]
@@ -142,6 +148,7 @@ def test_bfloat16_step_loss_terms_near_float32():
         c = synthetic.get_config("tiny")
         with c.unlocked():
             c.dtype = dtype
+            c.train.batch_size = 2  # one sample of each half of the 50 % scheme
         st = stages.build_stage(c, None)
         params = st.init_params(jax.random.key(3))
         out[dtype] = jax.jit(lambda p, k, st=st: st.loss(p, st.frozen, k, None))(params, jax.random.key(0))
