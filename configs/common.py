@@ -80,6 +80,10 @@ def get_config(arg=None):
     c.mesh.data = -1  # -1: all devices on the data axis
     c.mesh.device_order = ""  # "": JAX's order; "0,2,1,3": devices in this order (tests interleave processes)
     c.dtype = "float32"  # compute dtype of the frozen networks: float32 | bfloat16
+    # Matmul precision of the step's networks: highest | high | default (jaxreenact.common.precision). "default" is
+    # one bfloat16 pass on a TPU and TF32 on an A100/H100; the DECA box and crop run at highest whatever this says.
+    # docs/precision.md has the measured cost of each choice.
+    c.precision = "default"
     return c
 
 

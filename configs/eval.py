@@ -24,6 +24,7 @@ def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.tiny = False  # True: random tiny networks and a fake face locator (CI); the numbers mean nothing
+    c.precision = "highest"  # matmul precision: metrics are derived here (jaxreenact.common.precision)
     c.root = ""  # the test tree; "" with tiny: a made-up tree is written into the workdir
     c.self_list = ""  # file of <id>/<video> lines; "" = every video of the root
     c.cross_pairs = ""  # file of "<id>/<video> <id>/<video>" lines (python -m jaxreenact.evaluation.pairs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from jaxreenact.common.cli import add_run_flags
+from jaxreenact.common.cli import add_run_flags, parse
 from jaxreenact.common.errors import UserError, cli_main
 from jaxreenact.webapp import server, service
 from jaxreenact.weights.registry import add_weight_flags
@@ -32,7 +32,7 @@ def parse_args(argv=None):
                    help="a Host name to answer besides 127.0.0.1/localhost (a reverse proxy's); repeatable")  # fmt: skip
     add_weight_flags(p, service.WEIGHT_NAMES)
     add_run_flags(p)
-    return p.parse_args(argv)
+    return parse(p, argv)
 
 
 @cli_main

@@ -90,6 +90,19 @@ def test_torch_reference_random_input(official, encode, enc_sd):
     assert np.abs(got - want).max() <= 1e-4
 
 
+@pytest.mark.parametrize("chunked", [True, False])
+def test_golden_codes_chunked_or_not(official, chunked):
+    """Both paths of `common.mesh.cpu_chunks` (one image at a time, as a 1-device CPU runs by default, and the whole
+    batch, as accelerators do) give the golden codes at the network tolerance."""
+    from jaxreenact.common.mesh import cpu_chunks
+
+    module, variables, _ = official
+    x = jnp.asarray(G.image_input(G.inputs(NAME)["x_u8"]))
+    f = jax.jit(lambda v, x: cpu_chunks(lambda a: module.apply(v, a), x, rows=1, chunked=chunked))
+    assert ("while" in f.lower(variables, x).as_text()) == chunked  # lax.map lowers to a loop
+    assert np.abs(np.asarray(f(variables, x)) - G.expected(NAME)["codes"]).max() <= 1e-4
+
+
 def test_cli_round_trip(e4e_files, official, tmp_path, capsys):
 
     dst = tmp_path / "e4e"

@@ -87,9 +87,18 @@ def _modconv_params(m):
 
 
 @pytest.mark.parametrize(
-    "k,demod,up", [(3, True, False), (3, False, False), (1, False, False), (3, True, True), (3, False, True)]
+    "k,demod,up,impl",
+    [
+        (3, True, False, "auto"),
+        (3, False, False, "auto"),
+        (1, False, False, "auto"),
+        (3, True, True, "polyphase"),
+        (3, False, True, "polyphase"),
+        (3, True, True, "dilated"),
+        (3, False, True, "dilated"),
+    ],
 )
-def test_modulated_conv(k, demod, up):
+def test_modulated_conv(k, demod, up, impl):
     torch.manual_seed(1)
     cin, cout, sdim = 6, 5, 16
     m = ref.ModulatedConv2d(cin, cout, k, sdim, demodulate=demod, upsample=up)
@@ -97,7 +106,7 @@ def test_modulated_conv(k, demod, up):
         m.modulation.bias.add_(0.3 * torch.randn(cin))
     x, s = rand(3, 8, 8, cin), rand(3, sdim, seed=2)
     want = nhwc(m(nchw_t(x), torch.from_numpy(s)))
-    got = sg.ModulatedConv2d(cout, k, demod, up).apply({"params": _modconv_params(m)}, x, s)
+    got = sg.ModulatedConv2d(cout, k, demod, up, upsample_impl=impl).apply({"params": _modconv_params(m)}, x, s)
     assert got.shape == ((3, 16, 16, cout) if up else (3, 8, 8, cout))
     close(got, want)
     # The reference's non-fused form (used by bench/generator.py) is the same function.
@@ -124,6 +133,24 @@ def test_styled_conv_and_to_rgb():
     want_rgb = rgb(want, torch.from_numpy(s), nchw_t(skip))
     p_rgb = {"conv": _modconv_params(rgb.conv), "bias": rgb.bias.detach().numpy().reshape(3)}
     close(sg.ToRGB().apply({"params": p_rgb}, got, s, skip), nhwc(want_rgb))
+
+
+def test_upsample_impl_is_chosen_by_the_backend():
+    """Each backend's default is one of the two options the tests above run on the CPU."""
+    assert sg.default_upsample_impl("cpu") == "polyphase"
+    assert sg.default_upsample_impl("gpu") == sg.default_upsample_impl("tpu") == "dilated"
+    assert sg.resolve_upsample_impl("auto") == sg.default_upsample_impl(jax.default_backend())
+    with pytest.raises(ValueError, match="upsample_impl"):
+        sg.resolve_upsample_impl("fft")
+
+
+@pytest.mark.parametrize("k", [3, 4])
+def test_the_two_transposed_convolutions_agree(k):
+    """`conv_transpose_2x` (CPU) and `conv_transpose_dilated` (GPU/TPU) against torch's conv_transpose2d."""
+    x, w = rand(2, 5, 6, 4), rand(k, k, 4, 3, seed=1)
+    want = torch.nn.functional.conv_transpose2d(nchw_t(x), torch.from_numpy(w).permute(2, 3, 0, 1), stride=2)
+    close(sg.conv_transpose_2x(x, w), nhwc(want))
+    close(sg.conv_transpose_dilated(x, w), nhwc(want))
 
 
 def test_modulated_conv_shards_over_batch_without_collectives():

@@ -71,6 +71,24 @@ def test_public_call_forms(golden_model):
     np.testing.assert_allclose(got, mean + 0.5 * (w - mean), atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("impl", ["dilated"])
+def test_golden_with_each_upsampling(golden_model, impl):
+    """The transposed-convolution implementation GPUs and TPUs run by default reproduces the golden's W+ image and
+    its first upsampled ToRGB at the network tolerance (1e-4). The CPU's ("polyphase", "auto" here) is the one
+    tests/test_parity.py checks on every golden array."""
+    module, variables = golden_model
+    m = module.clone(upsample_impl=impl)
+    inp, exp = goldens.inputs(NAME), goldens.expected(NAME)
+
+    def run(v, w):
+        img, st = m.apply(v, w, method=m.synthesis, mutable=["intermediates"])
+        return img, st["intermediates"]["to_rgbs_0_out"][0]
+
+    img, rgb0 = jax.jit(run)(variables, inp["wplus"])
+    assert maxabs(img, exp["img_from_wplus"].transpose(0, 2, 3, 1)) <= 1e-4
+    assert maxabs(rgb0, exp["wplus_to_rgbs0_out"].transpose(0, 2, 3, 1)) <= 1e-4
+
+
 def test_mean_latent_is_seeded_mean_of_mapping(golden_model):
 
     module, variables = golden_model

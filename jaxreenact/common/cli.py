@@ -30,7 +30,7 @@ from absl import logging as absl_logging
 from tqdm import tqdm
 
 import jaxreenact
-from jaxreenact.common import preemption
+from jaxreenact.common import precision, preemption
 from jaxreenact.common.errors import UserError, program_name
 
 PACKAGE = pathlib.Path(jaxreenact.__file__).resolve().parent
@@ -107,6 +107,9 @@ def add_run_flags(p: argparse.ArgumentParser, tiny: bool = True, seed_help: str 
     p.add_argument("--verbose", action="store_true", help="show the JAX/absl/Orbax INFO logging")
     if tiny:
         p.add_argument("--tiny", action="store_true", help=TINY_HELP)
+    stated = precision.program_default(p.prog)
+    p.add_argument("--precision", choices=precision.POLICIES, default=None,
+                   help=f"matmul precision of the networks (default {stated}; docs/precision.md)")  # fmt: skip
 
 
 def add_batch_flag(p: argparse.ArgumentParser, default: int, help: str) -> None:
@@ -128,6 +131,8 @@ def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """Parse the flags and set up logging (`--verbose`)."""
     a = p.parse_args(argv)
     setup_logging(getattr(a, "verbose", False))
+    if hasattr(a, "precision"):  # stated, never the backend's (or a caller's) default
+        a.precision = precision.set_default(a.precision or precision.program_default(p.prog))
     return a
 
 
@@ -234,6 +239,11 @@ def prepare_config_argv(argv: list[str], prog: str, batch_field: str) -> list[st
         if v is not None:
             config_val, i = v, j
             continue
+        v, j = _take_value(argv, i, "precision")
+        if v is not None:
+            mapped.append(f"--config.precision={precision.check(v)}")
+            i = j
+            continue
         for name, field in (("batch-size", batch_field), ("batch_size", batch_field), ("seed", "seed")):
             v, j = _take_value(argv, i, name)
             if v is not None:
@@ -293,6 +303,7 @@ def define_config_flags(config_help: str, workdir_help: str, batch_field: str):
     workdir = flags.DEFINE_string("workdir", None, workdir_help)
     flags.DEFINE_integer("batch-size", None, f"the batch size (= --config.{batch_field})")
     flags.DEFINE_integer("seed", None, "the random seed (= --config.seed)")
+    flags.DEFINE_enum("precision", None, precision.POLICIES, "matmul precision (= --config.precision)")
     flags.DEFINE_bool("tiny", False, "the :tiny variant of the config. " + TINY_HELP)
     no_progress = flags.DEFINE_bool("no-progress", False, "no progress bar")
     verbose = flags.DEFINE_bool("verbose", False, "show the JAX/absl/Orbax INFO logging")
@@ -311,7 +322,11 @@ def config_program_inputs(usage: str, config_flag, workdir_flag, verbose_flag):
     setup_logging(verbose_flag.value)
     if config_flag.value is None:
         raise UserError(f"--config is missing; usage: {usage}")
-    return config_flag.value, workdir_path(workdir_flag.value, usage)
+    config = config_flag.value
+    # The config states the policy (configs/common.py, configs/eval.py); the program's stated one if it does not.
+    precision.set_default(precision.check(config.get("precision", None) or precision.program_default(usage.split()[2]),
+                                          "--config.precision"))  # fmt: skip
+    return config, workdir_path(workdir_flag.value, usage)
 
 
 def run_config_program(main, batch_field: str, argv=None) -> None:

@@ -190,15 +190,24 @@ def shard_rows(x, mesh):
 CPU_CHUNK = 2  # rows per chunk of `cpu_chunks`
 
 
-def cpu_chunks(fn: Callable, x, rows: int = CPU_CHUNK):
-    """`fn(x)` for a batch `x` [B, ...] (fn maps rows to rows), run `rows` samples at a time (`lax.map`) when the
-    program runs on one CPU device; elsewhere, or when `rows` does not divide B, plain `fn(x)`. Inside `jit`.
+def chunking_default() -> bool:
+    """Whether `cpu_chunks` splits a batch when not told: on a program with one CPU device only."""
+    return jax.default_backend() == "cpu" and jax.local_device_count() == 1
+
+
+def cpu_chunks(fn: Callable, x, rows: int = CPU_CHUNK, chunked: bool | None = None):
+    """`fn(x)` for a batch `x` [B, ...] (fn maps rows to rows), run `rows` samples at a time (`lax.map`) when
+    `chunked` (None: `chunking_default()`, i.e. on a one-device CPU program); else, or when `rows` does not divide
+    B, plain `fn(x)`. Inside `jit`.
 
     XLA:CPU's convolutions lose their cache blocking on large batches of large feature maps: the e4e encoder at
-    batch 8 runs ~1.4x faster 2 images at a time (bench/RESULTS.md). The results are the same sums.
+    batch 8 runs ~1.4x faster 2 images at a time (bench/RESULTS.md). The results are the same sums; accelerators
+    (and a sharded batch) want the whole batch in one call.
     """
     b = x.shape[0]
-    if jax.default_backend() != "cpu" or jax.local_device_count() > 1 or b <= rows or b % rows:
+    if chunked is None:
+        chunked = chunking_default()
+    if not chunked or b <= rows or b % rows:
         return fn(x)
     out = jax.lax.map(fn, x.reshape(b // rows, rows, *x.shape[1:]))
     return jax.tree.map(lambda o: o.reshape(b, *o.shape[2:]), out)

@@ -29,17 +29,18 @@ class ArcFace(nn.Module):
     input_size: int = 112
     affine: bool = True  # BatchNorm1d(512, affine=affine) of the output layer
     width: int = 64  # channels of the first stage (64 upstream; smaller only for tests and `:tiny` configs)
+    dtype: str = "float32"  # compute dtype (float32 | bfloat16); parameters and outputs stay float32
 
     @nn.compact
     def __call__(self, x):
         if x.shape[1:] != (self.input_size, self.input_size, 3):
             raise ValueError(f"ArcFace expects [B,{self.input_size},{self.input_size},3] NHWC, got {x.shape}")
-        x, _ = ir_se_backbone(x, self.num_layers, width=self.width)
+        x, _ = ir_se_backbone(x.astype(self.dtype), self.num_layers, width=self.width)
         x = BatchNorm(name="output_layer_0")(x)  # output_layer.1 is Dropout(0.6): identity in eval mode
         x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)  # Flatten over NCHW (C-major)
         x = Linear(512, name="output_layer_3")(x)
         x = BatchNorm(affine=self.affine, name="output_layer_4")(x)
-        return l2_normalize(x)  # helpers.l2_norm: x / ||x||, no eps
+        return l2_normalize(x.astype(jnp.float32))  # helpers.l2_norm: x / ||x||, no eps
 
     def extract_feats(self, images, crop: bool = True):
         """`IDLoss.extract_feats`: crop + pool a 256x256 image (or pool any image to 112 when crop=False), embed."""

@@ -78,6 +78,7 @@ class DECA(nn.Module):
     encoder_width: int = 64
     encoder_layers: tuple[int, ...] = RESNET50_LAYERS
     encoder_hidden: int = 1024
+    dtype: str = "float32"  # compute dtype of the encoder (float32 | bfloat16); codes and FLAME stay float32
 
     @classmethod
     def from_config(cls, config: Mapping) -> DECA:
@@ -95,7 +96,7 @@ class DECA(nn.Module):
 
     def encode(self, images):
         """images [B,224,224,3] RGB in [0,1] → the 236 raw parameters [B,236]."""
-        return self.E_flame(images)
+        return self.E_flame(images.astype(self.dtype)).astype(jnp.float32)
 
     def __call__(self, images):
         codes = decompose_code(self.encode(images))

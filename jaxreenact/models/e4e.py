@@ -49,7 +49,7 @@ class GradualStyleBlock(nn.Module):
 
 
 def _upsample_add(x, y):
-    return interpolate_bilinear(x, y.shape[1:3], align_corners=True) + y
+    return (interpolate_bilinear(x, y.shape[1:3], align_corners=True) + y).astype(y.dtype)
 
 
 class Encoder4Editing(nn.Module):
@@ -59,6 +59,7 @@ class Encoder4Editing(nn.Module):
     image_resolution: int = 256  # the generator's resolution (sets the number of W+ rows), not the input size
     has_latent_avg: bool = False  # a pSp-layout file's latent_avg, kept in `buffers` as [style_count, 512]
     width: int = 64  # channels of the first IR-SE stage (64 upstream; smaller only for tests and `:tiny` configs)
+    dtype: str = "float32"  # compute dtype (float32 | bfloat16); parameters and outputs stay float32
 
     @nn.compact
     def __call__(self, x, add_latent_avg: bool = False):
@@ -67,7 +68,7 @@ class Encoder4Editing(nn.Module):
         if self.has_latent_avg:
             avg = self.variable(BUFFERS, "latent_avg", lambda: jnp.zeros((n, 512), jnp.float32)).value
         taps = stage_ends(self.num_layers)[1:]
-        _, feats = ir_se_backbone(x, self.num_layers, taps=taps, width=self.width)
+        _, feats = ir_se_backbone(x.astype(self.dtype), self.num_layers, taps=taps, width=self.width)
         c1, c2, c3 = (feats[i] for i in taps)
         cc = 512 * self.width // 64
 
@@ -85,7 +86,7 @@ class Encoder4Editing(nn.Module):
             elif i == MIDDLE_IND:
                 features = _upsample_add(p2, Conv2d(cc, 1, name="latlayer2")(c1))
             rows.append(w0 + GradualStyleBlock(512, spatial(i), cc, name=f"styles_{i}")(features))
-        w = jnp.stack(rows, axis=1)
+        w = jnp.stack(rows, axis=1).astype(jnp.float32)
         if add_latent_avg:
             if avg is None:
                 raise ValueError("add_latent_avg=True, but this encoder was converted without a latent_avg")

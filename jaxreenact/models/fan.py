@@ -78,10 +78,12 @@ class FAN(nn.Module):
     """x: [N, 256, 256, 3] in [0, 1] -> list of `num_modules` heatmap tensors [N, 64, 64, 68] (use the last)."""
 
     num_modules: int = 4
+    dtype: str = "float32"  # compute dtype (float32 | bfloat16); parameters and outputs stay float32
 
     @nn.compact
     def __call__(self, x):
         relu = jax.nn.relu
+        x = x.astype(self.dtype)
         x = relu(BatchNorm(name="bn1")(Conv2d(64, 7, 2, 3, name="conv1")(x)))
         x = avg_pool2d(ConvBlock(128, name="conv2")(x), 2, 2)
         x = ConvBlock(128, name="conv3")(x)
@@ -93,7 +95,7 @@ class FAN(nn.Module):
             ll = ConvBlock(256, name=f"top_m_{i}")(hg)
             ll = relu(BatchNorm(name=f"bn_end{i}")(Conv2d(256, 1, 1, 0, name=f"conv_last{i}")(ll)))
             tmp_out = Conv2d(68, 1, 1, 0, name=f"l{i}")(ll)
-            outputs.append(tmp_out)
+            outputs.append(tmp_out.astype(jnp.float32))
             if i < self.num_modules - 1:
                 ll = Conv2d(256, 1, 1, 0, name=f"bl{i}")(ll)
                 previous = previous + ll + Conv2d(256, 1, 1, 0, name=f"al{i}")(tmp_out)

@@ -37,18 +37,20 @@ class LPIPS(nn.Module):
     """
 
     width_div: int = 1  # > 1 only for small test networks (`jaxreenact.weights.tiny`): AlexNet channels // width_div
+    # compute dtype of AlexNet (float32 | bfloat16); the channel norms, the heads and the means stay float32
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x, y, return_maps: bool = False):
         b = x.shape[0]
         f = jnp.concatenate([x, y], axis=0)  # both images through AlexNet in one batch (it is frozen)
-        f = (f - jnp.asarray(SHIFT)) / jnp.asarray(SCALE)
+        f = ((f - jnp.asarray(SHIFT)) / jnp.asarray(SCALE)).astype(self.dtype)
         maps = []
         for j, (idx, c, k, s, p) in enumerate(ALEX_CONVS):
             if j in (1, 2):  # MaxPool2d(3, 2) after the first two ReLUs
                 f = max_pool2d(f, 3, 2)
             f = jax.nn.relu(Conv2d(c // self.width_div, k, s, p, name=f"features_{idx}")(f))
-            n = normalize_activation(f)
+            n = normalize_activation(f.astype(jnp.float32))  # a sum over channels: float32
             d = (n[:b] - n[b:]) ** 2
             maps.append(Conv2d(1, 1, use_bias=False, name=f"lin{j}")(d)[..., 0])
         if return_maps:

@@ -46,13 +46,16 @@ class L2Norm(nn.Module):
     @nn.compact
     def __call__(self, x):
         w = self.param("weight", nn.initializers.constant(self.scale), (x.shape[-1],))
-        norm = jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True)) + 1e-10
-        return x / norm * w
+        xf = x.astype(jnp.float32)  # a sum over channels: float32
+        norm = jnp.sqrt(jnp.sum(xf * xf, axis=-1, keepdims=True)) + 1e-10
+        return (xf / norm * w).astype(x.dtype)
 
 
 class S3FD(nn.Module):
     """The detector network. x: [N, H, W, 3] float (already in the chosen input convention) -> list of 12 maps
     [cls1, reg1, ..., cls6, reg6], each NHWC: cls with 2 channels (background, face) as logits, reg with 4."""
+
+    dtype: str = "float32"  # compute dtype (float32 | bfloat16); parameters and outputs stay float32
 
     @nn.compact
     def __call__(self, x):
@@ -61,7 +64,7 @@ class S3FD(nn.Module):
         def conv(name, c, k=3, s=1, p=1):
             return Conv2d(c, k, s, p, name=name)
 
-        h = x
+        h = x.astype(self.dtype)
         feats = {}
         for block, (chans, n) in enumerate([(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)], start=1):
             for i in range(1, n + 1):
@@ -90,7 +93,7 @@ class S3FD(nn.Module):
             if head == "conv3_3_norm":  # max-out background label
                 bmax = jnp.maximum(jnp.maximum(cls[..., 0:1], cls[..., 1:2]), cls[..., 2:3])
                 cls = jnp.concatenate([bmax, cls[..., 3:4]], axis=-1)
-            outs += [cls, reg]
+            outs += [cls.astype(jnp.float32), reg.astype(jnp.float32)]
         return outs
 
 

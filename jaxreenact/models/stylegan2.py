@@ -47,7 +47,9 @@ class Generator(nn.Module):
     """`Generator(size, style_dim, n_mlp, channel_multiplier, blur_kernel, lr_mlp)`, NHWC.
 
     `dtype` is the synthesis compute dtype ("float32", or "bfloat16" for speed); parameters, the mapping network,
-    the modulation and the demodulation stay float32 and images are returned as float32.
+    the modulation and the demodulation stay float32, convolutions accumulate in float32, the ToRGB skip (the image,
+    a sum over resolutions) is float32, and images are returned as float32. `upsample_impl`: how the upsampling
+    convolutions run ("auto": the backend's; see `jaxreenact.nn.stylegan.UPSAMPLE_IMPLS`).
     """
 
     size: int = 256
@@ -58,6 +60,7 @@ class Generator(nn.Module):
     lr_mlp: float = 0.01
     has_latent_avg: bool = False
     dtype: str = "float32"
+    upsample_impl: str = "auto"
     channel_divisor: int = (
         1  # > 1 only for small test generators (`jaxreenact.weights.tiny`): channels // divisor, >= 8
     )
@@ -102,7 +105,7 @@ class Generator(nn.Module):
         convs, to_rgbs = [], []
         for i in range(3, self.log_size + 1):
             c = ch[2**i]
-            convs.append(StyledConv(c, 3, upsample=True, blur_kernel=bk, dtype=dt))
+            convs.append(StyledConv(c, 3, upsample=True, blur_kernel=bk, dtype=dt, upsample_impl=self.upsample_impl))
             convs.append(StyledConv(c, 3, blur_kernel=bk, dtype=dt))
             to_rgbs.append(ToRGB(blur_kernel=bk, dtype=dt))
         self.convs, self.to_rgbs = convs, to_rgbs

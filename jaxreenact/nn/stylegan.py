@@ -151,7 +151,42 @@ def _dtype(name):
     return jnp.dtype(name)
 
 
-def conv_transpose_2x(x, w):
+# How an upsampling modulated convolution computes its transposed convolution. Both are the same sums:
+# "polyphase": `conv_transpose_2x`, four sub-pixel convolutions (XLA:CPU convolves a dilated input as it is, so
+# this is ~4x fewer flops there); "dilated": one input-dilated convolution, which GPU and TPU compilers lower to
+# their own transposed convolution. "auto" (the modules' default) picks by backend.
+UPSAMPLE_IMPLS = ("polyphase", "dilated")
+
+
+def default_upsample_impl(backend: str | None = None) -> str:
+    """The upsampling implementation a backend runs by default: "polyphase" on a CPU, "dilated" elsewhere."""
+    return "polyphase" if (backend or jax.default_backend()) == "cpu" else "dilated"
+
+
+def resolve_upsample_impl(impl: str) -> str:
+    if impl == "auto":
+        return default_upsample_impl()
+    if impl not in UPSAMPLE_IMPLS:
+        raise ValueError(f"upsample_impl={impl!r}: use 'auto' or one of {', '.join(UPSAMPLE_IMPLS)}")
+    return impl
+
+
+def conv_transpose_dilated(x, w, preferred_element_type=None):
+    """`F.conv_transpose2d(x, w, stride=2, padding=0)` as the input-dilated convolution of the flipped kernel
+    (pads k-1). x [N,H,W,in], w [k,k,in,out] -> [N, 2H+k-2, 2W+k-2, out]."""
+    k = w.shape[0]
+    return lax.conv_general_dilated(
+        x,
+        w[::-1, ::-1],
+        (1, 1),
+        ((k - 1, k - 1), (k - 1, k - 1)),
+        lhs_dilation=(2, 2),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        preferred_element_type=preferred_element_type,
+    )
+
+
+def conv_transpose_2x(x, w, preferred_element_type=None):
     """`F.conv_transpose2d(x, w, stride=2, padding=0)` in NHWC/HWIO (w [k, k, in, out], k >= 2), as four
     sub-pixel ("polyphase") convolutions, one per output parity, interleaved.
 
@@ -172,7 +207,14 @@ def conv_transpose_2x(x, w):
             taps_w = list(range(b, k, 2))[::-1]
             kern = w[np.asarray(taps_h)][:, np.asarray(taps_w)]
             ph, pw = len(taps_h) - 1, len(taps_w) - 1
-            y = lax.conv_general_dilated(x, kern, (1, 1), ((ph, ph), (pw, pw)), dimension_numbers=dn)
+            y = lax.conv_general_dilated(
+                x,
+                kern,
+                (1, 1),
+                ((ph, ph), (pw, pw)),
+                dimension_numbers=dn,
+                preferred_element_type=preferred_element_type,
+            )
             # pad every phase to the even phase's size (the odd phases are one shorter when k is odd)
             row.append(jnp.pad(y, ((0, 0), (0, mh - y.shape[1]), (0, mw - y.shape[2]), (0, 0))))
         phases.append(jnp.stack(row, axis=3))  # [N, mh, mw, 2 (b), C]
@@ -187,8 +229,10 @@ class ModulatedConv2d(nn.Module):
     the shared weight, and the output multiplied by the demodulation coefficients: the same math, and it shards
     over the batch with no collectives. x: [N, H, W, in], style: [N, style_dim] -> [N, H', W', out]
     (H' = 2H when `upsample`). `weight` is stored HWIO [k, k, in, out] (upstream [1, out, in, k, k]), unscaled.
-    Upsampling: transposed conv (stride 2, pad 0) == input-dilated conv of the flipped kernel with pads k-1 (on
-    the CPU as the sub-pixel convolutions of `conv_transpose_2x`), then Blur(pad (1,1), kernel * 4).
+    Upsampling: transposed conv (stride 2, pad 0), then Blur(pad (1,1), kernel * 4); `upsample_impl` says how the
+    transposed conv is computed (`UPSAMPLE_IMPLS`; "auto" = the backend's `default_upsample_impl`).
+    `dtype` is the compute dtype of x and the weight; the convolution accumulates in float32 and rounds its
+    result to `dtype` after the demodulation.
     """
 
     out_channels: int
@@ -197,6 +241,7 @@ class ModulatedConv2d(nn.Module):
     upsample: bool = False
     blur_kernel: tuple = BLUR_KERNEL
     dtype: str = "float32"
+    upsample_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, style):
@@ -206,26 +251,26 @@ class ModulatedConv2d(nn.Module):
         wk = w * (1.0 / math.sqrt(cin * k * k))
         cdt = _dtype(self.dtype)
         x = x.astype(cdt) * s[:, None, None, :].astype(cdt)
-        if self.upsample and jax.default_backend() == "cpu":
-            y = conv_transpose_2x(x, wk.astype(cdt))  # XLA:CPU convolves the dilated input as it is
-        elif self.upsample:  # GPU/TPU: the backends' own transposed convolution
-            y = lax.conv_general_dilated(
-                x,
-                wk[::-1, ::-1].astype(cdt),
-                (1, 1),
-                ((k - 1, k - 1), (k - 1, k - 1)),
-                lhs_dilation=(2, 2),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            )
+        acc = jnp.float32  # k*k*in products per output: accumulate in float32 whatever the compute dtype
+        if self.upsample and resolve_upsample_impl(self.upsample_impl) == "polyphase":
+            y = conv_transpose_2x(x, wk.astype(cdt), preferred_element_type=acc)
+        elif self.upsample:
+            y = conv_transpose_dilated(x, wk.astype(cdt), preferred_element_type=acc)
         else:
             y = lax.conv_general_dilated(
-                x, wk.astype(cdt), (1, 1), ((k // 2, k // 2),) * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
+                x,
+                wk.astype(cdt),
+                (1, 1),
+                ((k // 2, k // 2),) * 2,
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                preferred_element_type=acc,
             )
         if self.demodulate:
             # sum_{kh,kw,in} (scale * W * s)^2 = s^2 @ sum_{kh,kw} (scale * W)^2, per sample and output channel.
             wsq = jnp.sum(jnp.square(wk), axis=(0, 1))  # [in, out]
             d = lax.rsqrt(jnp.matmul(jnp.square(s), wsq, precision=lax.Precision.HIGHEST) + DEMOD_EPS)
-            y = y * d[:, None, None, :].astype(cdt)
+            y = y * d[:, None, None, :]
+        y = y.astype(cdt)
         if self.upsample:
             p = (len(self.blur_kernel) - 2) - (k - 1)
             y = blur(y, self.blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
@@ -274,6 +319,7 @@ class StyledConv(nn.Module):
     blur_kernel: tuple = BLUR_KERNEL
     demodulate: bool = True
     dtype: str = "float32"
+    upsample_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, style, noise):
@@ -284,6 +330,7 @@ class StyledConv(nn.Module):
             self.upsample,
             self.blur_kernel,
             self.dtype,
+            self.upsample_impl,
             name="conv",
         )(x, style)
         y = NoiseInjection(name="noise")(y, noise)
@@ -293,7 +340,8 @@ class StyledConv(nn.Module):
 class ToRGB(nn.Module):
     """`ToRGB`: 1x1 modulated conv without demodulation (`conv`) + `bias` [3] (upstream [1,3,1,1]) + upsampled skip.
 
-    x: [N, H, W, in], style: [N, style_dim], skip: [N, H/2, W/2, 3] or None -> [N, H, W, 3].
+    x: [N, H, W, in], style: [N, style_dim], skip: [N, H/2, W/2, 3] or None -> [N, H, W, 3] float32. The image
+    is a sum over every resolution, so it stays float32 whatever `dtype` the convolutions compute in.
     """
 
     upsample: bool = True
@@ -302,8 +350,8 @@ class ToRGB(nn.Module):
 
     @nn.compact
     def __call__(self, x, style, skip=None):
-        y = ModulatedConv2d(3, 1, demodulate=False, dtype=self.dtype, name="conv")(x, style)
-        y = y + self.param("bias", nn.initializers.zeros, (3,)).astype(y.dtype)
+        y = ModulatedConv2d(3, 1, demodulate=False, dtype=self.dtype, name="conv")(x, style).astype(jnp.float32)
+        y = y + self.param("bias", nn.initializers.zeros, (3,))
         if skip is not None:
-            y = y + upsample(skip.astype(y.dtype), self.blur_kernel)
+            y = y + upsample(skip.astype(jnp.float32), self.blur_kernel)
         return y

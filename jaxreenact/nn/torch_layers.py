@@ -3,6 +3,10 @@
 Conv kernels are stored HWIO (PyTorch OIHW transposed by the converter), Linear weights [in, out].
 Padding is always PyTorch's explicit symmetric padding, never Flax 'SAME' (which pads asymmetrically
 for stride 2). BatchNorm is frozen (eval mode): running statistics live in the `buffers` collection.
+
+Compute dtype: the layers compute in the dtype of their input (float32, or bfloat16 where a network's `dtype`
+says so). Parameters stay float32 and are rounded to that dtype where used; convolutions and matmuls accumulate
+in float32 (`preferred_element_type`) and round their result once. With float32 inputs nothing changes.
 """
 
 from __future__ import annotations
@@ -29,14 +33,15 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     ph, pw = _pair(padding)
     y = lax.conv_general_dilated(
         x,
-        w,
+        w.astype(x.dtype),
         window_strides=(sh, sw),
         padding=((ph, ph), (pw, pw)),
         rhs_dilation=_pair(dilation),
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=groups,
+        preferred_element_type=jnp.float32,
     )
-    return y if b is None else y + b
+    return (y if b is None else y + b).astype(x.dtype)
 
 
 class Conv2d(nn.Module):
@@ -73,10 +78,10 @@ class Linear(nn.Module):
         bound = 1.0 / math.sqrt(x.shape[-1])
         init = lambda k, s: jax.random.uniform(k, s, minval=-bound, maxval=bound)
         w = self.param("weight", init, (x.shape[-1], self.out_features))
-        y = jnp.matmul(x, w)
+        y = jnp.matmul(x, w.astype(x.dtype), preferred_element_type=jnp.float32)
         if self.use_bias:
             y = y + self.param("bias", init, (self.out_features,))
-        return y
+        return y.astype(x.dtype)
 
 
 class BatchNorm(nn.Module):
@@ -92,11 +97,12 @@ class BatchNorm(nn.Module):
         var = self.variable(BUFFERS, "running_var", lambda: jnp.ones((c,), jnp.float32)).value
         # Same association as PyTorch's CPU eval kernel: scale = w / sqrt(var + eps); y = (x - mean) * scale + b.
         inv = lax.rsqrt(var + self.eps)
+        dt = x.dtype
         if self.affine:
             w = self.param("weight", nn.initializers.ones, (c,))
             b = self.param("bias", nn.initializers.zeros, (c,))
-            return (x - mean) * (inv * w) + b
-        return (x - mean) * inv
+            return (x - mean.astype(dt)) * (inv * w).astype(dt) + b.astype(dt)
+        return (x - mean.astype(dt)) * inv.astype(dt)
 
 
 class PReLU(nn.Module):
@@ -105,7 +111,7 @@ class PReLU(nn.Module):
     @nn.compact
     def __call__(self, x):
         a = self.param("weight", nn.initializers.constant(0.25), (x.shape[-1],))
-        return jnp.where(x >= 0, x, a * x)
+        return jnp.where(x >= 0, x, a.astype(x.dtype) * x)
 
 
 def _pool_out(size: int, k: int, s: int, p: int, ceil_mode: bool, dilation: int = 1) -> int:

@@ -61,8 +61,7 @@ def make_setup(config, nets: Networks) -> Setup:
     dtype = config.get("dtype", "float32")
     if dtype not in DTYPES:
         raise UserError(f"config.dtype={dtype!r}: use one of {', '.join(DTYPES)}")
-    if dtype != "float32" and nets.g is not None:  # the generator's synthesis (the bulk of the step's flops)
-        nets = dataclasses.replace(nets, g=nets.g.clone(dtype=dtype))
+    nets = with_dtype(nets, dtype)
     ranges_path = config.ranges_file or pose.default_ranges_path(config.dataset_type)
     ranges = pose.load_ranges(ranges_path)
     if config.dataset_type not in pose.LAYOUTS:
@@ -84,6 +83,20 @@ def make_setup(config, nets: Networks) -> Setup:
         theta=deca_lib.fixed_deca_theta(1, config.model.deca_box_size, tuple(config.model.deca_box_center)),
         a=a_module(config),
         deca_box=config.model.deca_box,
+    )
+
+
+FROZEN = ("g", "deca", "arcface", "lpips", "e4e", "sfd", "fan")  # the networks `config.dtype` reaches
+
+
+def with_dtype(nets: Networks, dtype: str) -> Networks:
+    """Every frozen network of `nets` computing in `dtype` (float32 | bfloat16). Parameters stay float32; each
+    network accumulates its convolutions and matmuls in float32 and returns float32 (the image, DECA's codes, the
+    embeddings, LPIPS's distances), so the losses' sums run in float32."""
+    if dtype == "float32":
+        return nets
+    return dataclasses.replace(
+        nets, **{k: getattr(nets, k).clone(dtype=dtype) for k in FROZEN if getattr(nets, k) is not None}
     )
 
 
