@@ -368,7 +368,7 @@ def train_step_rows(emit, tmp, name):
         lib = {}
         for dt in ("float32", "bfloat16"):
             with cfg.unlocked():
-                cfg.dtype = dt
+                cfg.dtype, cfg.model.deca_box = dt, "fixed"  # the golden's recorded boxes are given
             lib[dt] = setup_lib.make_setup(cfg, s32.nets)
         extra = {fld.name: getattr(lib["bfloat16"], fld.name) for fld in dataclasses.fields(s32)
                  if "dtype" in fld.name or "precision" in fld.name}  # fmt: skip
@@ -416,7 +416,8 @@ def train_step_rows(emit, tmp, name):
             key = "loss" if term == "loss" else by_term.get(term)
             if key in exp:
                 entry = dict(spec["expected"][key])
-                rows.append(compare(key, np.float32(v), exp[key][0], entry))
+                weighted = v if term == "loss" else v * s32.lam[term]  # the golden's terms carry their weights
+                rows.append(compare(key, np.float32(weighted), exp[key][0], entry))
         g_want = exp["grad_A_weight"][0]
         g_err = float(np.linalg.norm(g_base - g_want) / np.linalg.norm(g_want))
         emit(summary(name, f"{stage} step, f32 highest vs the golden: loss terms", rows))
@@ -438,15 +439,18 @@ def train_step_rows(emit, tmp, name):
             emit(Row(name, f"{stage} step, {a} vs {b}: A's gradient", "rel_l2", ge, gtol, ge <= gtol))
 
 
-# name -> (function(emit, tmp), time budget in seconds on a GPU machine; the CPU run here takes longer)
+# name -> (function(emit, tmp), time budget in seconds on a GPU machine; the CPU run here takes longer), in the
+# order they start: the most telling first, so a run cut short has them
 CHECKS = {
     "matmul": (check_matmul, 30),
-    **{
-        f"golden:{n}": (check_golden(n), 150 if n in ("e4e_vox256", "stylegan2_vox256") else 120)
-        for n in NETWORK_GOLDENS
-    },  # fmt: skip
-    "deca_box": (check_deca_box, 120),
+    "golden:stylegan2_vox256": (check_golden("stylegan2_vox256"), 150),
     "train_step_paired": (check_train_step("train_step_paired"), 150),
+    "deca_box": (check_deca_box, 120),
+    "golden:deca_coarse": (check_golden("deca_coarse"), 120),
+    "golden:irse50_arcface": (check_golden("irse50_arcface"), 100),
+    "golden:lpips_perceptual": (check_golden("lpips_perceptual"), 90),
+    "golden:direction_matrix": (check_golden("direction_matrix"), 100),
+    "golden:e4e_vox256": (check_golden("e4e_vox256"), 150),
     "train_step_synthetic": (check_train_step("train_step_synthetic"), 180),
 }
 
@@ -478,9 +482,11 @@ def _load_rows(path: pathlib.Path) -> list[Row]:
     return [Row(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
-def run_checks(names, jobs: int, scale: float, on_update=None, log_dir=None) -> dict[str, dict]:
-    """Each check in a child process (`jobs` at a time) with its budget × `scale` as a time limit. Returns
-    {name: {rows, seconds, rc}} in the order of `names`; `on_update(results)` after each check ends."""
+def run_checks(names, jobs: int, scale: float, on_update=None, log_dir=None, deadline=None) -> dict[str, dict]:
+    """Each check in a child process (`jobs` at a time) with its budget × `scale` as a time limit, and none past
+    `deadline` seconds from now (a check still running then is stopped; one not started is reported as such).
+    Returns {name: {rows, seconds, rc}} in the order of `names`; `on_update(results)` after each check ends."""
+    end = None if deadline is None else time.monotonic() + deadline
     log_dir = pathlib.Path(log_dir or tempfile.mkdtemp(prefix="jaxreenact_device_checks_"))
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -488,6 +494,14 @@ def run_checks(names, jobs: int, scale: float, on_update=None, log_dir=None) -> 
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     todo, running, results = list(names), {}, {}
     while todo or running:
+        if end is not None and time.monotonic() >= end - 5 and todo:  # too late to start another
+            for name in todo:
+                results[name] = {"rows": [Row(name, "(not run)", "-", float("nan"), float("nan"), False,
+                                              f"the run's deadline ({deadline:.0f} s) came first")],
+                                 "seconds": 0.0, "rc": "deadline"}  # fmt: skip
+            todo = []
+            if on_update is not None:
+                on_update({n: results[n] for n in names if n in results})
         while todo and len(running) < jobs:
             name = todo.pop(0)
             stem = name.replace(":", "_")
@@ -497,6 +511,8 @@ def run_checks(names, jobs: int, scale: float, on_update=None, log_dir=None) -> 
             cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--child", name, "--rows", str(rows_file)]
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             limit = CHECKS[name][1] * scale
+            if end is not None:
+                limit = min(limit, end - time.monotonic())
             running[name] = (proc, time.monotonic(), limit, rows_file, log)
             print(f"[device_checks] start {name} (limit {limit:.0f} s)", file=sys.stderr, flush=True)
         time.sleep(0.2)
@@ -580,6 +596,7 @@ def main(argv=None):
     p.add_argument("--jobs", type=int, default=1, help="checks at once (child processes; default 1)")
     p.add_argument("--budget-scale", type=float, default=1.0,
                    help="multiply every check's time limit (the budgets are for a GPU machine)")  # fmt: skip
+    p.add_argument("--deadline", type=float, default=None, help="seconds for the whole run (checks past it stop)")
     p.add_argument("--write", action="store_true", help="write the section into bench/RESULTS.md as checks end")
     p.add_argument("--logs", default=None, help="folder for each check's log and rows (default: a temp folder)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -603,7 +620,7 @@ def main(argv=None):
         if a.write:
             common.write_section(to_markdown(results, command.strip(), names, time.monotonic() - t0))
 
-    results = run_checks(names, a.jobs, a.budget_scale, update, a.logs)
+    results = run_checks(names, a.jobs, a.budget_scale, update, a.logs, a.deadline)
     md = to_markdown(results, command.strip(), names, time.monotonic() - t0)
     print(md)
     if a.write:
