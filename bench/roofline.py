@@ -58,13 +58,14 @@ PEAKS = {
 }
 
 
-def flops_of(fn, *args) -> dict:
-    """{"lowered": ..., "compiled": ...} FLOPs of `jit(fn)(*args)` (compiled: None where `compile` is skipped)."""
+def flops_of(fn, *args, compile_too: bool = True) -> dict:
+    """{"lowered": ..., "compiled": ...} FLOPs of `jit(fn)(*args)` (compiled: None without `compile_too`)."""
     lowered = jax.jit(fn).lower(*args)
-    return {"lowered": step_bench.cost_flops(lowered), "compiled": step_bench.cost_flops(lowered.compile())}
+    return {"lowered": step_bench.cost_flops(lowered),
+            "compiled": step_bench.cost_flops(lowered.compile()) if compile_too else None}  # fmt: skip
 
 
-def network_flops(nets, frozen, batch: int, with_locator: bool) -> dict[str, dict]:
+def network_flops(nets, frozen, batch: int, with_locator: bool, compile_too: bool = True) -> dict[str, dict]:
     """Per sample, per network: {"fwd": flops, "fwdbwd": flops} (each a {"lowered", "compiled"} dict)."""
     from jaxreenact.face import deca_box
     from jaxreenact.models.arcface import id_crop
@@ -94,8 +95,10 @@ def network_flops(nets, frozen, batch: int, with_locator: bool) -> dict[str, dic
         )
     out = {}
     for name, (f, v, x) in fns.items():
-        fwd = flops_of(f, v, x)
-        fb_ = flops_of(jax.grad(lambda x, f=f, v=v: total(f(v, x))), x) if name != "S3FD+FAN" else None
+        fwd = flops_of(f, v, x, compile_too=compile_too)
+        fb_ = None
+        if name != "S3FD+FAN":
+            fb_ = flops_of(jax.grad(lambda x, f=f, v=v: total(f(v, x))), x, compile_too=compile_too)
         per = lambda d: {k: (None if x_ is None else x_ / batch) for k, x_ in d.items()}  # noqa: E731
         out[name] = {"fwd": per(fwd), "fwdbwd": None if fb_ is None else per(fb_)}
         print(f"[roofline] {name}: {out[name]}", file=sys.stderr, flush=True)
@@ -170,7 +173,7 @@ def run(a) -> dict:
                            ("bf16", jnp.bfloat16, "default")):  # fmt: skip
         rates[name] = matmul_rate(dt, prec)
         print(f"[roofline] matmul {name}: {rates[name] / 1e12:.3f} TFLOP/s", file=sys.stderr, flush=True)
-    per_net = network_flops(nets, frozen, a.net_batch, with_locator)
+    per_net = network_flops(nets, frozen, a.net_batch, with_locator, not a.networks_lowered_only)
     rows = []
     pipe_dir = tempfile.mkdtemp(prefix="jaxreenact_roofline_")
     for box in a.boxes:
@@ -274,6 +277,8 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=None, help="timed steps (default 3; 1 with --quick)")
     p.add_argument("--pipeline-steps", type=int, default=10, help="batches read per pipeline rate (default 10)")
     p.add_argument("--no-pipeline", action="store_true", help="skip the input pipeline (needs tensorflow_datasets)")
+    p.add_argument("--networks-lowered-only", action="store_true",
+                   help="count the networks' FLOPs on the lowered HLO only (no compiles: saves a minute on a GPU)")  # fmt: skip
     p.add_argument("--write", action="store_true", help="replace this section of bench/RESULTS.md")
     a = p.parse_args(argv)
     a.networks = a.networks or ("tiny" if a.quick else "full")
