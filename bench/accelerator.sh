@@ -50,8 +50,8 @@ print(f"[accelerator] JAX {jax.__version__}, backend {jax.default_backend()}, {l
       f"{d.device_kind}; Python {platform.python_version()}")
 EOF
 BACKEND=$("$PYTHON" -c 'import jax; print(jax.default_backend())')
-JOBS=1
-[ "$BACKEND" = gpu ] && JOBS=3  # compiles overlap on 16 cores; a TPU takes one process at a time
+JOBS=${JAXREENACT_CHECK_JOBS:-1}
+[ "$BACKEND" = gpu ] && JOBS=${JAXREENACT_CHECK_JOBS:-3}  # compiles overlap on 16 cores; a TPU takes one process at a time
 
 # 1. Correctness on the device (writes its own section as each check ends).
 WRITE_FLAG=()
