@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import tempfile
@@ -68,19 +70,20 @@ TOL_GRAD_DEFAULT = 5e-2  # A's gradient, relative L2, default vs highest
 TOL_GRAD_BF16 = 2e-1  # A's gradient, relative L2, bfloat16 vs float32
 
 
-@dataclasses.dataclass
-class Row:
-    check: str
-    what: str
-    measure: str
-    value: float
-    tol: float
-    ok: bool
-    note: str = ""
+def row(check: str, what: str, measure: str, value: float, tol: float, ok: bool, note: str = ""):
+    """One result row: the parity library's `Row` (`name` = what was compared) with the check it belongs to."""
+    return row_class()(what, measure, float(value), float(tol), bool(ok), note, check)
 
-    @property
-    def status(self) -> str:
-        return "PASS" if self.ok else "FAIL"
+
+@functools.cache
+def row_class():
+    from jaxreenact.evaluation.parity.report import Row
+
+    @dataclasses.dataclass
+    class CheckRow(Row):
+        check: str = ""
+
+    return CheckRow
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -123,16 +126,16 @@ def worst(rows) -> tuple:
     return r, ratio(r)
 
 
-def summary(check: str, what: str, rows) -> Row:
+def summary(check: str, what: str, rows):
     """One row for a folder's parity rows: arrays passing, the worst array (in units of its tolerance)."""
     if not rows:
-        return Row(check, what, "-", float("nan"), float("nan"), False, "no rows")
+        return row(check, what, "-", float("nan"), float("nan"), False, "no rows")
     w, ratio = worst(rows)
     bad = [r.name for r in rows if not r.ok]
     note = f"{len(rows) - len(bad)}/{len(rows)} arrays pass; worst {w.name} ({ratio:.2g}× its tolerance)"
     if bad:
         note += "; FAIL: " + ", ".join(bad[:6]) + (" ..." if len(bad) > 6 else "")
-    return Row(check, what, w.measure, w.value, w.tol, not bad, note)
+    return row(check, what, w.measure, w.value, w.tol, not bad, note)
 
 
 class _Nets:
@@ -173,7 +176,7 @@ def check_matmul(emit, tmp):
             got = np.asarray(jax.jit(lambda x, y: x @ y)(a, b))
         v = rel_err(got, want)
         kind = "float32" if v < 1e-5 else ("TF32-like" if v < 3e-3 else "bfloat16-like")
-        emit(Row("matmul", f"f32 matmul 256×2048×256 at {p} vs float64", "rel", v, tols[p], v <= tols[p],
+        emit(row("matmul", f"f32 matmul 256×2048×256 at {p} vs float64", "rel", v, tols[p], v <= tols[p],
                  f"{kind} rounding"))  # fmt: skip
 
 
@@ -213,7 +216,7 @@ def upsampling_rows(emit, folder, nets):
     g, gv = nets.get("generator")
     field, opts = upsampling_options(g)
     if not opts:
-        emit(Row("upsampling", "StyleGAN2 upsampling options", "-", float("nan"), float("nan"), False,
+        emit(row("upsampling", "StyleGAN2 upsampling options", "-", float("nan"), float("nan"), False,
                  "this checkout has no explicit upsampling option: only the backend's branch ran (rows above)"))  # fmt: skip
         return
     for opt in opts:
@@ -327,14 +330,14 @@ def landmark_box_rows(emit, images):
         theta, lmk, found = on(dev, p)
         n_l = int(np.sum(lmk != ref[1]))
         d_l = float(np.max(np.abs(lmk - ref[1]))) if n_l else 0.0
-        emit(Row("deca_box", f"landmark box (S3FD+FAN4 random), {len(images)} golden frames, {where}, {p}: "
+        emit(row("deca_box", f"landmark box (S3FD+FAN4 random), {len(images)} golden frames, {where}, {p}: "
                  "landmarks", "exact", n_l, 0, n_l == 0,
                  f"{n_l} of {lmk.size} coordinates differ (max {d_l:g} px); faces found: {int(found.sum())} here, "
                  f"{int(ref[2].sum())} on the host"))  # fmt: skip
         n_f = int(np.sum(found != ref[2]))
-        emit(Row("deca_box", f"landmark box, {p}: found flags", "exact", n_f, 0, n_f == 0))
+        emit(row("deca_box", f"landmark box, {p}: found flags", "exact", n_f, 0, n_f == 0))
         v = float(np.max(np.abs(theta - ref[0])))
-        emit(Row("deca_box", f"landmark box, {p}: theta", "max_abs", v, 1e-5, v <= 1e-5))
+        emit(row("deca_box", f"landmark box, {p}: theta", "max_abs", v, 1e-5, v <= 1e-5))
 
 
 def check_train_step(name: str):
@@ -421,7 +424,7 @@ def train_step_rows(emit, tmp, name):
         g_want = exp["grad_A_weight"][0]
         g_err = float(np.linalg.norm(g_base - g_want) / np.linalg.norm(g_want))
         emit(summary(name, f"{stage} step, f32 highest vs the golden: loss terms", rows))
-        emit(Row(name, f"{stage} step, f32 highest vs the golden: A's gradient", "rel_l2", g_err, 2e-3,
+        emit(row(name, f"{stage} step, f32 highest vs the golden: A's gradient", "rel_l2", g_err, 2e-3,
                  g_err <= 2e-3, f"{secs:.0f} s with the compile"))  # fmt: skip
         for a, b, tol, gtol in (
             ("f32 default", "f32 highest", TOL_DEFAULT_REL, TOL_GRAD_DEFAULT),
@@ -432,10 +435,10 @@ def train_step_rows(emit, tmp, name):
             rel = {t: abs(got[t] - ref[t]) / max(abs(ref[t]), 1e-12) for t in ref}
             t_worst = max(rel, key=rel.get)
             diffs = ", ".join(f"{t} {rel[t]:.1e}" for t in ref)
-            emit(Row(name, f"{stage} step, {a} vs {b}: loss terms", "rel", rel[t_worst], tol, rel[t_worst] <= tol,
+            emit(row(name, f"{stage} step, {a} vs {b}: loss terms", "rel", rel[t_worst], tol, rel[t_worst] <= tol,
                      f"per term: {diffs}"))  # fmt: skip
             ge = float(np.linalg.norm(g - g_ref) / np.linalg.norm(g_ref))
-            emit(Row(name, f"{stage} step, {a} vs {b}: A's gradient", "rel_l2", ge, gtol, ge <= gtol))
+            emit(row(name, f"{stage} step, {a} vs {b}: A's gradient", "rel_l2", ge, gtol, ge <= gtol))
 
 
 # name -> (function(emit, tmp), time budget in seconds on a GPU machine; the CPU run here takes longer), in the
@@ -459,26 +462,36 @@ def child(name: str, rows_file: str) -> int:
     """Run one check in this process, appending its rows as JSON lines to `rows_file` as they come."""
     fn, _ = CHECKS[name]
 
-    def emit(row: Row) -> None:
-        print(f"  {row.status}  {row.what}: {row.measure} {row.value:.3g} (tol {row.tol:.3g}) {row.note}", flush=True)
+    def emit(r) -> None:
+        print(f"  {r.status}  {r.name}: {r.measure} {r.value:.3g} (tol {r.tol:.3g}) {r.note}", flush=True)
         with open(rows_file, "a") as fh:
-            fh.write(json.dumps(dataclasses.asdict(row)) + "\n")
+            fh.write(json.dumps(dataclasses.asdict(r)) + "\n")
+
+    # The parent never starts a backend (a TPU takes one process; a GPU client would take its memory): the
+    # children say what they run on.
+    jax = _jax()
+    dev = jax.devices()[0]
+    kind = dev.device_kind if dev.device_kind != dev.platform else ""
+    info = {"device": f"{dev.platform} {kind}".strip(), "machine": common.machine()}
+    tmp_info = pathlib.Path(rows_file).with_name(f".device.{os.getpid()}.json")
+    tmp_info.write_text(json.dumps(info))
+    os.replace(tmp_info, pathlib.Path(rows_file).with_name("device.json"))
 
     with tempfile.TemporaryDirectory(prefix="jaxreenact_device_checks_") as tmp:
         try:
             fn(emit, tmp)
         except Exception as e:  # noqa: BLE001 - a failing check is a row, not the end of the run
             traceback.print_exc()
-            emit(Row(name, "(the check raised)", "-", float("nan"), float("nan"), False,
+            emit(row(name, "(the check raised)", "-", float("nan"), float("nan"), False,
                      f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"))  # fmt: skip
             return 1
     return 0
 
 
-def _load_rows(path: pathlib.Path) -> list[Row]:
+def _load_rows(path: pathlib.Path) -> list:
     if not path.is_file():
         return []
-    return [Row(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    return [row_class()(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
 def run_checks(names, jobs: int, scale: float, on_update=None, log_dir=None, deadline=None) -> dict[str, dict]:
@@ -492,10 +505,22 @@ def run_checks(names, jobs: int, scale: float, on_update=None, log_dir=None, dea
     if jobs > 1:  # several processes share one GPU: no preallocation of 75 % of its memory each
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     todo, running, results = list(names), {}, {}
+    old = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` ends the run: end the children too
+    try:
+        _loop(names, jobs, scale, on_update, log_dir, deadline, end, env, todo, running, results)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        for proc, *_ in running.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+    return {n: results[n] for n in names}
+
+
+def _loop(names, jobs, scale, on_update, log_dir, deadline, end, env, todo, running, results):
     while todo or running:
         if end is not None and time.monotonic() >= end - 5 and todo:  # too late to start another
             for name in todo:
-                results[name] = {"rows": [Row(name, "(not run)", "-", float("nan"), float("nan"), False,
+                results[name] = {"rows": [row(name, "(not run)", "-", float("nan"), float("nan"), False,
                                               f"the run's deadline ({deadline:.0f} s) came first")],
                                  "seconds": 0.0, "rc": "deadline"}  # fmt: skip
             todo = []
@@ -527,11 +552,11 @@ def run_checks(names, jobs: int, scale: float, on_update=None, log_dir=None, dea
             log.close()
             rows = _load_rows(rows_file)
             if rc == "timeout":
-                rows.append(Row(name, "(time limit)", "-", float("nan"), float("nan"), False,
+                rows.append(row(name, "(time limit)", "-", float("nan"), float("nan"), False,
                                 f"stopped after {elapsed:.0f} s; rows above are those it finished"))  # fmt: skip
-            elif rc != 0 and not any(r.what == "(the check raised)" for r in rows):
+            elif rc != 0 and not any(r.name == "(the check raised)" for r in rows):
                 tail = (log_dir / f"{name.replace(':', '_')}.log").read_text().strip().splitlines()[-1:]
-                rows.append(Row(name, "(the check died)", "-", float("nan"), float("nan"), False,
+                rows.append(row(name, "(the check died)", "-", float("nan"), float("nan"), False,
                                 f"exit {rc}: {' '.join(tail)[:200]}"))  # fmt: skip
             results[name] = {"rows": rows, "seconds": elapsed, "rc": rc}
             del running[name]
@@ -540,7 +565,6 @@ def run_checks(names, jobs: int, scale: float, on_update=None, log_dir=None, dea
                   flush=True)  # fmt: skip
             if on_update is not None:
                 on_update({n: results[n] for n in names if n in results})
-    return {n: results[n] for n in names}
 
 
 def _fmt(x: float) -> str:
@@ -553,13 +577,13 @@ def _fmt(x: float) -> str:
     return f"{x:.2e}"
 
 
-def to_markdown(results: dict, command: str, names, total_s: float | None = None) -> str:
-    import jax
+def to_markdown(results: dict, command: str, names, total_s: float | None = None, info: dict | None = None) -> str:
+    """The section; `info`: the device and machine a child reported (`device.json`)."""
+    import datetime
 
-    dev = jax.devices()[0]
-    kind = dev.device_kind if dev.device_kind != dev.platform else ""
-    title = f"Device checks: {dev.platform} {kind}".rstrip()
-    head = common.section_head(title, command)
+    info = info or {"device": "(device not reported)", "machine": "(not reported)"}
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    head = [f"## Device checks: {info['device']}", "", f"`{command}` — {now}. Machine: {info['machine']}."]
     rows = [r for res in results.values() for r in res["rows"]]
     n_ok = sum(r.ok for r in rows)
     pending = [n for n in names if n not in results]
@@ -582,7 +606,7 @@ def to_markdown(results: dict, command: str, names, total_s: float | None = None
             continue
         for r in results[name]["rows"]:
             note = r.note.replace("|", "/")
-            out.append(f"| {r.check} | {r.what} | {r.measure} | {_fmt(r.value)} | {_fmt(r.tol)} | {r.status} | "
+            out.append(f"| {r.check} | {r.name} | {r.measure} | {_fmt(r.value)} | {_fmt(r.tol)} | {r.status} | "
                        f"{note} |")  # fmt: skip
     return "\n".join(out) + "\n"
 
@@ -615,12 +639,18 @@ def main(argv=None):
     command = "python bench/device_checks.py " + " ".join(sys.argv[1:] if argv is None else argv)
     t0 = time.monotonic()
 
+    logs = pathlib.Path(a.logs or tempfile.mkdtemp(prefix="jaxreenact_device_checks_"))
+
+    def info():
+        f = logs / "device.json"
+        return json.loads(f.read_text()) if f.is_file() else None
+
     def update(results):
         if a.write:
-            common.write_section(to_markdown(results, command.strip(), names, time.monotonic() - t0))
+            common.write_section(to_markdown(results, command.strip(), names, time.monotonic() - t0, info()))
 
-    results = run_checks(names, a.jobs, a.budget_scale, update, a.logs, a.deadline)
-    md = to_markdown(results, command.strip(), names, time.monotonic() - t0)
+    results = run_checks(names, a.jobs, a.budget_scale, update, logs, a.deadline)
+    md = to_markdown(results, command.strip(), names, time.monotonic() - t0, info())
     print(md)
     if a.write:
         common.write_section(md)

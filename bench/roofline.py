@@ -280,16 +280,9 @@ def main(argv=None):
     p.add_argument("--networks-lowered-only", action="store_true",
                    help="count the networks' FLOPs on the lowered HLO only (no compiles: saves a minute on a GPU)")  # fmt: skip
     p.add_argument("--write", action="store_true", help="replace this section of bench/RESULTS.md")
-    a = p.parse_args(argv)
-    a.networks = a.networks or ("tiny" if a.quick else "full")
-    a.batch = a.batch or (4 if a.quick else 12)
-    a.iters = a.iters or (1 if a.quick else 3)
-    if jax.default_backend() == "cpu":
-        jax.config.update("jax_default_matmul_precision", "highest")
+    a = step_bench.resolve(p.parse_args(argv))
     md = to_markdown(run(a), "python bench/roofline.py " + " ".join(sys.argv[1:] if argv is None else argv))
-    print(md)
-    if a.write:
-        common.write_section(md)
+    common.publish(md, a.write)
 
 
 if __name__ == "__main__":

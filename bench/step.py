@@ -246,16 +246,20 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=None, help="timed steps (default 3; 1 with --quick)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch step")
     p.add_argument("--write", action="store_true", help="replace this section of bench/RESULTS.md")
-    a = p.parse_args(argv)
+    a = resolve(p.parse_args(argv))
+    md = to_markdown(run(a), "python bench/step.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    common.publish(md, a.write)
+
+
+def resolve(a):
+    """The defaults `--quick` changes (networks, batch, timed steps), and the matmul precision stated on a CPU
+    (GPUs and TPUs run the backend's default, as training does)."""
     a.networks = a.networks or ("tiny" if a.quick else "full")
     a.batch = a.batch or (4 if a.quick else 12)
     a.iters = a.iters or (1 if a.quick else 3)
     if jax.default_backend() == "cpu":
         jax.config.update("jax_default_matmul_precision", "highest")
-    md = to_markdown(run(a), "python bench/step.py " + " ".join(sys.argv[1:] if argv is None else argv))
-    print(md)
-    if a.write:
-        common.write_section(md)
+    return a
 
 
 if __name__ == "__main__":

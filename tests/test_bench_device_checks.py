@@ -28,7 +28,7 @@ def test_a_check_reports_rows_and_one_past_its_limit_is_stopped(tmp_path):
     dc = _module()
     out = dc.run_checks(["matmul"], jobs=1, scale=1.0, log_dir=tmp_path / "a")
     rows = out["matmul"]["rows"]
-    assert [r.what.split(" at ")[1].split(" ")[0] for r in rows] == ["highest", "default"]
+    assert [r.name.split(" at ")[1].split(" ")[0] for r in rows] == ["highest", "default"]
     assert all(r.ok and r.measure == "rel" for r in rows)
     assert rows[0].value < 1e-5  # float32 on a CPU, against float64 NumPy
     md = dc.to_markdown(out, "python bench/device_checks.py --checks matmul", ["matmul"])
@@ -36,7 +36,7 @@ def test_a_check_reports_rows_and_one_past_its_limit_is_stopped(tmp_path):
     # A limit no process can meet: the check is ended and says so, the run returns.
     out = dc.run_checks(["matmul"], jobs=1, scale=0.01, log_dir=tmp_path / "b")
     (row,) = [r for r in out["matmul"]["rows"] if not r.ok]
-    assert row.what == "(time limit)" and out["matmul"]["rc"] == "timeout"
+    assert row.name == "(time limit)" and out["matmul"]["rc"] == "timeout"
 
 
 def test_box_landmarks_span_the_recorded_box_and_summary_names_the_worst():
