@@ -21,7 +21,6 @@ step per second, alone and with the host→device transfer (`pipeline.to_global`
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -98,7 +97,8 @@ def network_flops(nets, frozen, batch: int, with_locator: bool, compile_too: boo
         fwd = flops_of(f, v, x, compile_too=compile_too)
         fb_ = None
         if name != "S3FD+FAN":
-            fb_ = flops_of(jax.grad(lambda x, f=f, v=v: total(f(v, x))), x, compile_too=compile_too)
+            # the variables are an argument, not constants closed over (XLA would fold them into the program)
+            fb_ = flops_of(jax.grad(lambda x, v, f=f: total(f(v, x))), x, v, compile_too=compile_too)
         per = lambda d: {k: (None if x_ is None else x_ / batch) for k, x_ in d.items()}  # noqa: E731
         out[name] = {"fwd": per(fwd), "fwdbwd": None if fb_ is None else per(fb_)}
         print(f"[roofline] {name}: {out[name]}", file=sys.stderr, flush=True)
@@ -267,19 +267,14 @@ def to_markdown(r: dict, command: str) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny networks, batch 4, 1 timed step (a smoke run)")
-    p.add_argument("--networks", choices=("full", "tiny"), default=None, help="default: full (tiny with --quick)")
-    p.add_argument("--batch", type=int, default=None, help="global batch (default 12, the authors'; 4 with --quick)")
+    p = step_bench.step_parser(__doc__)
     p.add_argument("--net-batch", type=int, default=4, help="batch of the per-network counts (default 4)")
     p.add_argument("--stages", nargs="+", choices=tuple(COUNTS), default=list(COUNTS))
     p.add_argument("--boxes", nargs="+", choices=("fixed", "landmarks"), default=["fixed"])
-    p.add_argument("--iters", type=int, default=None, help="timed steps (default 3; 1 with --quick)")
     p.add_argument("--pipeline-steps", type=int, default=10, help="batches read per pipeline rate (default 10)")
     p.add_argument("--no-pipeline", action="store_true", help="skip the input pipeline (needs tensorflow_datasets)")
     p.add_argument("--networks-lowered-only", action="store_true",
                    help="count the networks' FLOPs on the lowered HLO only (no compiles: saves a minute on a GPU)")  # fmt: skip
-    p.add_argument("--write", action="store_true", help="replace this section of bench/RESULTS.md")
     a = step_bench.resolve(p.parse_args(argv))
     md = to_markdown(run(a), "python bench/roofline.py " + " ".join(sys.argv[1:] if argv is None else argv))
     common.publish(md, a.write)

@@ -234,21 +234,27 @@ def to_markdown(r: dict, command: str) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny networks, batch 4, 1 timed step (a smoke run)")
-    p.add_argument("--networks", choices=("full", "tiny"), default=None, help="default: full (tiny with --quick)")
-    p.add_argument("--batch", type=int, default=None, help="global batch (default 12, the authors'; 4 with --quick)")
+    p = step_parser(__doc__)
     p.add_argument("--stages", nargs="+", choices=tuple(STAGES), default=list(STAGES))
     p.add_argument("--boxes", nargs="+", choices=("fixed", "landmarks"), default=["fixed", "landmarks"])
     p.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"), default=["float32", "bfloat16"])
     p.add_argument("--only", nargs="+", default=None, metavar="STAGE:BOX:DTYPE",
                    help="exactly these configurations (e.g. synthetic:landmarks:float32), instead of the product")  # fmt: skip
-    p.add_argument("--iters", type=int, default=None, help="timed steps (default 3; 1 with --quick)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch step")
-    p.add_argument("--write", action="store_true", help="replace this section of bench/RESULTS.md")
     a = resolve(p.parse_args(argv))
     md = to_markdown(run(a), "python bench/step.py " + " ".join(sys.argv[1:] if argv is None else argv))
     common.publish(md, a.write)
+
+
+def step_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags of the benches that time training steps (this one, roofline.py)."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny networks, batch 4, 1 timed step (a smoke run)")
+    p.add_argument("--networks", choices=("full", "tiny"), default=None, help="default: full (tiny with --quick)")
+    p.add_argument("--batch", type=int, default=None, help="global batch (default 12, the authors'; 4 with --quick)")
+    p.add_argument("--iters", type=int, default=None, help="timed steps (default 3; 1 with --quick)")
+    p.add_argument("--write", action="store_true", help="replace this section of bench/RESULTS.md")
+    return p
 
 
 def resolve(a):
