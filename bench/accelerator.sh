@@ -22,7 +22,8 @@
 # regenerates the goldens' random weights and builds the benches' random networks). On a machine that lacks some
 # of them (the lent GPU machines have JAX, flax, optax, orbax and torch but not ml_collections or imageio-ffmpeg),
 # run `bench/device_wheels.sh` here first: it downloads those wheels into .whl/, which this script installs into
-# /tmp/site there (carry `.whl` to the machine).
+# /tmp/site there (carry `.whl` to the machine). The device call (its results come back only from $OUT):
+#   PYTHON=python3 JAXREENACT_RESULTS_COPY=$OUT/RESULTS.md timeout 540 bash bench/accelerator.sh 2>&1 | tee $OUT/accelerator.log
 set -uo pipefail
 cd "$(dirname "$0")/.."
 QUICK=${JAXREENACT_BENCH_QUICK:-0}
@@ -34,7 +35,14 @@ for arg in "$@"; do
     *) echo "usage: bench/accelerator.sh [--quick] [--no-write]" >&2; exit 2 ;;
   esac
 done
-PYTHON=${PYTHON:-$(command -v python || command -v python3)}
+if [ -z "${PYTHON:-}" ]; then  # the first Python that has JAX (on the lent GPU machines: python3)
+  for c in python3 python; do
+    if command -v "$c" >/dev/null && "$c" -c 'import jax' 2>/dev/null; then PYTHON=$c; break; fi
+  done
+fi
+PYTHON=${PYTHON:-python3}
+COPY=${JAXREENACT_RESULTS_COPY:-}  # a path that gets bench/RESULTS.md after every part (e.g. $OUT/RESULTS.md)
+copy_results() { if [ -n "$COPY" ]; then cp bench/RESULTS.md "$COPY"; fi; }
 SCALE=${JAXREENACT_BENCH_SCALE:-1}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -59,8 +67,9 @@ WRITE_FLAG=()
 CHECKS_S=$(budget 190)
 echo "[accelerator] device checks (limit ${CHECKS_S} s, ${JOBS} at a time)" >&2
 timeout $((CHECKS_S + 30)) "$PYTHON" bench/device_checks.py --jobs "$JOBS" --deadline "$CHECKS_S" \
-  --budget-scale "$SCALE" "${WRITE_FLAG[@]}" >/dev/null
+  --budget-scale "$SCALE" ${WRITE_FLAG[@]+"${WRITE_FLAG[@]}"}
 echo "[accelerator] device checks: exit $? after $((SECONDS - START)) s" >&2
+copy_results
 
 # 2. The benches, most telling first.
 NOTORCH=()
@@ -82,10 +91,10 @@ else
     "reenact|50|bench/reenact.py --batches 64 512 --iters 3 --bf16 --detector-batch 32 ${NOTORCH[*]}"
   )
 fi
-OUT=$(mktemp -d "${TMPDIR:-/tmp}/jaxreenact-accel.XXXXXX")
+TMPOUT=$(mktemp -d "${TMPDIR:-/tmp}/jaxreenact-accel.XXXXXX")
 
 write_suite() {  # the suite's section from the benches finished so far (the others listed as not run yet)
-  "$PYTHON" - "$OUT" "$QUICK" "$WRITE" "$((SECONDS - START))" "$SCALE" "${BENCHES[@]}" <<'EOF'
+  "$PYTHON" - "$TMPOUT" "$QUICK" "$WRITE" "$((SECONDS - START))" "$SCALE" "${BENCHES[@]}" <<'EOF'
 import datetime
 import pathlib
 import sys
@@ -142,11 +151,12 @@ for entry in "${BENCHES[@]}"; do
   echo "[accelerator] $cmd (limit ${limit} s, $((SECONDS - START)) s so far)" >&2
   t0=$SECONDS
   # shellcheck disable=SC2086
-  timeout "$limit" "$PYTHON" $cmd >"$OUT/$name.out" 2>"$OUT/$name.err"
+  timeout "$limit" "$PYTHON" $cmd >"$TMPOUT/$name.out" 2>"$TMPOUT/$name.err"
   rc=$?
-  echo "$rc $((SECONDS - t0))" >"$OUT/$name.rc"
-  tail -n 2 "$OUT/$name.err" >&2
+  echo "$rc $((SECONDS - t0))" >"$TMPOUT/$name.rc"
+  tail -n 2 "$TMPOUT/$name.err" >&2
   echo "[accelerator]    exit $rc after $((SECONDS - t0)) s" >&2
   write_suite
+  copy_results
 done
 echo "[accelerator] done: $((SECONDS - START)) s in all; results in bench/RESULTS.md" >&2
