@@ -556,8 +556,9 @@ def _loop(names, jobs, scale, on_update, log_dir, deadline, end, env, todo, runn
                                 f"stopped after {elapsed:.0f} s; rows above are those it finished"))  # fmt: skip
             elif rc != 0 and not any(r.name == "(the check raised)" for r in rows):
                 tail = (log_dir / f"{name.replace(':', '_')}.log").read_text().strip().splitlines()[-1:]
+                why = f"killed by signal {-rc} (9: often out of memory)" if rc < 0 else f"exit {rc}"
                 rows.append(row(name, "(the check died)", "-", float("nan"), float("nan"), False,
-                                f"exit {rc}: {' '.join(tail)[:200]}"))  # fmt: skip
+                                f"{why}; its log ends: {' '.join(tail)[:160]}"))  # fmt: skip
             results[name] = {"rows": rows, "seconds": elapsed, "rc": rc}
             del running[name]
             n_ok = sum(r.ok for r in rows)
@@ -622,6 +623,9 @@ def main(argv=None):
     p.add_argument("--deadline", type=float, default=None, help="seconds for the whole run (checks past it stop)")
     p.add_argument("--write", action="store_true", help="write the section into bench/RESULTS.md as checks end")
     p.add_argument("--logs", default=None, help="folder for each check's log and rows (default: a temp folder)")
+    p.add_argument("--keep", action="store_true",
+                   help="with --logs of an earlier run: report the rows it has for the checks not named in --checks "
+                        "(rerun one check, e.g. after a failure, and write the whole section)")  # fmt: skip
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--rows", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -645,11 +649,21 @@ def main(argv=None):
         f = logs / "device.json"
         return json.loads(f.read_text()) if f.is_file() else None
 
+    kept = {}
+    if a.keep:  # the earlier run's rows of the other checks, in their order
+        for n in CHECKS:
+            f = logs / f"{n.replace(':', '_')}.jsonl"
+            if n not in names and f.is_file():
+                kept[n] = {"rows": _load_rows(f), "seconds": 0.0, "rc": 0}
+    order = [n for n in CHECKS if n in kept or n in names]
+
     def update(results):
         if a.write:
-            common.write_section(to_markdown(results, command.strip(), names, time.monotonic() - t0, info()))
+            md = to_markdown({**kept, **results}, command.strip(), order, time.monotonic() - t0, info())
+            common.write_section(md)
 
-    results = run_checks(names, a.jobs, a.budget_scale, update, logs, a.deadline)
+    results = {**kept, **run_checks(names, a.jobs, a.budget_scale, update, logs, a.deadline)}
+    names = order
     md = to_markdown(results, command.strip(), names, time.monotonic() - t0, info())
     print(md)
     if a.write:
