@@ -14,8 +14,8 @@
 #   bench/accelerator.sh --no-write   # print only
 #   JAXREENACT_BENCH_SCALE=8 JAX_PLATFORMS=cpu bench/accelerator.sh --quick   # the whole script on a 2-core CPU
 #
-# Budget (seconds on one GPU; JAXREENACT_BENCH_SCALE multiplies each): device checks 190 (3 at once on a GPU),
-# roofline 100, step 60, generator 35, face networks 30, reenactment 50: 465 s, plus start-up. The first lines
+# Budget (seconds on one GPU; JAXREENACT_BENCH_SCALE multiplies each): device checks 170 (3 at once on a GPU),
+# roofline 140, step 60, generator 30, face networks 25, reenactment 45: 470 s, plus start-up. The first lines
 # printed name the machine, JAX and the device; every part prints its progress on stderr.
 #
 # Environment: the package's requirements with JAX for the accelerator, and PyTorch (a CPU build is enough: it
@@ -64,7 +64,7 @@ JOBS=${JAXREENACT_CHECK_JOBS:-1}
 # 1. Correctness on the device (writes its own section as each check ends).
 WRITE_FLAG=()
 [ "$WRITE" = 1 ] && WRITE_FLAG=(--write)
-CHECKS_S=$(budget 190)
+CHECKS_S=$(budget 170)
 echo "[accelerator] device checks (limit ${CHECKS_S} s, ${JOBS} at a time)" >&2
 timeout $((CHECKS_S + 30)) "$PYTHON" bench/device_checks.py --jobs "$JOBS" --deadline "$CHECKS_S" \
   --budget-scale "$SCALE" ${WRITE_FLAG[@]+"${WRITE_FLAG[@]}"}
@@ -76,19 +76,19 @@ NOTORCH=()
 [ "$BACKEND" != cpu ] && NOTORCH=(--no-torch)
 if [ "$QUICK" = 1 ]; then
   BENCHES=(
-    "roofline|100|bench/roofline.py --quick"
+    "roofline|140|bench/roofline.py --quick"
     "step|60|bench/step.py --quick --only synthetic:fixed:bfloat16 synthetic:landmarks:float32"
-    "generator|35|bench/generator.py --batches 2 --iters 1 --bf16 ${NOTORCH[*]}"
-    "face_networks|30|bench/face_networks.py --batch 2 --iters 1 ${NOTORCH[*]}"
-    "reenact|50|bench/reenact.py --batches 2 --iters 1 --bf16 --detector-batch 1 ${NOTORCH[*]}"
+    "generator|30|bench/generator.py --batches 2 --iters 1 --bf16 ${NOTORCH[*]}"
+    "face_networks|25|bench/face_networks.py --batch 2 --iters 1 ${NOTORCH[*]}"
+    "reenact|45|bench/reenact.py --batches 2 --iters 1 --bf16 --detector-batch 1 ${NOTORCH[*]}"
   )
 else
   BENCHES=(
-    "roofline|100|bench/roofline.py --batch 12 --iters 5 --networks-lowered-only"
+    "roofline|140|bench/roofline.py --batch 12 --iters 3 --networks-lowered-only"
     "step|60|bench/step.py --batch 12 --iters 5 --only synthetic:fixed:bfloat16 synthetic:landmarks:float32"
-    "generator|35|bench/generator.py --batches 8 64 --iters 5 --bf16 ${NOTORCH[*]}"
-    "face_networks|30|bench/face_networks.py --batch 64 --iters 5 ${NOTORCH[*]}"
-    "reenact|50|bench/reenact.py --batches 64 512 --iters 3 --bf16 --detector-batch 32 ${NOTORCH[*]}"
+    "generator|30|bench/generator.py --batches 8 64 --iters 5 --bf16 ${NOTORCH[*]}"
+    "face_networks|25|bench/face_networks.py --batch 64 --iters 5 ${NOTORCH[*]}"
+    "reenact|45|bench/reenact.py --batches 64 512 --iters 3 --bf16 --detector-batch 32 ${NOTORCH[*]}"
   )
 fi
 TMPOUT=$(mktemp -d "${TMPDIR:-/tmp}/jaxreenact-accel.XXXXXX")
