@@ -86,3 +86,10 @@ def write_section(text: str, path: pathlib.Path = RESULTS) -> None:
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("".join(parts).rstrip() + "\n")
     os.replace(tmp, path)
+
+
+def publish(text: str, write: bool) -> None:
+    """Print a bench's section, and with `write` replace it in RESULTS.md."""
+    print(text)
+    if write:
+        write_section(text)

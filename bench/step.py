@@ -107,8 +107,10 @@ def jax_step(stage: str, config, nets, frozen, mesh, rng):
     names = ("g", "deca", "arcface", "lpips") + (("sfd", "fan") if config.model.deca_box == "landmarks" else ())
     fz = put_replicated({n: frozen[n] for n in names}, mesh)
     t0 = time.perf_counter()
-    compiled = step.lower(state, fz, data).compile()
+    lowered = step.lower(state, fz, data)
+    compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
+    flops = {"lowered": cost_flops(lowered), "compiled": cost_flops(compiled)}
     mem = None
     try:
         ma = compiled.memory_analysis()
@@ -121,7 +123,21 @@ def jax_step(stage: str, config, nets, frozen, mesh, rng):
         box["state"], metrics = compiled(box["state"], fz, data)
         return jax.block_until_ready(metrics)
 
-    return run, compile_s, mem
+    return run, compile_s, mem, flops
+
+
+def cost_flops(stage) -> float | None:
+    """XLA's FLOP count of a lowered or compiled computation (`cost_analysis()`; None where the backend gives
+    none). The lowered count is the HLO before optimisation (backend-independent); the compiled one is what the
+    backend's own analysis makes of the optimised program (library calls such as cuDNN's may count differently)."""
+    try:
+        ca = stage.cost_analysis()
+    except Exception:  # noqa: BLE001 - not every backend or JAX version has it
+        return None
+    if isinstance(ca, (list, tuple)):  # older JAX: one dict per computation
+        ca = ca[0] if ca else None
+    flops = (ca or {}).get("flops")
+    return float(flops) if flops is not None and flops >= 0 else None
 
 
 def device_peak() -> int | None:
@@ -152,31 +168,33 @@ def run(a) -> dict:
 
     mesh = make_mesh(-1)
     rng = np.random.default_rng(0)
-    need_locator = "landmarks" in a.boxes
+    need_locator = "landmarks" in a.boxes or any(":landmarks:" in x for x in a.only or ())
     if a.networks == "full":
         nets, frozen, torch_side = full_networks(need_locator)
         torch_side["frozen"] = frozen
     else:
         nets, frozen, torch_side = tiny_networks()
     rows = []
-    for box in a.boxes:
-        for stage in a.stages:
-            for dtype in a.dtypes:
-                c = stage_config(stage, box, dtype, a.batch, a.networks == "tiny")
-                fn, compile_s, mem = jax_step(stage, c, nets, frozen, mesh, rng)
-                fns = [fn]
-                with_torch = torch_side is not None and not a.no_torch and (stage, box, dtype) == (
-                    "synthetic", "fixed", "float32")  # fmt: skip
-                if with_torch:
-                    t_fn, t_dev = torch_runner(torch_side, a.batch)
-                    fns.append(t_fn)
-                ts = common.median_times(fns, a.iters, warmup=1)
-                row = dict(stage=stage, box=box, dtype=dtype, batch=a.batch, devices=mesh.size, compile_s=compile_s,
-                           jax=a.batch / ts[0] / mesh.size, xla_mem=mem, peak=device_peak())  # fmt: skip
-                if with_torch:
-                    row.update(torch=a.batch / ts[1], torch_device=t_dev)
-                rows.append(row)
-                print(row, flush=True)
+    combos = [(stage, box, dtype) for box in a.boxes for stage in a.stages for dtype in a.dtypes]
+    if a.only:
+        combos = [tuple(x.split(":")) for x in a.only]
+    for stage, box, dtype in combos:
+        c = stage_config(stage, box, dtype, a.batch, a.networks == "tiny")
+        fn, compile_s, mem, flops = jax_step(stage, c, nets, frozen, mesh, rng)
+        fns = [fn]
+        with_torch = torch_side is not None and not a.no_torch and (stage, box, dtype) == (
+            "synthetic", "fixed", "float32")  # fmt: skip
+        if with_torch:
+            t_fn, t_dev = torch_runner(torch_side, a.batch)
+            fns.append(t_fn)
+        ts = common.median_times(fns, a.iters, warmup=1)
+        row = dict(stage=stage, box=box, dtype=dtype, batch=a.batch, devices=mesh.size, compile_s=compile_s,
+                   jax=a.batch / ts[0] / mesh.size, xla_mem=mem, peak=device_peak(),
+                   gflop=None if flops["compiled"] is None else flops["compiled"] * mesh.size / a.batch / 1e9)  # fmt: skip
+        if with_torch:
+            row.update(torch=a.batch / ts[1], torch_device=t_dev)
+        rows.append(row)
+        print(row, flush=True)
     return dict(rows=rows, iters=a.iters, networks=a.networks, batch=a.batch, devices=mesh.size)
 
 
@@ -195,9 +213,12 @@ def to_markdown(r: dict, command: str) -> str:
         "Δp, fixed box, fp32)"
         + (" — not run: the tiny networks have no PyTorch twin." if r["networks"] == "tiny" else "."),
         "",
-        "| stage | DECA box | dtype | compile (s) | JAX samples/s/device | XLA memory (MiB) | peak (MiB) | "
-        "PyTorch samples/s | JAX / PyTorch |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "GFLOP/sample: XLA's cost analysis of the compiled step (`bench/roofline.py` reads it against the networks' "
+        "own counts and the chip's peak); TFLOP/s: that × samples/s.",
+        "",
+        "| stage | DECA box | dtype | compile (s) | JAX samples/s/device | GFLOP/sample | TFLOP/s | XLA memory (MiB) | "
+        "peak (MiB) | PyTorch samples/s | JAX / PyTorch |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for x in r["rows"]:
         t = (
@@ -205,32 +226,46 @@ def to_markdown(r: dict, command: str) -> str:
             if "torch" in x
             else "– | –"
         )
-        out.append(f"| {x['stage']} | {x['box']} | {x['dtype']} | {x['compile_s']:.1f} | {x['jax']:.3f} | "
+        gf = x.get("gflop")
+        fl = "– | –" if gf is None else f"{gf:.1f} | {gf * x['jax'] / 1e3:.3f}"
+        out.append(f"| {x['stage']} | {x['box']} | {x['dtype']} | {x['compile_s']:.1f} | {x['jax']:.3f} | {fl} | "
                    f"{_mib(x['xla_mem'])} | {_mib(x['peak'])} | {t} |")  # fmt: skip
     return "\n".join(out) + "\n"
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny networks, batch 4, 1 timed step (a smoke run)")
-    p.add_argument("--networks", choices=("full", "tiny"), default=None, help="default: full (tiny with --quick)")
-    p.add_argument("--batch", type=int, default=None, help="global batch (default 12, the authors'; 4 with --quick)")
+    p = step_parser(__doc__)
     p.add_argument("--stages", nargs="+", choices=tuple(STAGES), default=list(STAGES))
     p.add_argument("--boxes", nargs="+", choices=("fixed", "landmarks"), default=["fixed", "landmarks"])
     p.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"), default=["float32", "bfloat16"])
-    p.add_argument("--iters", type=int, default=None, help="timed steps (default 3; 1 with --quick)")
+    p.add_argument("--only", nargs="+", default=None, metavar="STAGE:BOX:DTYPE",
+                   help="exactly these configurations (e.g. synthetic:landmarks:float32), instead of the product")  # fmt: skip
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch step")
+    a = resolve(p.parse_args(argv))
+    md = to_markdown(run(a), "python bench/step.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    common.publish(md, a.write)
+
+
+def step_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags of the benches that time training steps (this one, roofline.py)."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny networks, batch 4, 1 timed step (a smoke run)")
+    p.add_argument("--networks", choices=("full", "tiny"), default=None, help="default: full (tiny with --quick)")
+    p.add_argument("--batch", type=int, default=None, help="global batch (default 12, the authors'; 4 with --quick)")
+    p.add_argument("--iters", type=int, default=None, help="timed steps (default 3; 1 with --quick)")
     p.add_argument("--write", action="store_true", help="replace this section of bench/RESULTS.md")
-    a = p.parse_args(argv)
+    return p
+
+
+def resolve(a):
+    """The defaults `--quick` changes (networks, batch, timed steps), and the matmul precision stated on a CPU
+    (GPUs and TPUs run the backend's default, as training does)."""
     a.networks = a.networks or ("tiny" if a.quick else "full")
     a.batch = a.batch or (4 if a.quick else 12)
     a.iters = a.iters or (1 if a.quick else 3)
     if jax.default_backend() == "cpu":
         jax.config.update("jax_default_matmul_precision", "highest")
-    md = to_markdown(run(a), "python bench/step.py " + " ".join(sys.argv[1:] if argv is None else argv))
-    print(md)
-    if a.write:
-        common.write_section(md)
+    return a
 
 
 if __name__ == "__main__":
