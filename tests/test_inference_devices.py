@@ -68,9 +68,10 @@ def test_face_locator_on_8_devices_equals_1(monkeypatch):
         return [r.landmarks for r in loc(images)]
 
     many, one = _both(run)
-    (b8, s8), (b1, s1) = seen
-    np.testing.assert_allclose(b8, b1, rtol=1e-5, atol=1e-3)
-    np.testing.assert_allclose(s8, s1, rtol=1e-5, atol=1e-6)
+    (b8, s8), (b1, s1) = seen  # 8 rows (one per device) and 4 (the fixed batch): the 3 real ones compared
+    assert len(b8) == 8 and len(b1) == 4
+    np.testing.assert_allclose(b8[:3], b1[:3], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(s8[:3], s1[:3], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(np.stack(many), np.stack(one))
 
 

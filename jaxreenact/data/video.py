@@ -124,19 +124,19 @@ def iter_frames(path: str | os.PathLike, max_frames: int | None = None, stride: 
 
 
 def _count_frames(container, stream) -> int:
-    """Frames of the video stream, by demuxing its packets (no decoding); a damaged tail ends the count."""
+    """Frames of the video stream that decode (exact, as `ffmpeg -f null`; a damaged tail ends the count). No
+    conversion to RGB: about 1 ms a 720p frame."""
     n = 0
     try:
-        for packet in container.demux(stream):
-            if packet.size:
-                n += 1
+        for _ in container.decode(stream):
+            n += 1
     except Exception as e:
-        log.warning("%s: demuxing stopped after %d packet(s) (%s)", container.name, n, _reason(e))
+        log.warning("%s: decoding stopped after %d frame(s) (%s)", container.name, n, _reason(e))
     return n
 
 
 def probe_video(path: str | os.PathLike, count_frames: bool = True) -> VideoInfo:
-    """Size, fps, codec and audio presence from the header; the frame count from the stream's packets unless
+    """Size, fps, codec and audio presence from the header; the frame count by decoding (exact) unless
     `count_frames=False` (then estimated as round(duration · fps))."""
     path = pathlib.Path(path)
     container, stream = _open(path)

@@ -16,7 +16,15 @@ import jax
 import numpy as np
 
 from jaxreenact.common.images import from_uint8, to_uint8_jax
-from jaxreenact.common.mesh import batch_sharded, cpu_chunks, local_mesh, pad_rows, put_replicated, round_up
+from jaxreenact.common.mesh import (
+    batch_sharded,
+    cpu_chunks,
+    local_mesh,
+    pad_rows,
+    put_replicated,
+    replicated,
+    round_up,
+)
 from jaxreenact.latent import render as render_lib
 from jaxreenact.pose import deca as deca_lib
 from jaxreenact.pose import params as pose
@@ -114,7 +122,9 @@ def _render_dp(g, a, g_vars, a_vars, w_src, dp, truncation):
 def render_dp(nets: Networks, variables, g_vars, w_src, dp: np.ndarray, batch: int,
               truncation: float = render_lib.TRUNCATION) -> np.ndarray:  # fmt: skip
     """uint8 frames [N, 256, 256, 3] = G(trunc(w_src + A·Δp)) for Δp [N, D]; `g_vars` may be a tuned generator."""
-    g_rep, a_rep, w_rep = replicate(g_vars), replicate(variables["A"]), replicate(np.asarray(w_src, np.float32))
+    mesh = current_mesh()
+    g_rep, a_rep = replicate(g_vars, mesh), replicate(variables["A"], mesh)
+    w_rep = jax.device_put(np.asarray(w_src, np.float32), replicated(mesh))  # small: copied every call
     fn = lambda d: _render_dp(nets.g, nets.A, g_rep, a_rep, w_rep, d, truncation)
     return map_sharded(fn, [np.asarray(dp, np.float32)], batch, fill="zeros")
 
