@@ -15,6 +15,16 @@ End to end adds, per frame: video decoding, the resize to width 1000, S3FD on th
 (S3FD and FAN at batch ≤ `--detector-batch` to bound memory) and the per-frame times are summed; NMS and the crop
 arithmetic on the host are the same NumPy code for both and are not included. Random weights: the numbers are
 costs, the pictures mean nothing. fp32; `--bf16` adds JAX's bfloat16 generator (DECA stays fp32).
+
+`--end-to-end N` (issue 24) runs the library's pipelined path on the first N frames of the shipped driving video
+and reports its wall-clock frames/s: PyAV decoding in a thread ahead (`data.pipeline.prefetch`), the OpenCV resize
+to width 1000, `face.pipeline.FaceLocator` (S3FD + 2D-FAN, fixed batches, bucketed heights, sharded over the local
+devices), DECA + A + G (`inference.frames`-style jitted batches) and H.264 encoding in a writer thread
+(`inference.writer`), after one untimed warm-up pass over the same frames (compilation). Random S3FD weights find
+no face, so its host NMS is replaced by one fixed box per frame (FAN then runs on every frame, as on real faces).
+The breakdown times each stage alone per frame (decode + resize, detect = S3FD + FAN, DECA + A + G, encode); the
+authors' pipeline runs the same stages one after the other per frame in PyTorch (`run_inference.py` loops frame
+by frame), so its frames/s is 1 / (decode + PyTorch S3FD + FAN + per-frame part at batch 1 + encode).
 """
 
 from __future__ import annotations
@@ -173,8 +183,78 @@ def time_decode(n: int) -> float:
     return (time.perf_counter() - t) / k
 
 
+def time_encode(n: int) -> float:
+    """Seconds per frame to encode 256² frames as H.264 (PyAV, in process)."""
+    from jaxreenact.data import video
+
+    frames = np.random.default_rng(0).integers(0, 256, (n, 256, 256, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        video.write_video(f"{d}/x.mp4", frames, fps=25)
+        return (time.perf_counter() - t) / n
+
+
+def end_to_end(nets: dict, n: int, batch: int) -> dict:
+    """Wall-clock frames/s of the pipelined path on the first n frames of the driving video (see the module doc),
+    and the per-frame seconds of each stage alone."""
+    from unittest import mock
+
+    from jaxreenact.data import pipeline, preprocessing, video
+    from jaxreenact.face import pipeline as face_pipeline
+    from jaxreenact.inference import source, writer
+    from jaxreenact.models import fan, sfd
+    from jaxreenact.pose.deca import fixed_deca_theta
+
+    torch.manual_seed(0)
+    js, jf = sfd.S3FD(), fan.FAN(4)
+    sv = jax.jit(js.init)(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+    fv = jax.jit(jf.init)(jax.random.key(1), jnp.zeros((1, 256, 256, 3)))
+    locate = source.fixed_shapes(face_pipeline.FaceLocator((js, sv), (jf, fv)), batch)
+    pre = face_pipeline.FacePreprocessor(locate)
+    per_frame = jax_per_frame(nets, "float32")
+    rng = np.random.default_rng(0)
+    w_src = rng.standard_normal((1, 14, 512)).astype(np.float32) * 0.5
+    u_src = np.zeros((1, 15), np.float32)
+    theta1 = fixed_deca_theta(1).astype(np.float32)
+    spec = preprocessing.inspect_input(str(VIDEO), n)
+    fixed = lambda b, s: [np.array([[400, 120, 640, 400, 0.999]], np.float32)] * len(b)  # noqa: E731
+
+    def once(timed: dict | None):
+        out = tempfile.mkdtemp(prefix="bench_e2e_")
+        enc = writer.Writer(lambda fr: video.write_video(f"{out}/r.mp4", fr, fps=25))
+        pre.reset()
+        t0 = time.perf_counter()
+        decoded = pipeline.prefetch((f for _, f in preprocessing.iter_input(spec, n)), 2 * batch)
+        for chunk in preprocessing.batches(decoded, batch):
+            crops = np.stack([r.crop for r in pre(chunk)])
+            k = len(crops)
+            crops = np.concatenate([crops, np.repeat(crops[-1:], batch - k, 0)])
+            img = np.asarray(per_frame(crops, np.repeat(theta1, batch, 0), w_src, u_src))[:k]
+            for f in img:
+                enc.put(f)
+        enc.close()
+        if timed is not None:
+            timed["wall"] = time.perf_counter() - t0
+
+    with mock.patch.object(sfd, "postprocess", fixed):
+        once(None)  # compiles
+        timed: dict = {}
+        once(timed)
+        # the stages alone, per frame
+        frames = video.read_video(VIDEO, max_frames=batch)
+        work = np.stack([pre(list(frames))[0].crop] * batch)
+        t = time.perf_counter()
+        pre(list(frames))
+        detect = (time.perf_counter() - t) / batch
+    t = time.perf_counter()
+    np.asarray(per_frame(work, np.repeat(theta1, batch, 0), w_src, u_src))
+    core = (time.perf_counter() - t) / batch
+    return dict(frames=n, batch=batch, fps=n / timed["wall"], decode=time_decode(n), detect=detect, core=core,
+                encode=time_encode(n))  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------- run
-def run(batches, iters: int, bf16: bool, det_batch: int, with_torch: bool = True) -> dict:
+def run(batches, iters: int, bf16: bool, det_batch: int, with_torch: bool = True, e2e: int = 0) -> dict:
     from jaxreenact.pose.deca import fixed_deca_theta
 
     nets = build(bf16)
@@ -216,7 +296,10 @@ def run(batches, iters: int, bf16: bool, det_batch: int, with_torch: bool = True
         tj, *tt = common.median_times(fns, iters, warmup=1)
         front[name] = (tj / det_batch, tt[0] / det_batch if tt else float("nan"))
         print(name, front[name], flush=True)
-    return dict(rows=rows, front=front, decode=time_decode(16), iters=iters, det_batch=det_batch)
+    e2e_row = end_to_end(nets, e2e, max(batches)) if e2e else None
+    if e2e_row:
+        print(e2e_row, flush=True)
+    return dict(rows=rows, front=front, decode=time_decode(16), iters=iters, det_batch=det_batch, e2e=e2e_row)
 
 
 def to_markdown(r: dict) -> str:
@@ -248,6 +331,35 @@ def to_markdown(r: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def e2e_markdown(r: dict) -> str:
+    """The end-to-end section (issue 24): the pipelined run, its breakdown and the authors' sequential rate."""
+    e = r["e2e"]
+    t1 = next((row for row in r["rows"] if row["batch"] == 1 and "torch_fps" in row), None)
+    torch_front = sum(v[1] for v in r["front"].values())
+    authors = None
+    if t1 is not None:
+        authors = 1.0 / (e["decode"] + torch_front + 1.0 / t1["torch_fps"] + e["encode"])
+    ms = lambda s: f"{s * 1e3:.0f}"  # noqa: E731
+    cmd = f"python bench/reenact.py --batches {e['batch']} --end-to-end {e['frames']} --iters {r['iters']}"
+    lines = [
+        *common.section_head("Reenactment end to end, pipelined (issue 24)", cmd),
+        f"The library's path on the first {e['frames']} frames of the shipped driving video at batch {e['batch']} "
+        "(decode thread ahead, OpenCV resize, S3FD + FAN with fixed shapes, DECA + A + G, H.264 in a writer "
+        "thread), wall clock after a warm-up pass; the stages alone per frame; the authors' pipeline as the sum of "
+        "its sequential stages in PyTorch (batch-1 per-frame part, S3FD + FAN timed above, the same decode and "
+        "encode).",
+        "",
+        "| end-to-end JAX fps | decode + resize (ms/frame) | detect: S3FD + FAN (ms/frame) | DECA + A + G (ms/frame) "
+        "| encode (ms/frame) | authors' pipeline fps (PyTorch, sequential) | ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {e['fps']:.3f} | {ms(e['decode'])} | {ms(e['detect'])} | {ms(e['core'])} | {ms(e['encode'])} | "
+        + (f"{authors:.3f} | {e['fps'] / authors:.2f} |" if authors else "– | – |"),
+        "",
+        "The 2 CPU cores are shared with other jobs: expect ±30 %.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
@@ -256,14 +368,19 @@ def main(argv=None):
     p.add_argument("--bf16", action="store_true", help="also time JAX's bfloat16 generator")
     p.add_argument("--write", action="store_true", help="replace the section in bench/RESULTS.md")
     p.add_argument("--no-torch", action="store_true", help="JAX only (the PyTorch side runs on the CPU)")
+    p.add_argument("--end-to-end", type=int, default=0, metavar="N",
+                   help="also run the pipelined library path on N frames of the example video (issue 24)")  # fmt: skip
     a = p.parse_args(argv)
     if jax.default_backend() == "cpu":  # parity-grade matmuls; accelerators keep their default precision
         jax.config.update("jax_default_matmul_precision", "highest")
     torch.set_grad_enabled(False)
-    md = to_markdown(run(a.batches, a.iters, a.bf16, a.detector_batch, with_torch=not a.no_torch))
+    r = run(a.batches, a.iters, a.bf16, a.detector_batch, with_torch=not a.no_torch, e2e=a.end_to_end)
+    md = to_markdown(r)
     print(md)
+    if r["e2e"]:
+        print(e2e_markdown(r))
     if a.write:
-        common.write_section(md)
+        common.write_section(e2e_markdown(r) if r["e2e"] else md)  # --end-to-end writes its own section
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from absl import logging as absl_logging
 from tqdm import tqdm
 
 import jaxreenact
-from jaxreenact.common import precision, preemption
+from jaxreenact.common import compile_cache, precision, preemption
 from jaxreenact.common.errors import UserError, program_name
 
 PACKAGE = pathlib.Path(jaxreenact.__file__).resolve().parent
@@ -105,6 +105,7 @@ def add_run_flags(p: argparse.ArgumentParser, tiny: bool = True, seed_help: str 
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no_progress", action="store_true", dest="no_progress", help=argparse.SUPPRESS)
     p.add_argument("--verbose", action="store_true", help="show the JAX/absl/Orbax INFO logging")
+    p.add_argument("--compile-cache", metavar="DIR|off", help=compile_cache.FLAG_HELP)
     if tiny:
         p.add_argument("--tiny", action="store_true", help=TINY_HELP)
     stated = precision.program_default(p.prog)
@@ -128,9 +129,10 @@ def add_tune_flags(p: argparse.ArgumentParser, what: str = "the source", default
 
 
 def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """Parse the flags and set up logging (`--verbose`)."""
+    """Parse the flags, set up logging (`--verbose`) and the compilation cache (`--compile-cache`)."""
     a = p.parse_args(argv)
     setup_logging(getattr(a, "verbose", False))
+    compile_cache.setup(getattr(a, "compile_cache", None))
     if hasattr(a, "precision"):  # stated, never the backend's (or a caller's) default
         a.precision = precision.set_default(a.precision or precision.program_default(p.prog))
     return a
@@ -307,6 +309,7 @@ def define_config_flags(config_help: str, workdir_help: str, batch_field: str):
     flags.DEFINE_bool("tiny", False, "the :tiny variant of the config. " + TINY_HELP)
     no_progress = flags.DEFINE_bool("no-progress", False, "no progress bar")
     verbose = flags.DEFINE_bool("verbose", False, "show the JAX/absl/Orbax INFO logging")
+    flags.DEFINE_string("compile-cache", None, compile_cache.FLAG_HELP)
     return config, workdir, no_progress, verbose
 
 
@@ -320,6 +323,7 @@ def workdir_path(value, usage: str) -> pathlib.Path:
 def config_program_inputs(usage: str, config_flag, workdir_flag, verbose_flag):
     """(config, workdir) of a config program's flags, after setting up its logging; one line for a missing one."""
     setup_logging(verbose_flag.value)
+    compile_cache.setup(flags.FLAGS["compile-cache"].value)
     if config_flag.value is None:
         raise UserError(f"--config is missing; usage: {usage}")
     config = config_flag.value

@@ -1,12 +1,13 @@
 """Video files: read mp4/avi/mov/mkv/webm frames as RGB uint8, probe size/fps/frame count/audio, write H.264 mp4.
 
-Why imageio-ffmpeg: it is a small, well-kept PyPI package (part of the imageio project) whose wheels bundle a static
-ffmpeg binary built with libx264 and AAC, so reading and writing mp4 works from a plain `pip install` with no system
-ffmpeg, no OpenCV and no compiled Python extension; frames come over a pipe as raw RGB, so decoding is exactly
-ffmpeg's. (PyAV would also work but pins FFmpeg ABI versions per wheel; OpenCV's writer cannot mux audio and its
-`MP4V` codec is not H.264.)
+Why PyAV: it runs FFmpeg's libraries inside this process (its wheels bundle FFmpeg with libx264 and AAC), so no
+child process is started. Starting one (imageio-ffmpeg's `subprocess.Popen`, which forks) while another thread is
+inside an OpenBLAS matrix product leaves OpenBLAS's thread pool torn down by its fork handler, and that thread then
+spins forever (issue 24: the web demo's queue jammed that way). Decoding happens in FFmpeg's own threads, never a
+fork. The frames are those of the `ffmpeg` command line (same libavcodec, RGB24 through swscale; equal on the shipped
+example).
 
-Every user mistake becomes a one-line `UserError`: a missing or unreadable path, a folder, an empty file, a file ffmpeg
+Every user mistake becomes a one-line `UserError`: a missing or unreadable path, a folder, an empty file, a file FFmpeg
 cannot open as a video, a video without decodable frames. A video that breaks mid-stream (a truncated download, a
 damaged file) is not an error: the frames that decode are used, and a warning says how many of the header's
 (`VideoInfo.broken`, `broken_note`).
@@ -14,22 +15,22 @@ damaged file) is not an error: the frames that decode are used, and a warning sa
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import fractions
 import logging
 import os
 import pathlib
 import tempfile
-import warnings
 from collections.abc import Iterable, Iterator
 
+import av
 import numpy as np
 
 from jaxreenact.common.errors import UserError
 from jaxreenact.data.images import _check_file
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-# Codecs ffmpeg reports for a single still image read as a "video".
+# Codecs FFmpeg reports for a single still image read as a "video".
 IMAGE_CODECS = ("png", "bmp", "tiff", "webp", "jpegls", "jpeg2000", "ppm", "pgm", "pam")
 log = logging.getLogger("jaxreenact.data.video")
 
@@ -59,121 +60,105 @@ class VideoInfo:
                 f"header announces (truncated or damaged file); using the {self.num_frames} frames that decode")  # fmt: skip
 
 
-@contextlib.contextmanager
-def _quiet_fork():
-    """ffmpeg runs as a subprocess (fork + exec, no Python in the child), which is safe beside JAX's threads; silence
-    JAX's generic os.fork() warning for it."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-        yield
-
-
-def _ffmpeg_reason(e: Exception) -> str:
-    text = str(e)
-    for pat in (
-        "Invalid data found when processing input",
-        "moov atom not found",
-        "does not contain any stream",
-        "Permission denied",
-        "No such file",
-    ):
-        if pat in text:
+def _reason(e: Exception) -> str:
+    """The useful part of an FFmpeg error, short."""
+    text = getattr(e, "strerror", None) or str(e)
+    for pat in ("Invalid data found when processing input", "moov atom not found", "Permission denied",
+                "No such file"):  # fmt: skip
+        if pat in str(e):
             return pat
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     return (lines[-1] if lines else type(e).__name__)[:160]
 
 
-def _open(path: pathlib.Path, input_params=None):
-    """A started `imageio_ffmpeg.read_frames` generator and its metadata (errors -> UserError)."""
-    import imageio_ffmpeg
-
+def _open(path: pathlib.Path):
+    """An open input container and its first video stream (errors -> UserError)."""
     _check_file(path, "video")
-    gen = imageio_ffmpeg.read_frames(str(path), input_params=input_params)
     try:
-        with _quiet_fork():
-            meta = next(gen)
-    except StopIteration:
-        raise UserError(f"{path}: not a video ffmpeg can read (no stream found)") from None
-    except Exception as e:  # imageio-ffmpeg raises OSError/RuntimeError with ffmpeg's log
-        gen.close()
-        raise UserError(f"{path}: not a readable video ({_ffmpeg_reason(e)})") from None
-    if not meta.get("size") or not meta.get("codec"):
-        gen.close()
+        container = av.open(str(path), mode="r")
+    except Exception as e:  # av.error.FFmpegError and OSError subclasses with FFmpeg's reason
+        raise UserError(f"{path}: not a readable video ({_reason(e)})") from None
+    if not container.streams.video:
+        container.close()
         raise UserError(f"{path}: the file has no video stream")
-    codec = str(meta["codec"]).strip().rstrip(",")
-    meta["codec"] = codec
-    still = codec in IMAGE_CODECS or (codec == "mjpeg" and float(meta.get("duration") or 0.0) <= 0.05)
-    if still:
-        gen.close()
+    stream = container.streams.video[0]
+    codec = stream.codec_context.name
+    duration = float(container.duration or 0) / av.time_base
+    if codec in IMAGE_CODECS or (codec == "mjpeg" and duration <= 0.05) or container.format.name.endswith("_pipe"):
+        container.close()
         raise UserError(f"{path}: is a still image ({codec}), not a video; pass it as an image file instead")
-    return gen, meta
+    stream.thread_type = "AUTO"  # FFmpeg's own decoding threads (no fork)
+    return container, stream
+
+
+def _fps(stream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else 0.0
 
 
 def iter_frames(path: str | os.PathLike, max_frames: int | None = None, stride: int = 1) -> Iterator[np.ndarray]:
     """Yield the frames of a video as RGB uint8 [H, W, 3], every `stride`-th one (upstream's `counter % fps == 0`)."""
     path = pathlib.Path(path)
-    gen, meta = _open(path)
-    w, h = meta["size"]
+    container, stream = _open(path)
     n_out = 0
     try:
-        for i, buf in enumerate(gen):
+        for i, frame in enumerate(container.decode(stream)):
             if max_frames is not None and n_out >= max_frames:
                 break
             if i % stride:
                 continue
-            frame = np.frombuffer(buf, np.uint8)
-            if frame.size != w * h * 3:
-                if n_out == 0:
-                    raise UserError(f"{path}: frame {i} is truncated ({frame.size} bytes, expected {w * h * 3})")
-                log.warning("%s: frame %d is truncated; using the %d frames before it", path, i, n_out)
-                return
-            yield frame.reshape(h, w, 3)
+            yield frame.to_ndarray(format="rgb24")
             n_out += 1
     except UserError:
         raise
-    except Exception as e:
+    except Exception as e:  # a damaged stream
         if n_out == 0:
-            raise UserError(f"{path}: decoding failed at the first frame ({_ffmpeg_reason(e)})") from None
+            raise UserError(f"{path}: decoding failed at the first frame ({_reason(e)})") from None
         log.warning("%s: decoding stopped after %d frame(s) (%s); using the %d frames that decoded", path, n_out,
-                    _ffmpeg_reason(e), n_out)  # fmt: skip
+                    _reason(e), n_out)  # fmt: skip
         return
     finally:
-        gen.close()
+        container.close()
     if n_out == 0 and (max_frames is None or max_frames > 0):
         raise UserError(f"{path}: the video has no decodable frames (corrupt file?)")
+
+
+def _count_frames(container, stream) -> int:
+    """Frames of the video stream that decode (exact, as `ffmpeg -f null`; a damaged tail ends the count). No
+    conversion to RGB: about 1 ms a 720p frame."""
+    n = 0
+    try:
+        for _ in container.decode(stream):
+            n += 1
+    except Exception as e:
+        log.warning("%s: decoding stopped after %d frame(s) (%s)", container.name, n, _reason(e))
+    return n
 
 
 def probe_video(path: str | os.PathLike, count_frames: bool = True) -> VideoInfo:
     """Size, fps, codec and audio presence from the header; the frame count by decoding (exact) unless
     `count_frames=False` (then estimated as round(duration · fps))."""
-    import imageio_ffmpeg
-
     path = pathlib.Path(path)
-    gen, meta = _open(path)
-    gen.close()
-    fps = float(meta.get("fps") or 0.0)
-    duration = float(meta.get("duration") or 0.0)
-    if count_frames:
-        try:
-            with _quiet_fork():
-                n, secs = imageio_ffmpeg.count_frames_and_secs(str(path))
-        except Exception as e:
-            raise UserError(f"{path}: cannot count frames ({_ffmpeg_reason(e)})") from None
-        duration = duration or float(secs)
-    else:
-        n = int(round(duration * fps))
-    w, h = meta["size"]
-    return VideoInfo(
-        path=str(path),
-        num_frames=int(n),
-        width=int(w),
-        height=int(h),
-        fps=fps,
-        has_audio=bool(meta.get("audio_codec")),
-        duration=duration,
-        codec=str(meta.get("codec")),
-        expected_frames=int(round(float(meta.get("duration") or 0.0) * fps)),
-    )
+    container, stream = _open(path)
+    try:
+        fps = _fps(stream)
+        duration = float(container.duration or 0) / av.time_base
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        n = _count_frames(container, stream) if count_frames else int(round(duration * fps))
+        return VideoInfo(
+            path=str(path),
+            num_frames=int(n),
+            width=int(stream.codec_context.width),
+            height=int(stream.codec_context.height),
+            fps=fps,
+            has_audio=bool(container.streams.audio),
+            duration=duration,
+            codec=str(stream.codec_context.name),
+            expected_frames=int(round(duration * fps)),
+        )
+    finally:
+        container.close()
 
 
 def read_video(path: str | os.PathLike, max_frames: int | None = None, stride: int = 1) -> np.ndarray:
@@ -182,9 +167,35 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None, stride: i
 
 
 def has_audio(path: str | os.PathLike) -> bool:
-    gen, meta = _open(pathlib.Path(path))
-    gen.close()
-    return bool(meta.get("audio_codec"))
+    container, _ = _open(pathlib.Path(path))
+    try:
+        return bool(container.streams.audio)
+    finally:
+        container.close()
+
+
+def _add_audio_stream(out, source: pathlib.Path):
+    """An AAC stream in `out` shaped as the first audio track of `source` (added before anything is muxed)."""
+    with av.open(str(source)) as src:
+        a_in = src.streams.audio[0].codec_context
+        a_out = out.add_stream("aac", rate=a_in.sample_rate)
+        a_out.layout = a_in.layout
+    return a_out
+
+
+def _mux_audio(out, a_out, source: pathlib.Path, seconds: float) -> None:
+    """The first audio track of `source` re-encoded into `a_out`, cut to `seconds` (ffmpeg's `-shortest`)."""
+    src = av.open(str(source))
+    try:
+        a_in = src.streams.audio[0]
+        for frame in src.decode(a_in):
+            if frame.time is not None and frame.time >= seconds:
+                break
+            frame.pts = None
+            out.mux(a_out.encode(frame))
+        out.mux(a_out.encode(None))
+    finally:
+        src.close()
 
 
 def write_video(
@@ -194,61 +205,56 @@ def write_video(
     audio_from: str | os.PathLike | None = None,
     quality: float = 7.0,
 ) -> int:
-    """Write RGB uint8 frames [H, W, 3] (all the same size; even sides are best for yuv420p) as an H.264 mp4
-    (libx264, yuv420p, +faststart), optionally muxing the audio track of `audio_from` (AAC; cut to the video's
-    length). Written to a temporary file next to `path`, then renamed: no half-written video is left behind.
-    Returns the number of frames written."""
-    import imageio_ffmpeg
-
+    """Write RGB uint8 frames [H, W, 3] (all the same size; an odd side gets one edge-replicated row or column, as
+    yuv420p needs even sides) as an H.264 mp4 (libx264, yuv420p, CRF int(51·(1 − quality/10)), +faststart),
+    optionally with the audio track of `audio_from` (AAC; cut to the video's length). Written to a temporary file
+    next to `path`, then renamed: no half-written video is left behind. Returns the number of frames written."""
     path = pathlib.Path(path)
     audio = None
-    if audio_from is not None:
-        audio_from = pathlib.Path(audio_from)
-        if has_audio(audio_from):
-            audio = str(audio_from)
+    if audio_from is not None and has_audio(audio_from):
+        audio = pathlib.Path(audio_from)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".mp4")
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
-    writer = None
+    rate = fractions.Fraction(fps).limit_denominator(1001 * 1000)
+    out = None
     n = 0
     try:
+        out = av.open(tmp, mode="w", format="mp4", options={"movflags": "+faststart"})
+        stream = None
         for frame in frames:
             frame = np.ascontiguousarray(frame)
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
                 raise ValueError(f"frames must be uint8 [H, W, 3], got {frame.dtype} {frame.shape}")
-            if writer is None:
+            if stream is None:
                 size = (frame.shape[1], frame.shape[0])
-                writer = imageio_ffmpeg.write_frames(
-                    tmp,
-                    size,
-                    fps=fps,
-                    codec="libx264",
-                    pix_fmt_out="yuv420p",
-                    quality=quality,
-                    macro_block_size=2,
-                    audio_path=audio,
-                    audio_codec="aac" if audio else None,
-                    output_params=["-movflags", "+faststart"] + (["-shortest"] if audio else []),
-                )
-                with _quiet_fork():
-                    writer.send(None)
+                stream = out.add_stream("libx264", rate=rate)
+                stream.width, stream.height = size[0] + size[0] % 2, size[1] + size[1] % 2
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(int((1 - quality / 10.0) * 51))}
+                a_out = _add_audio_stream(out, audio) if audio is not None else None
             elif (frame.shape[1], frame.shape[0]) != size:
                 raise ValueError(
                     f"frame {n} has size {frame.shape[1]}x{frame.shape[0]}, the video is {size[0]}x{size[1]}"
                 )
-            writer.send(frame)
+            if size[0] % 2 or size[1] % 2:
+                frame = np.pad(frame, ((0, size[1] % 2), (0, size[0] % 2), (0, 0)), mode="edge")
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             n += 1
-        if writer is None:
+        if stream is None:
             raise ValueError("no frames to write")
-        writer.close()
-        writer = None
+        out.mux(stream.encode(None))
+        if audio is not None:
+            _mux_audio(out, a_out, audio, n / float(rate))
+        out.close()
+        out = None
         os.replace(tmp, path)
     finally:
-        if writer is not None:
-            writer.close()
+        if out is not None:
+            out.close()
         if os.path.exists(tmp):
             os.unlink(tmp)
     return n

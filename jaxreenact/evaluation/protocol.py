@@ -40,14 +40,13 @@ from jaxreenact.common import checkpoints
 from jaxreenact.common.errors import UserError
 from jaxreenact.common.files import atomic_write_bytes
 from jaxreenact.common.images import from_uint8
-from jaxreenact.common.mesh import map_batches
 from jaxreenact.data import fake, voxceleb
 from jaxreenact.evaluation import metrics, pairs, report
 from jaxreenact.face import deca_crop
 from jaxreenact.face.pipeline import FaceLocator, FixedLocate
 from jaxreenact.inference import frames
 from jaxreenact.inference.inversion import read_frame
-from jaxreenact.inference.source import invert_source
+from jaxreenact.inference.source import fixed_shapes, invert_source
 from jaxreenact.pose import motion as motion_lib
 from jaxreenact.pose import params as pose
 from jaxreenact.pose.deca import fixed_deca_theta
@@ -80,7 +79,9 @@ def load(config, locate=None) -> Evaluator:
         return Evaluator(nets, variables, pose.pose_space("voxceleb"), locate or FixedLocate())
     nets, variables = load_bundle(WEIGHT_NAMES, needed_weights(config), how="config",
                                   hint="or use configs/eval.py:tiny, which needs none")  # fmt: skip
-    locate = locate or FaceLocator((nets.sfd, variables["sfd"]), (nets.fan, variables["fan"]))
+    locate = locate or fixed_shapes(
+        FaceLocator((nets.sfd, variables["sfd"]), (nets.fan, variables["fan"])), config.eval.batch_size
+    )
     space = pose.pose_space("voxceleb", shift_scale=nets.A.shift_scale)  # the units A was trained in
     return Evaluator(nets, variables, space, locate)
 
@@ -167,12 +168,13 @@ def _inception(module, variables, images_u8):
 
 
 def _batched(fn, batch: int, *arrays):
-    """fn over rows of equally long uint8 arrays in batches (the last padded: one compilation)."""
-    return map_batches(lambda *xs: fn(*[from_uint8(x) if x.dtype == np.uint8 else x for x in xs]), arrays, batch)
+    """fn over rows of equally long uint8 arrays in batches (the last padded: one compilation), each batch split
+    over the local devices."""
+    return frames.map_sharded(lambda *xs: fn(*[from_uint8(x) if x.dtype == np.uint8 else x for x in xs]), arrays, batch)
 
 
 def inception_features(ev: Evaluator, images_u8: np.ndarray, batch: int) -> np.ndarray:
-    m, v = ev.nets.inception, ev.variables["inception"]
+    m, v = ev.nets.inception, frames.replicate(ev.variables["inception"])
     if len(images_u8) == 0:
         return np.zeros((0, 2048), np.float64)
     return _batched(lambda x: _inception(m, v, jnp.asarray(x)), batch, images_u8.astype(np.float32)).astype(np.float64)
@@ -190,10 +192,10 @@ def score(ev: Evaluator, ref_u8, drv: Analysis, drv_u8, rec: Analysis, rec_u8, b
     }
     pe_r, pe_d = rec.p[:, layout.jaw :], drv.p[:, layout.jaw :]  # [jaw, exp0..exp10]: the paper's p_e
     out.update({k: np.asarray(v) for k, v in metrics.expression_errors(pe_r, pe_d, ev.space.ranges).items()})
-    am, av = ev.nets.arcface, ev.variables["arcface"]
+    am, av = ev.nets.arcface, frames.replicate(ev.variables["arcface"])
     out["csim"] = _batched(lambda a, b: _id_csim(am, av, a, b), batch, rec_u8, ref_u8)
     if not cross:
-        lm, lv = ev.nets.lpips, ev.variables["lpips"]
+        lm, lv = ev.nets.lpips, frames.replicate(ev.variables["lpips"])
         out["lpips"] = _batched(lambda a, b: _lpips(lm, lv, a, b), batch, rec_u8, drv_u8)
         ok = drv.valid & rec.valid
         nme = np.full(len(ok), np.nan, np.float32)

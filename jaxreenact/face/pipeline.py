@@ -18,8 +18,14 @@ causally (exponential moving average of centre and half-size with weight `smooth
 default for parity with the authors.
 
 Batching: S3FD runs on the whole batch of same-size working images under one jit; FAN runs on the chosen faces of
-the batch under one jit (padded to the batch size so one compilation serves every batch); NMS and face choice run on
-the host in numpy. `locate` is injectable (any callable with `FaceLocator`'s signature), which is how the tests feed
+the batch under one jit; NMS and face choice run on the host in numpy. Fixed shapes (`FaceLocator(batch=...,
+height_step=...)`): a call of up to `devices` images runs at `devices` rows (a source photo), any other at `batch`
+rows (the last batch of a video padded by repeating its last image), and with `height_step` > 0 the working image
+is padded at the bottom with black rows to a multiple of `height_step` (so a few heights serve every aspect ratio).
+FAN's crops are exact under that padding (its canvas outside the image is black too); S3FD sees the black rows, so
+a detection's score can move slightly (a receptive field reaches the bottom border); the authors' geometry is
+kept with `height_step=0`, the default of the class (the programs bucket, `inference.source.build_preprocessor`).
+Both networks shard their batch over the local devices (`inference`-side mesh passed as `mesh`). `locate` is injectable (any callable with `FaceLocator`'s signature), which is how the tests feed
 known landmarks through the crop path.
 """
 
@@ -28,7 +34,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
+import jax
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxreenact.face import crop as crop_lib
 from jaxreenact.models import fan as fan_lib
@@ -87,6 +95,9 @@ class FaceLocator:
         choice: str = "last",
         confidence: float = CONFIDENCE,
         integer_landmarks: bool = True,
+        batch: int | None = None,
+        height_step: int = 0,
+        mesh=None,
     ):
 
         if convention not in sfd_lib.CONVENTIONS:
@@ -99,23 +110,63 @@ class FaceLocator:
         self.choice = choice
         self.confidence = confidence
         self.integer_landmarks = integer_landmarks
+        self.batch = batch
+        self.height_step = height_step
+        self.mesh = mesh
+        self._replicated = None
+
+    def _rows(self, n: int) -> int:
+        """Device rows of a call of n images: the device count for a few, else the fixed batch (see module doc)."""
+        d = self.mesh.size if self.mesh is not None else 1
+        if self.batch is None:
+            return -(-n // d) * d
+        return d if n <= d else -(-max(self.batch, d) // d) * d
+
+    def _put(self, x):
+        """A host batch split over the mesh (as it is without one)."""
+        if self.mesh is None:
+            return x
+        return jax.device_put(x, NamedSharding(self.mesh, PartitionSpec(self.mesh.axis_names[0])))
+
+    def _variables(self):
+        if self.mesh is None:
+            return self.sfd_vars, self.fan_vars
+        if self._replicated is None:
+            rep = NamedSharding(self.mesh, PartitionSpec())
+            self._replicated = jax.device_put((self.sfd_vars, self.fan_vars), rep)
+        return self._replicated
 
     def __call__(self, images: np.ndarray) -> list[Located]:
-
         images = np.asarray(images)
-        dets = sfd_lib.detect(self.sfd_module, self.sfd_vars, images, convention=self.convention)
+        rows = self._rows(len(images))
+        out = []
+        for lo in range(0, len(images), rows):
+            out += self._locate(images[lo : lo + rows], rows)
+        return out
+
+    def _locate(self, images: np.ndarray, rows: int) -> list[Located]:
+        k, h = len(images), images.shape[1]
+        if self.height_step > 0 and h % self.height_step:
+            pad_h = -(-h // self.height_step) * self.height_step - h
+            images = np.pad(images, ((0, 0), (0, pad_h), (0, 0), (0, 0)))
+        if k < rows:
+            images = np.concatenate([images, np.repeat(images[-1:], rows - k, axis=0)])
+        sfd_vars, fan_vars = self._variables()
+        x = self._put(images)
+        boxes, scores = sfd_lib.dense_detections(self.sfd_module, sfd_vars, x, convention=self.convention)
+        dets = sfd_lib.postprocess(boxes, scores)[:k]
         chosen = [choose_face(d, self.choice, self.confidence) for d in dets]
         which = [i for i, (k, _) in enumerate(chosen) if k is not None]
         lms = {}
         if which:
             boxes = np.stack([dets[i][chosen[i][0]] for i in which])
             index = np.asarray(which)
-            pad = len(images) - len(which)  # one FAN compilation per batch size
+            pad = rows - len(which)  # one FAN compilation per device batch
             if pad > 0:
                 boxes = np.concatenate([boxes, np.repeat(boxes[:1], pad, axis=0)])
                 index = np.concatenate([index, np.repeat(index[:1], pad)])
             out = fan_lib.landmarks(
-                self.fan_module, self.fan_vars, images, boxes, image_index=index, integer=self.integer_landmarks
+                self.fan_module, fan_vars, x, boxes, image_index=index, integer=self.integer_landmarks
             )
             lms = {i: out[j] for j, i in enumerate(which)}
         return [

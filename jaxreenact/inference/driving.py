@@ -1,4 +1,5 @@
-"""Driving: every frame of a driving video or folder through the face preprocessor and DECA → p(t)."""
+"""Driving: every frame of a driving video or folder through the face preprocessor and DECA → p(t); the frames
+are decoded in a thread (`data.pipeline.prefetch`) two batches ahead of the networks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from jaxreenact.data import preprocessing
+from jaxreenact.data.pipeline import prefetch
 from jaxreenact.face import deca_crop
 from jaxreenact.inference.frames import p_of_crops
 from jaxreenact.inference.source import crop_landmarks
@@ -40,7 +42,8 @@ def drive(nets, variables, layout, preprocessor, spec, store, batch: int, max_fr
     names, ps, valid, multi = [], [], [], []
     bar = tqdm(total=spec.num_frames, unit="frame", desc="driving: faces + DECA", disable=not progress)
     try:
-        for chunk in preprocessing.batches(preprocessing.iter_input(spec, max_frames), batch):
+        decoded = prefetch(preprocessing.iter_input(spec, max_frames), 2 * batch)  # decoding beside the networks
+        for chunk in preprocessing.batches(decoded, batch):
             results = preprocessor([f for _, f in chunk])
             ok = [k for k, r in enumerate(results) if r.crop is not None]
             p = np.full((len(chunk), layout.num_directions), np.nan, np.float32)

@@ -42,6 +42,7 @@ from jaxreenact.common.images import header, labelled_grid, save_png
 from jaxreenact.data import video as video_lib
 from jaxreenact.inference import frames as frames_lib
 from jaxreenact.inference.source import build_preprocessor, prepare_source, read_source_frame
+from jaxreenact.inference.writer import Writer, each
 from jaxreenact.pose import params as pose
 from jaxreenact.pose.deca import fixed_deca_theta
 from jaxreenact.pose.motion import direction_names
@@ -182,7 +183,7 @@ def run(opts: Options, locate=None) -> dict:
     if latent_source:
         w, g_vars, p, shown = latent_source_parts(nets, variables, space.layout, src_path, latent)
     else:
-        pre = build_preprocessor(paths, opts.tiny, locate)
+        pre = build_preprocessor(paths, opts.tiny, locate, batch=opts.batch_size)
         src = prepare_source(nets, variables, space.layout, pre, src_path, opts.tune, opts.tune_steps, opts.progress,
                              frame=frame)  # fmt: skip
         w, g_vars, p, shown = src.w, src.g_vars, src.p, src.crop
@@ -192,20 +193,27 @@ def run(opts: Options, locate=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     save_png(out / "source.png", shown)
     rows, tile_labels, row_labels, per_dir = [], [], [], {}
-    for d in tqdm(dirs, desc="edit", unit="direction", disable=not opts.progress):
-        tag = f"{d}_{names[d]}"
-        shifts, edited, frames = sweep(nets, variables, g_vars, w, shown, d, float(start_all[d]), opts.batch_size)
-        atomic_write_bytes(out / f"{tag}.gif", gif_bytes(frames, FPS))
-        video_lib.write_video(out / f"{tag}.mp4", frames, fps=FPS)
-        if opts.save_images:
-            for i, e in enumerate(edited):
-                save_png(out / "images" / tag / f"{i:03d}.png", e)
-        cols = np.linspace(0, len(edited) - 1, SHEET_COLUMNS).round().astype(int)
-        rows.extend(edited[cols])
-        tile_labels += [f"{names[d]} {shifts[k]:+.2f}" for k in cols]
-        row_labels.append(f"{d} {names[d]}")
-        per_dir[tag] = {"start": round(float(start_all[d]), 4), "frames": len(shifts),
-                        "shifts": [round(float(s), 4) for s in shifts]}  # fmt: skip
+    writer = Writer(each(lambda job: job()), depth=8, name="edit-writer")  # files written beside the next sweep
+    try:
+        for d in tqdm(dirs, desc="edit", unit="direction", disable=not opts.progress):
+            tag = f"{d}_{names[d]}"
+            shifts, edited, frames = sweep(nets, variables, g_vars, w, shown, d, float(start_all[d]),
+                                           opts.batch_size)  # fmt: skip
+            writer.put(lambda tag=tag, frames=frames: atomic_write_bytes(out / f"{tag}.gif", gif_bytes(frames, FPS)))
+            writer.put(lambda tag=tag, frames=frames: video_lib.write_video(out / f"{tag}.mp4", frames, fps=FPS))
+            if opts.save_images:
+                for i, e in enumerate(edited):
+                    writer.put(lambda p=out / "images" / tag / f"{i:03d}.png", e=e: save_png(p, e))
+            cols = np.linspace(0, len(edited) - 1, SHEET_COLUMNS).round().astype(int)
+            rows.extend(edited[cols])
+            tile_labels += [f"{names[d]} {shifts[k]:+.2f}" for k in cols]
+            row_labels.append(f"{d} {names[d]}")
+            per_dir[tag] = {"start": round(float(start_all[d]), 4), "frames": len(shifts),
+                            "shifts": [round(float(s), 4) for s in shifts]}  # fmt: skip
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
     sheet = labelled_grid(np.stack(rows), nrow=SHEET_COLUMNS, row_labels=row_labels, tile_labels=tile_labels)
     save_png(out / "contact_sheet.png", sheet)
     summary = {

@@ -41,6 +41,7 @@ from jaxreenact.common.mesh import batch_sharded, cpu_chunks, local_mesh, pad_ro
 from jaxreenact.data import voxceleb
 from jaxreenact.data.images import encode_png
 from jaxreenact.data.pipeline import ordered_map
+from jaxreenact.inference.writer import Writer, each
 from jaxreenact.latent.render import render
 from jaxreenact.weights import Networks
 
@@ -181,22 +182,35 @@ def invert_tree(
         k = len(x)
         x = pad_rows(x, batch)
         w, img = invert_batch(nets, frozen, x, sharding, render=save_images, truncation=truncation)
-        for i, (job, _) in enumerate(pending):
-            atomic_write_bytes(job.latent, _npy_bytes(w[i]))
-            if job.image is not None:
-                atomic_write_bytes(job.image, encode_png(img[i]))
+        for i, (job, _) in enumerate(pending):  # written in the writer thread while the next batch runs
+            writer.put((job, w[i], None if job.image is None else img[i]))
         report.inverted += k
         bar.update(k)
         pending.clear()
 
-    for job, loaded in zip(jobs, ordered_map(_load, jobs, num_threads)):
-        if isinstance(loaded, voxceleb.Skip):
-            report.failed.append(loaded)
-            bar.update(1)
-            continue
-        pending.append((job, loaded))
-        if len(pending) == batch:
-            flush()
-    flush()
-    bar.close()
+    writer = Writer(each(_write), depth=4 * batch, name="invert-writer")
+    try:
+        for job, loaded in zip(jobs, ordered_map(_load, jobs, num_threads)):
+            if isinstance(loaded, voxceleb.Skip):
+                report.failed.append(loaded)
+                bar.update(1)
+                continue
+            pending.append((job, loaded))
+            if len(pending) == batch:
+                flush()
+        flush()
+    except BaseException:
+        writer.abort()  # what was computed is still written (resumable), then the error goes on
+        raise
+    finally:
+        bar.close()
+    writer.close()
     return report
+
+
+def _write(item) -> None:
+    """One frame's files, each through a temporary file and a rename."""
+    job, w, img = item
+    atomic_write_bytes(job.latent, _npy_bytes(w))
+    if img is not None:
+        atomic_write_bytes(job.image, encode_png(img))

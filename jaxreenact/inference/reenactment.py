@@ -9,7 +9,9 @@ Pipeline (`run`):
 4. Motion (`pose.motion`): Δp per driving frame (absolute or relative, gains, masks, smoothing, held frames).
 5. `inference.frames`: A, W+ rows 0-7 shifted, the (tuned) generator with ψ = 0.7 after the shift, batched.
 6. `reenacted.mp4` at the driving frame rate with the driving audio, `grid.mp4` (source | driving | reenacted,
-   labelled), optional PNG frames, `summary.json`.
+   labelled), optional PNG frames, `summary.json`. Each file is written in its own thread (`inference.writer`) as
+   the batches of step 5 arrive, so encoding runs beside the device work; the driving frames are decoded in a
+   thread ahead of the face networks (`inference.driving`).
 7. Paste-back (on by default for a photo source, `paste_back=False` skips it): every reenacted face composited
    into the source's full frame at its own resolution (`face.crop.paste_face`: the inverse of the crop transform,
    a soft face mask, the photo's colour kept by `face.crop.colour_transfer` from the generator's picture of the
@@ -40,6 +42,7 @@ from jaxreenact.face import crop as crop_lib
 from jaxreenact.inference import frames
 from jaxreenact.inference.driving import drive, open_store
 from jaxreenact.inference.source import Source, build_preprocessor, prepare_source, read_source_frame
+from jaxreenact.inference.writer import Writer, each
 from jaxreenact.pose import motion as motion_lib
 from jaxreenact.pose import params as pose
 from jaxreenact.weights import check_paths, default_paths, load_bundle
@@ -107,7 +110,11 @@ def run(opts: Options, locate=None, bundle=None, preprocessor=None, source: Sour
     if nets.A.input_dim != space.layout.num_directions:
         raise UserError(f"--A {paths['A']}: A has {nets.A.input_dim} directions, the voxceleb layout needs "
                         f"{space.layout.num_directions}")  # fmt: skip
-    pre = preprocessor if preprocessor is not None else build_preprocessor(paths, tiny=opts.tiny, locate=locate)
+    pre = (
+        preprocessor
+        if preprocessor is not None
+        else build_preprocessor(paths, tiny=opts.tiny, locate=locate, batch=opts.batch_size)
+    )
     src = source or prepare_source(nets, variables, space.layout, pre, opts.source, opts.tune, opts.tune_steps,
                                    opts.progress, frame=src_frame)  # fmt: skip
     paste = src.kind == "image" if opts.paste_back is None else bool(opts.paste_back)
@@ -138,6 +145,24 @@ def run(opts: Options, locate=None, bundle=None, preprocessor=None, source: Sour
         dp = motion_lib.motion_delta(src.p, p, space.units, space.layout, opts.motion)
 
         rec_store = open_store(work / "reenacted.npy", n)
+        labels = ["source"] + (["driving"] if drv_store is not None else []) + ["reenacted"]
+
+        def grid(i):
+            cols = [src.crop] + ([drv_store[i]] if drv_store is not None else []) + [rec_store[i]]
+            return header(np.concatenate(cols, axis=1), labels)
+
+        # every output is written in its own thread as the frames arrive (host work beside the device work)
+        video = lambda name, fr: video_lib.write_video(out / name, fr, fps=fps, audio_from=audio)  # noqa: E731
+        writers = [Writer(lambda idx: video("reenacted.mp4", (rec_store[i] for i in idx)), name="reenacted.mp4"),
+                   Writer(lambda idx: video("grid.mp4", (grid(i) for i in idx)), name="grid.mp4")]  # fmt: skip
+        if opts.save_frames:
+            writers.append(Writer(each(lambda i: save_png(out / "frames" / f"{i:06d}.png", rec_store[i]))))
+        if paste:
+            mask = crop_lib.face_mask(src.crop.shape[0])
+            colour = crop_lib.colour_transfer(src.crop, dp0, mask)
+            pasted = lambda idx: video("pasted.mp4", (even_sides(crop_lib.paste_face(  # noqa: E731
+                src.frame, rec_store[i], src.box, src.work_width, mask, colour)) for i in idx))  # fmt: skip
+            writers.append(Writer(pasted, name="pasted.mp4"))
         t_render = time.perf_counter()
         bar = tqdm(total=n, unit="frame", desc="reenact: A + G", disable=not opts.progress)
         try:
@@ -145,29 +170,18 @@ def run(opts: Options, locate=None, bundle=None, preprocessor=None, source: Sour
                 rec_store[lo : lo + opts.batch_size] = frames.render_dp(
                     nets, variables, src.g_vars, src.w, dp[lo : lo + opts.batch_size], opts.batch_size
                 )
+                for i in range(lo, min(n, lo + opts.batch_size)):
+                    for w in writers:
+                        w.put(i)
                 bar.update(min(opts.batch_size, n - lo))
+            t_render = time.perf_counter() - t_render
+            for w in writers:
+                w.close()
+            writers = []
         finally:
             bar.close()
-        t_render = time.perf_counter() - t_render
-
-        if opts.save_frames:
-            for i in range(n):
-                save_png(out / "frames" / f"{i:06d}.png", rec_store[i])
-        video_lib.write_video(out / "reenacted.mp4", (rec_store[i] for i in range(n)), fps=fps, audio_from=audio)
-
-        labels = ["source"] + (["driving"] if drv_store is not None else []) + ["reenacted"]
-
-        def grid(i):
-            cols = [src.crop] + ([drv_store[i]] if drv_store is not None else []) + [rec_store[i]]
-            return header(np.concatenate(cols, axis=1), labels)
-
-        video_lib.write_video(out / "grid.mp4", (grid(i) for i in range(n)), fps=fps, audio_from=audio)
-        if paste:
-            mask = crop_lib.face_mask(src.crop.shape[0])
-            colour = crop_lib.colour_transfer(src.crop, dp0, mask)
-            pasted = (even_sides(crop_lib.paste_face(src.frame, rec_store[i], src.box, src.work_width, mask, colour))
-                      for i in range(n))  # fmt: skip
-            video_lib.write_video(out / "pasted.mp4", pasted, fps=fps, audio_from=audio)
+            for w in writers:  # after an error: stop the threads before the frame stores go
+                w.abort()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -18,19 +18,32 @@ from jaxreenact.data import images as images_lib
 from jaxreenact.data import preprocessing
 from jaxreenact.data import video as video_lib
 from jaxreenact.face import deca_crop
-from jaxreenact.face.pipeline import FixedLocate
+from jaxreenact.face.pipeline import FaceLocator, FixedLocate
 from jaxreenact.inference import frames
 from jaxreenact.latent import tuning
 from jaxreenact.latent.render import IMAGE_SIZE
 from jaxreenact.weights import Networks
 
+HEIGHT_STEP = 64  # working-image heights bucketed to multiples of this (`face.pipeline` module doc)
 
-def build_preprocessor(paths: dict[str, str], tiny: bool = False, locate=None):
+
+def build_preprocessor(paths: dict[str, str], tiny: bool = False, locate=None, batch: int = 8):
     """The shared face preprocessor (S3FD + FAN + crop) on the converted checkpoints, or an injected `locate`
-    (`FixedLocate` with --tiny)."""
+    (`FixedLocate` with --tiny). S3FD and FAN run at fixed shapes (`batch` frames, heights bucketed to
+    `HEIGHT_STEP`) over the local devices."""
     if locate is None and tiny:
         locate = FixedLocate()
-    return preprocessing.build_preprocessor(paths.get("sfd"), paths.get("fan"), on_missing="skip", locate=locate)
+    pre = preprocessing.build_preprocessor(paths.get("sfd"), paths.get("fan"), on_missing="skip", locate=locate)
+    fixed_shapes(pre.locate, batch)
+    return pre
+
+
+def fixed_shapes(locate, batch: int, height_step: int = HEIGHT_STEP):
+    """A `FaceLocator` set to fixed batches over the current mesh and bucketed heights (any other `locate` as it
+    is); returns it."""
+    if isinstance(locate, FaceLocator):
+        locate.batch, locate.height_step, locate.mesh = batch, height_step, frames.current_mesh()
+    return locate
 
 
 def crop_landmarks(result) -> np.ndarray:

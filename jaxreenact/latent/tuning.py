@@ -118,20 +118,24 @@ def _adam_step(loss, opt, tuned, opt_state, frozen_params, buffers, lpips_vars, 
     jax.jit, static_argnames=("g_module", "lpips_module", "n_steps", "truncation", "l2_lambda", "lpips_lambda", "lr")
 )
 def _run_steps(
-    tuned, opt_state, frozen_params, buffers, lpips_vars, w, x, centre, *, g_module, lpips_module, n_steps,
+    tuned, opt_state, frozen_params, buffers, lpips_vars, w, x, centre, active, *, g_module, lpips_module, n_steps,
     truncation, l2_lambda, lpips_lambda, lr,
 ):  # fmt: skip
-    """`n_steps` Adam steps for a batch of sources (vmapped: tuned/opt_state/w/x carry a leading source axis)."""
+    """`n_steps` Adam steps for a batch of sources (vmapped: tuned/opt_state/w/x carry a leading source axis), of
+    which the first `active` (a traced int) update the state: a remainder runs in the same compiled chunk, its
+    extra steps computed and discarded."""
     loss = _loss_fn(g_module, lpips_module, truncation, l2_lambda, lpips_lambda, True)
     labels = {k: "tune" for k in tuned}
     opt = make_optimizer(labels, lr)
 
     def one(tuned, opt_state, w, x):
-        def body(carry, _):
+        def body(carry, i):
             t, s, val, _, _ = _adam_step(loss, opt, *carry, frozen_params, buffers, lpips_vars, w, x, centre)
-            return (t, s), val
+            keep = i < active
+            carry = jax.tree.map(lambda new, old: jnp.where(keep, new, old), (t, s), carry)
+            return carry, val
 
-        (tuned, opt_state), vals = jax.lax.scan(body, (tuned, opt_state), None, length=n_steps)
+        (tuned, opt_state), vals = jax.lax.scan(body, (tuned, opt_state), jnp.arange(n_steps))
         return tuned, opt_state, vals
 
     return jax.vmap(one)(tuned, opt_state, w, x)
@@ -204,8 +208,9 @@ def tune_generator(
 ) -> TuneResult:
     """Tune one generator per source. w_plus [B, n_latent, 512] (e4e codes, untruncated), images [B, 256, 256, 3] in
     [-1, 1]. Returns a `TuneResult` whose `variables[i]` are new generator variables for source i (the frozen leaves
-    are the input's own arrays; `g_variables` itself is not touched). `max_batch` sources share one vmapped call;
-    `chunk` steps run per jitted call (one progress-bar tick). `truncation_latent` [1, 512]: the truncation centre
+    are the input's own arrays; `g_variables` itself is not touched). `max_batch` sources share one vmapped call
+    (a short last group padded to the first group's size: one compilation); `chunk` steps run per jitted call (one
+    progress-bar tick; a remainder runs as a full chunk whose extra steps are discarded: one compilation). `truncation_latent` [1, 512]: the truncation centre
     (None: the generator's stored mean latent)."""
     from tqdm import tqdm
 
@@ -228,9 +233,14 @@ def tune_generator(
     out_vars, all_losses, finals = [], [], []
     bar = tqdm(total=n * steps, unit="step", desc="tune generator", disable=not progress)
     try:
-        for lo in range(0, n, max_batch):
-            w, x = w_plus[lo : lo + max_batch], images[lo : lo + max_batch]
-            b = w.shape[0]
+        group = min(n, max_batch)
+        for lo in range(0, n, group):
+            w, x = w_plus[lo : lo + group], images[lo : lo + group]
+            real = w.shape[0]
+            if real < group:  # the last group padded by its last source
+                w = jnp.concatenate([w, jnp.repeat(w[-1:], group - real, 0)])
+                x = jnp.concatenate([x, jnp.repeat(x[-1:], group - real, 0)])
+            b = group
             tuned = jax.tree.map(lambda a, b=b: jnp.broadcast_to(a, (b, *a.shape)), tuned0)
             opt_state = jax.vmap(opt.init)(tuned)
             losses, done = [], 0
@@ -245,19 +255,20 @@ def tune_generator(
                     w,
                     x,
                     centre,
-                    n_steps=k,
+                    jnp.asarray(k, jnp.int32),
+                    n_steps=min(chunk, steps),
                     lr=float(lr),
                     **static,
                 )
-                losses.append(np.asarray(vals))
+                losses.append(np.asarray(vals)[:real, :k])
                 done += k
-                bar.update(k * b)
+                bar.update(k * real)
                 bar.set_postfix(loss=f"{float(np.mean(losses[-1][:, -1])):.4f}")
             finals.append(
-                np.asarray(_eval_loss(tuned, frozen_params, buffers, lpips_variables, w, x, centre, **static))
+                np.asarray(_eval_loss(tuned, frozen_params, buffers, lpips_variables, w, x, centre, **static))[:real]
             )
-            all_losses.append(np.concatenate(losses, 1) if losses else np.zeros((b, 0), np.float32))
-            for i in range(b):
+            all_losses.append(np.concatenate(losses, 1) if losses else np.zeros((real, 0), np.float32))
+            for i in range(real):
                 params = merge_params({k: v[i] for k, v in tuned.items()}, frozen_params)
                 out_vars.append({**{c: v for c, v in g_variables.items() if c != "params"}, "params": params})
     finally:
