@@ -37,7 +37,7 @@ def main(argv):
         return 0
     with distributed.fail_together("jaxreenact.train"):  # an error on one process ends all of them at once
         state = loop.train(config, workdir, build_stage=stages.build_stage, progress=not _NO_PROGRESS.value)
-    print(f"trained to step {int(state.step)}; wrote {workdir}/checkpoints/, metrics.jsonl, images/ and tb/ "
+    print(f"trained to step {int(state.step)}; wrote {cli.folder_entries(workdir)} "
           f"(view with: tensorboard --logdir {workdir}/tb)")  # fmt: skip
     return 0
 
