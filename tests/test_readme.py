@@ -16,8 +16,6 @@ import re
 import shlex
 import subprocess
 
-import pytest
-
 from jaxreenact.common import cli
 from jaxreenact.weights import registry
 
@@ -184,7 +182,9 @@ def test_the_first_screen_gives_the_two_commands_and_they_are_the_makefiles():
     run = next(ln.strip() for ln in recipe.splitlines() if "-m jaxreenact." in ln)
     # the demo is the README's main job: the tiny reenactment of the shipped examples
     text = "python " + run.split("/bin/python ", 1)[1].replace("$(DEMO_ARGS)", "").replace("$(OUT)", "runs/demo")
-    assert text.split() == "python -m jaxreenact.reenact --source example --driving example --out runs/demo --tiny".split()
+    assert (
+        text.split() == "python -m jaxreenact.reenact --source example --driving example --out runs/demo --tiny".split()
+    )
     assert f"`{text.strip()}`" in README
     _check_parses(Command("Makefile", 0, text.strip(), frozenset()))
     assert re.search(r"^test:.*\n\t.*pytest \$\(PYTEST_ARGS\)", makefile, re.M)
