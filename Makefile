@@ -13,8 +13,9 @@ DEMO_ARGS ?=
 
 demo: setup
 	$(VENV)/bin/python -m jaxreenact.reenact --source example --driving example --out $(OUT) --tiny $(DEMO_ARGS)
-	@echo "next: open $(OUT)/grid.mp4 (source | driving | reenacted; --tiny networks draw noise). Real weights:"
-	@echo "      docs/weights.md; reenact, edit and the web demo: docs/inference.md, docs/webdemo.md (README.md)"
+	@echo "next: open $(OUT)/grid.mp4 (source | driving | reenacted; --tiny networks draw noise);"
+	@echo "      the other programs without weights: README.md, Quickstart (. $(VENV)/bin/activate first);"
+	@echo "      real weights: docs/weights.md; reenact, edit, the web demo: docs/inference.md, docs/webdemo.md"
 
 test: setup-test
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
