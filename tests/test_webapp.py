@@ -7,85 +7,33 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
-import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import numpy as np
 import pytest
 from PIL import Image
+from webapp_helpers import serving, tiny_bundle
 
 from jaxreenact.common.errors import UserError
 from jaxreenact.data import video as video_lib
 from jaxreenact.face.pipeline import FixedLocate
 from jaxreenact.inference import editing
-from jaxreenact.webapp import server, service
+from jaxreenact.webapp import service
 
-PHOTO = service.example_path("source")  # the shipped examples, wherever this installation keeps them
+PHOTO = service.example_path("source")  # the shipped examples
 VIDEO = service.example_path("driving")
 
 
-@pytest.fixture(scope="module")
-def tiny_bundle():
-    from jaxreenact.weights import load_bundle
-
-    return load_bundle(service.BUNDLE_NAMES, tiny_seed=0)
-
-
-class Client:
-    def __init__(self, url: str):
-        self.url, self.sid = url, ""
-
-    def call(self, path, body=None, method="POST", raw=None, headers=None):
-        data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path.lstrip("/"), data=data, method=method,
-                                     headers={"X-Session": self.sid, **(headers or {})})  # fmt: skip
-        try:
-            with urllib.request.urlopen(req, timeout=600) as r:
-                b = r.read()
-                is_json = r.headers["Content-Type"].startswith("application/json")
-                return r.status, json.loads(b) if is_json else b, r.headers
-        except urllib.error.HTTPError as e:
-            b = e.read()
-            return e.code, json.loads(b) if b else None, e.headers
-
-    def ok(self, path, body=None, **kw):
-        code, doc, _ = self.call(path, body, **kw)
-        assert code == 200, doc
-        return doc
-
-    def upload(self, slot, path, name=None):
-        q = urllib.parse.urlencode({"slot": slot, "name": name or path.name})
-        return self.call(f"/api/upload?{q}", method="PUT", raw=path.read_bytes())
-
-    def wait(self, st, timeout=600):
-        end = time.monotonic() + timeout
-        while st["state"] in ("queued", "running"):
-            assert time.monotonic() < end, st
-            time.sleep(0.1)
-            st = self.ok(f"/api/job/{st['job']}", method="GET")
-        return st
-
-
 @pytest.fixture
-def app(tmp_path, tiny_bundle, monkeypatch):
+def app(tmp_path, monkeypatch):
+    """The app on the tiny networks (a frame cap of 4 per job), served from an empty working folder; afterwards
+    nothing is left behind and nothing was written elsewhere."""
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    svc = service.Service(service.Options(tiny=True, batch_size=4, progress=False, tmp=str(tmp_path)),
-                          bundle=tiny_bundle)  # fmt: skip
-    httpd = server.make_server(svc, "127.0.0.1", 0)
-    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    c = Client(server.url_of(httpd))
-    yield svc, c
-    httpd.shutdown()
-    httpd.server_close()
-    svc.close()
-    assert not svc.root.exists() and list(cwd.iterdir()) == []  # nothing left behind, nothing written elsewhere
+    with serving(tmp_path, max_frames=4) as (svc, c):
+        yield svc, c
+    assert list(cwd.iterdir()) == []
 
 
 def test_page_uploads_reenact_and_byte_ranges(app, tmp_path):
@@ -98,6 +46,7 @@ def test_page_uploads_reenact_and_byte_ranges(app, tmp_path):
     assert c.call("/", method="GET", headers={"Host": "evil.example:80"})[0] == 403  # no DNS rebinding
     info = c.ok("/api/session", {})
     c.sid = info["session"]
+    assert info["limits"]["max_frames"] == 4
     assert info["tiny"] and "mean nothing" in info["banner"] and len(info["directions"]) == 15
     assert info["examples"] == {"source": True, "driving": True}
     session_dir = svc.root / c.sid
@@ -117,15 +66,16 @@ def test_page_uploads_reenact_and_byte_ranges(app, tmp_path):
     code, doc, _ = c.upload("driving", bad, "clip.mp4")
     assert code == 400 and doc["error"].startswith("clip.mp4:")
     assert c.call("/api/reenact", {"source": "upload", "driving": "upload"})[1]["error"].startswith("no driving file")
-    assert (
-        "max_frames" in c.call("/api/reenact", {"source": "upload", "driving": "example", "max_frames": 0})[1]["error"]
-    )
+    for n in (0, 5):  # 5: over the app's frame cap
+        err = c.call("/api/reenact", {"source": "upload", "driving": "example", "max_frames": n})[1]["error"]
+        assert err.startswith(f"max_frames: {n} is not allowed"), err
     assert "unknown name 'nose'" in c.call("/api/reenact", {"source": "upload", "driving": "example",
                                                             "gains": "nose=2"})[1]["error"]  # fmt: skip
 
-    # A short reenactment: the uploaded photo, the example clip, absolute mode, no tuning, 4 frames.
-    st = c.wait(c.ok("/api/reenact", {"source": "upload", "driving": "example", "mode": "absolute", "tune": False,
-                                      "max_frames": 4, "gains": "jaw=1.5", "smooth": ""}))  # fmt: skip
+    # A short reenactment: the uploaded photo, the example clip (187 frames: the app's cap of 4 applies), absolute
+    # mode, tuning off as the string "false" (never truthy), smoothing left to the mode.
+    st = c.wait(c.ok("/api/reenact", {"source": "upload", "driving": "example", "mode": "absolute", "tune": "false",
+                                      "gains": "jaw=1.5", "smooth": ""}))  # fmt: skip
     assert st["state"] == "done", st
     r = st["result"]
     s = r["summary"]
@@ -159,7 +109,7 @@ def _png(b: bytes) -> np.ndarray:
 
 def test_edit_render_export_sweep_and_latent(app, tmp_path):
     svc, c = app
-    c.sid = c.ok("/api/session", {})["session"]
+    c.new_session()
     assert "load a photo" in c.call("/api/edit/render", {"dp": [0] * 15})[1]["error"]
     st = c.wait(c.ok("/api/edit/source", {"source": "example", "tune": False}))
     assert st["state"] == "done", st
@@ -190,7 +140,7 @@ def test_edit_render_export_sweep_and_latent(app, tmp_path):
     np.testing.assert_array_equal(_png(c.ok("/api/edit/render", {"dp": dp.tolist()})), renders[-1])
     assert np.abs(renders[0] - renders[1]).max() > 0  # the slider moves the face
     assert "dp: expected 15" in c.call("/api/edit/render", {"dp": [0, 1]})[1]["error"]
-    assert "directions" in c.call("/api/edit/sweep", {"direction": 15})[1]["error"]
+    assert "direction: 15 is not allowed" in c.call("/api/edit/sweep", {"direction": 15})[1]["error"]
 
     dp = np.linspace(-1, 1, 15)
     links = c.ok("/api/edit/export", {"dp": dp.tolist()})
@@ -208,10 +158,10 @@ def test_edit_render_export_sweep_and_latent(app, tmp_path):
     assert "expected a W [512] or W+" in c.upload("edit", w)[1]["error"]
 
 
-def test_errors_shown_in_the_page(tmp_path, tiny_bundle):
+def test_errors_shown_in_the_page(tmp_path):
     # No face in the photo: the job ends with the library's message, naming the user's file.
     svc = service.Service(service.Options(tiny=True, progress=False, tmp=str(tmp_path)),
-                          locate=FixedLocate(missing=set(range(100))), bundle=tiny_bundle)  # fmt: skip
+                          locate=FixedLocate(missing=set(range(100))), bundle=tiny_bundle())  # fmt: skip
     try:
         s = svc.new_session()
         svc.upload(s, "edit", "me.png", PHOTO.read_bytes())
@@ -238,13 +188,13 @@ def test_errors_shown_in_the_page(tmp_path, tiny_bundle):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_converted_checkpoints_load_once_and_serve_the_edit_tab(tmp_path, tiny_bundle):
+def test_converted_checkpoints_load_once_and_serve_the_edit_tab(tmp_path):
     """The path of real weights: converted checkpoints (here of the tiny networks) load at start; a render on them
     equals the render on the same networks in memory."""
     from converters.common import save_converted
     from jaxreenact.weights.registry import REGISTRY
 
-    nets, variables = tiny_bundle
+    nets, variables = tiny_bundle()
     paths = dict(service.default_paths(service.WEIGHT_NAMES))
     for n in service.BUNDLE_NAMES:
         paths[n] = str(tmp_path / "weights" / n)
@@ -252,7 +202,7 @@ def test_converted_checkpoints_load_once_and_serve_the_edit_tab(tmp_path, tiny_b
             paths[n], getattr(nets, REGISTRY[n].key), variables[REGISTRY[n].key], converter="test", sources={}
         )
     pngs = []
-    for opts, bundle in ((service.Options(weights=paths), None), (service.Options(tiny=True), tiny_bundle)):
+    for opts, bundle in ((service.Options(weights=paths), None), (service.Options(tiny=True), tiny_bundle())):
         svc = service.Service(dataclasses.replace(opts, progress=False, tmp=str(tmp_path)), locate=FixedLocate(),
                               bundle=bundle)  # fmt: skip
         try:
@@ -269,7 +219,7 @@ def test_converted_checkpoints_load_once_and_serve_the_edit_tab(tmp_path, tiny_b
     np.testing.assert_array_equal(pngs[0], pngs[1])
 
 
-def test_program_errors_are_one_line(tmp_path, monkeypatch, capsys, tiny_bundle):
+def test_program_errors_are_one_line(tmp_path, monkeypatch, capsys):
     import socket
     import tempfile
 

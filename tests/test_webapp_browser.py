@@ -1,7 +1,9 @@
 """`python -m jaxreenact.app --tiny` in a real browser: headless Chromium from the distribution's packages
 (`apt-get install chromium chromium-driver`), driven by Selenium (`pip install -e ".[browser]"`) with that browser and
 that driver only (nothing is downloaded). Uploads the shipped examples, runs a short reenactment, checks that the
-reenacted video plays, moves one edit slider and checks that the rendered face changes. Screenshots are written to
+reenacted video plays, moves one edit slider and checks that the rendered face changes, picks the examples with one
+click, cancels a long reenactment from the page and leaves another running when the app gets SIGTERM (exit 143,
+its temporary folders gone). Screenshots are written to
 $JAXREENACT_ARTIFACTS/webapp/ (else the test's temporary folder); JAXREENACT_UPDATE_DOCS_IMAGES=1 also writes the
 README's docs/images/app.png from them.
 
@@ -202,6 +204,26 @@ def test_reenact_and_edit_in_chromium(chrome, app, artifacts):  # chrome first: 
 
     if os.environ.get("JAXREENACT_UPDATE_DOCS_IMAGES") == "1":
         _docs_image(artifacts / "edit.png", ROOT / "docs" / "images" / "app.png")
+
+    # The shipped examples in one click; a long reenactment (tuning 2000 steps) cancelled from the page.
+    d.find_element(By.ID, "tab-reenact").click()
+    d.find_element(By.ID, "use-examples").click()
+    for slot in ("source", "driving"):
+        assert "the shipped example" in d.find_element(By.ID, f"{slot}-status").text
+    d.find_element(By.ID, "tune").click()  # back on
+    steps = d.find_element(By.ID, "tune-steps")
+    steps.clear()
+    steps.send_keys("2000")
+    progress = lambda d: d.find_element(By.ID, "reenact-progress")
+    d.find_element(By.ID, "run-reenact").click()
+    _wait(d, lambda d: progress(d).is_displayed(), "the long reenactment to start", 60)
+    progress(d).find_element(By.CSS_SELECTOR, "button.cancel").click()
+    _wait(d, lambda d: d.find_element(By.ID, "reenact-error").is_displayed(), "the cancelled job", 120)
+    assert d.find_element(By.ID, "reenact-error").text == "cancelled"
+    assert not progress(d).is_displayed()
+    # Another one left running: the fixture's SIGTERM stops it (exit 143, nothing left behind).
+    d.find_element(By.ID, "run-reenact").click()
+    _wait(d, lambda d: "tuning" in progress(d).text, "the second reenactment to run", 120)
 
 
 def _docs_image(screenshot: pathlib.Path, out: pathlib.Path, width: int = 900) -> None:

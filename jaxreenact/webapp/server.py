@@ -1,38 +1,56 @@
-"""The app's HTTP side: a standard-library `ThreadingHTTPServer` serving the page under `static/` and a small JSON API
-over `webapp.service.Service`. Nothing is fetched from elsewhere (no CDN, no fonts): the page is plain HTML, CSS
-and JavaScript.
+"""The app's HTTP side: a Starlette application served by uvicorn, for the page under `static/` (plain HTML, CSS and
+JavaScript, nothing fetched from elsewhere) and a small JSON API over `webapp.service.Service`.
 
-API (the page sends its session id in the `X-Session` header):
-  POST /api/session                      -> {"session", ...Service.info()}
-  PUT  /api/upload?slot=S&name=N  (body) -> {"name", "kind", ...}   S: source | driving | edit
-  POST /api/reenact       {source, driving: "upload"|"example", mode, component, gains, smooth, tune, tune_steps,
-                           max_frames}   -> a job
-  POST /api/edit/source   {source, tune, tune_steps}                -> a job
-  POST /api/edit/render   {dp: [15]}                                -> image/png (one jitted frame)
-  POST /api/edit/export   {dp: [15]}                                -> {"npy_url", "json_url"}
-  POST /api/edit/sweep    {direction}                               -> a job
-  GET  /api/job/ID                       -> {"state": queued|running|done|error, "bars", "seconds", "result"|"error"}
-  GET  /files/SESSION/PATH               -> a file of the session's folder (byte ranges, for <video>)
-  GET  /examples/source, /examples/driving -> the shipped example inputs
-Errors a user can cause come back as 400 {"error": message}; the page shows them.
+API (every request but GET sends the page's session id in the `X-Session` header; see "Guards" below):
+  POST   /api/session                      -> {"session", ...Service.info()}
+  DELETE /api/session                      -> the session closed: its jobs stopped, its folder removed
+  PUT    /api/upload?slot=S&name=N  (body) -> {"name", "kind", ...}   S: source | driving | edit
+  POST   /api/reenact     {source, driving: "upload"|"example", mode, component, gains, smooth, tune, tune_steps,
+                           max_frames}     -> a job
+  POST   /api/edit/source {source, tune, tune_steps}                -> a job
+  POST   /api/edit/render {dp: [15]}                                -> image/png (one jitted frame)
+  POST   /api/edit/export {dp: [15]}                                -> {"npy_url", "json_url"}
+  POST   /api/edit/sweep  {direction}                               -> a job
+  GET    /api/job/ID                       -> {"state": queued|running|done|error|cancelled, "bars", "seconds", ...}
+  POST   /api/job/ID/cancel                -> the job, stopped
+  GET    /files/SESSION/PATH               -> a file of the session's folder (byte ranges, streamed)
+  GET    /examples/source, /examples/driving -> the shipped example inputs
+Errors a user can cause come back as 4xx {"error": message} (503 when the app is at a limit); the page shows them.
+An internal error is a 500 naming only the exception's type (the traceback goes to the log, never a path).
+
+Guards: on a loopback address only Host names of this machine (and `--allowed-host`) are answered (no DNS
+rebinding); a request that changes state must carry the `X-Session` header (a cross-site form or simple request
+cannot set one, and no CORS preflight is ever granted) and, when the browser says where it comes from (`Origin`,
+`Sec-Fetch-Site`), come from the app's own page. Request headers must arrive within `request_timeout` seconds and
+a body must not stall for longer; bodies are bounded before they are read (Content-Length over the limit: 413).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import http.server
 import json
-import mimetypes
+import os
 import pathlib
-import re
-import signal
+import shutil
+import socket
 import sys
 import threading
-import traceback
 import urllib.parse
 
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from jaxreenact.common import preemption
 from jaxreenact.common.errors import UserError
-from jaxreenact.webapp.service import EXAMPLES, Service, example_path
+from jaxreenact.webapp.service import EXAMPLES, Busy, Service, example_path
 from jaxreenact.webapp.service import Options as ServiceOptions
 
 STATIC = pathlib.Path(__file__).resolve().parent / "static"
@@ -41,6 +59,7 @@ MAX_JSON = 1 << 20
 TYPES = {".mp4": "video/mp4", ".gif": "image/gif", ".png": "image/png", ".json": "application/json",
          ".npy": "application/octet-stream", ".js": "text/javascript", ".css": "text/css", ".html": "text/html"}  # fmt: skip
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 @dataclasses.dataclass
@@ -49,6 +68,10 @@ class Options:
     port: int = 7860  # 0: any free port (the URL line says which)
     service: ServiceOptions = dataclasses.field(default_factory=ServiceOptions)
     verbose: bool = False
+    request_timeout: float = 30.0  # seconds for a request's headers, and for each piece of its body
+    backlog: int = 256  # connections waiting to be accepted
+    max_connections: int = 200  # open connections and requests; beyond: 503
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides this machine's (a reverse proxy's)
 
 
 class HTTPError(Exception):
@@ -57,201 +80,317 @@ class HTTPError(Exception):
         self.status = status
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    server_version = "jaxreenact-app"
-    protocol_version = "HTTP/1.1"
-    service: Service  # set on the subclass `make_server` builds
-    verbose = False
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status, headers=NO_STORE)
 
-    # -- plumbing ---------------------------------------------------------------------------------------------
-    def log_message(self, format, *args):  # noqa: A002 (the base class's signature)
-        if self.verbose:
-            super().log_message(format, *args)
 
-    def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+# -- guards -----------------------------------------------------------------------------------------------------
+class Guard:
+    """ASGI middleware: the Host, Origin and CSRF-header checks of the module doc, before any route runs."""
 
-    def _json(self, obj, status: int = 200) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json")
+    def __init__(self, app, loopback: bool, allowed_hosts: tuple[str, ...]):
+        self.app, self.loopback, self.allowed = app, loopback, {h.lower() for h in allowed_hosts}
 
-    def _body(self, limit: int) -> bytes:
+    def refuse(self, method: str, h: Headers) -> str | None:
+        host = h.get("host") or ""
+        name = urllib.parse.urlsplit("//" + host).hostname or ""
+        if (self.loopback and name not in LOOPBACK and name not in self.allowed) or (
+            not self.loopback and self.allowed and name not in self.allowed
+        ):
+            return f"Host {name[:80]!r}: this app answers only to {', '.join(LOOPBACK[:2] + tuple(self.allowed))}"
+        if method in ("GET", "HEAD"):
+            return None
+        if h.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return "a request from another site: refused"
+        origin = h.get("origin")
+        if origin is not None and urllib.parse.urlsplit(origin).netloc.lower() != host.lower():
+            return f"a request from {origin[:80]}: only the app's own page may change its state"
+        if "x-session" not in h:
+            return "the X-Session header is missing: requests that change state come from the app's page"
+        return None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            why = self.refuse(scope["method"], Headers(scope=scope))
+            if why is not None:
+                await _error(403, why)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class TimedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for a request's headers (uvicorn itself only times idle
+    keep-alive connections): a connection that has not sent a whole request head in `header_timeout` seconds is
+    closed (a slow-loris client holds nothing for long)."""
+
+    header_timeout = 30.0
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_expired)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        in_request = self.cycle is not None and not self.cycle.response_complete
+        if in_request and self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        elif not in_request and self._head_timer is None and not self.transport.is_closing():
+            self._head_timer = self.loop.call_later(self.header_timeout, self._head_expired)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None  # idle now: uvicorn's keep-alive timeout applies
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        if getattr(self, "_head_timer", None) is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+
+# -- the application --------------------------------------------------------------------------------------------
+def build_app(service: Service, opts: Options | None = None):
+    """The ASGI application of the app on `service` (the guards of the module doc around the routes)."""
+    opts = opts or Options()
+    svc = service
+    max_upload = int(svc.opts.max_upload_mb * 2**20)
+
+    async def read_body(request: Request, limit: int, sink=None) -> bytes:
+        """The request's body, at most `limit` bytes (checked from Content-Length first), each piece within
+        `request_timeout`; written to `sink` when given."""
+        n = request.headers.get("content-length")
+        if n is not None and (not n.isdigit() or int(n) > limit):
+            if n.isdigit():
+                raise HTTPError(413, f"the request is larger than the app's limit ({limit / 2**20:g} MB; "
+                                     "see --max-upload-mb)")  # fmt: skip
+            raise HTTPError(400, "bad Content-Length")
+        chunks, total = [], 0
+        while True:
+            try:
+                msg = await asyncio.wait_for(request.receive(), opts.request_timeout)
+            except TimeoutError:
+                raise HTTPError(408, f"the request's body stalled for {opts.request_timeout:g} s") from None
+            if msg["type"] == "http.disconnect":
+                raise HTTPError(400, "the client went away during the upload")
+            piece = msg.get("body", b"")
+            total += len(piece)
+            if total > limit:
+                raise HTTPError(413, f"the request is larger than the app's limit ({limit / 2**20:g} MB)")
+            if sink is not None:
+                sink(piece)
+            else:
+                chunks.append(piece)
+            if not msg.get("more_body", False):
+                return b"".join(chunks)
+
+    async def request_json(request: Request) -> dict:
+        raw = await read_body(request, MAX_JSON)
         try:
-            n = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise HTTPError(400, "bad Content-Length") from None
-        if n > limit:
-            raise UserError(f"the request is larger than the app's limit ({limit / 2**20:g} MB; see --max-upload-mb)")
-        return self.rfile.read(n) if n else b""
-
-    def _request_json(self) -> dict:
-        try:
-            doc = json.loads(self._body(MAX_JSON) or b"{}")
-        except json.JSONDecodeError as e:
-            raise HTTPError(400, f"the request is not JSON ({e})") from None
+            doc = json.loads(raw or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise HTTPError(400, f"the request is not JSON ({str(e)[:80]})") from None
         if not isinstance(doc, dict):
             raise HTTPError(400, "the request must be a JSON object")
         return doc
 
-    def _dispatch(self, fn) -> None:
+    def session_of(request: Request):
+        return svc.session(request.headers.get("x-session"))
+
+    async def page(request: Request):
+        f = STATIC / STATIC_FILES[request.url.path]
+        return Response(f.read_bytes(), media_type=TYPES[f.suffix] + "; charset=utf-8", headers=NO_STORE)
+
+    async def info(request: Request):
+        return JSONResponse(svc.info(), headers=NO_STORE)
+
+    async def session_new(request: Request):
+        await read_body(request, MAX_JSON)
+        s = await run_in_threadpool(svc.new_session)
+        return JSONResponse({"session": s.id, **svc.info()}, headers=NO_STORE)
+
+    async def session_close(request: Request):
+        s = session_of(request)
+        await run_in_threadpool(svc.close_session, s)
+        return JSONResponse({"closed": s.id}, headers=NO_STORE)
+
+    async def upload(request: Request):
+        s = session_of(request)
+        slot, name = request.query_params.get("slot", ""), request.query_params.get("name", "")
+        path = await run_in_threadpool(svc.upload_path, s, slot, name)
         try:
-            self._check_host()
-            fn()
-        except UserError as e:
-            self._json({"error": str(e)}, 400)
-        except HTTPError as e:
-            self._json({"error": str(e)}, e.status)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        except Exception as e:  # shown in the page; the traceback goes to the log
-            traceback.print_exc(file=sys.stderr)
-            self._json({"error": f"internal error ({type(e).__name__}: {e}); see the app's log"}, 500)
+            with open(path, "wb") as f:
+                await read_body(request, max_upload, f.write)
+            out = await run_in_threadpool(svc.accept_upload, s, slot, name, path)
+        except BaseException:  # too large, stalled, cut off, refused: nothing stays
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise
+        return JSONResponse(out, headers=NO_STORE)
 
-    def _check_host(self) -> None:
-        """On a loopback address, only pages of this machine may call the app (no DNS rebinding)."""
-        if self.server.server_address[0] not in ("127.0.0.1", "::1"):
-            return
-        host = urllib.parse.urlsplit("//" + (self.headers.get("Host") or "")).hostname or ""
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            raise HTTPError(403, f"Host {host!r}: this app answers only to 127.0.0.1 / localhost")
+    def action(fn, png: bool = False):
+        async def endpoint(request: Request):
+            s = session_of(request)
+            req = await request_json(request)
+            out = await run_in_threadpool(fn, s, req)
+            if png:
+                return Response(out, media_type="image/png", headers=NO_STORE)
+            return JSONResponse(out, headers=NO_STORE)
 
-    def _session(self):
-        return self.service.session(self.headers.get("X-Session"))
+        return endpoint
 
-    # -- methods ----------------------------------------------------------------------------------------------
-    def do_GET(self):
-        self._dispatch(self._get)
+    async def job(request: Request):
+        st = svc.job_status(session_of(request), request.path_params["job"])
+        return JSONResponse(st, headers=NO_STORE)
 
-    do_HEAD = do_GET
+    async def job_cancel(request: Request):
+        await read_body(request, MAX_JSON)
+        st = await run_in_threadpool(svc.cancel, session_of(request), request.path_params["job"])
+        return JSONResponse(st, headers=NO_STORE)
 
-    def do_POST(self):
-        self._dispatch(self._post)
+    def send_file(f: pathlib.Path) -> FileResponse:
+        ctype = TYPES.get(f.suffix.lower()) or "application/octet-stream"
+        return FileResponse(f, media_type=ctype, headers=NO_STORE)  # streamed; single and multiple byte ranges
 
-    def do_PUT(self):
-        self._dispatch(self._put)
-
-    def _get(self):
-        url = urllib.parse.urlsplit(self.path)
-        path = urllib.parse.unquote(url.path)
-        if path in STATIC_FILES:
-            f = STATIC / STATIC_FILES[path]
-            return self._send(200, f.read_bytes(), TYPES[f.suffix] + "; charset=utf-8")
-        if path == "/api/info":
-            return self._json(self.service.info())
-        if path.startswith("/api/job/"):
-            return self._json(self.service.job_status(self._session(), path.rpartition("/")[2]))
-        if path.startswith("/files/"):
-            return self._file(path)
-        if path.startswith("/examples/") and path[10:] in EXAMPLES:
-            f = example_path(path[10:])
-            if f is not None:
-                return self._send_file(f)
-        raise HTTPError(404, f"no such page: {path}")
-
-    def _post(self):
-        path = urllib.parse.urlsplit(self.path).path
-        svc = self.service
-        if path == "/api/session":
-            self._body(MAX_JSON)
-            return self._json({"session": svc.new_session().id, **svc.info()})
-        actions = {
-            "/api/reenact": svc.reenact,
-            "/api/edit/source": svc.edit_source,
-            "/api/edit/export": svc.export_dp,
-            "/api/edit/sweep": svc.sweep,
-        }
-        if path == "/api/edit/render":
-            req = self._request_json()
-            return self._send(200, svc.render(self._session(), req), "image/png")
-        if path in actions:
-            req = self._request_json()
-            return self._json(actions[path](self._session(), req))
-        raise HTTPError(404, f"no such action: {path}")
-
-    def _put(self):
-        url = urllib.parse.urlsplit(self.path)
-        if url.path != "/api/upload":
-            raise HTTPError(404, f"no such upload target: {url.path}")
-        q = urllib.parse.parse_qs(url.query)
-        s = self._session()
-        data = self._body(int(self.service.opts.max_upload_mb * 2**20))
-        self._json(self.service.upload(s, q.get("slot", [""])[0], q.get("name", [""])[0], data))
-
-    def _file(self, path: str):
-        """A file of a session's folder, with single byte ranges (what <video> asks for)."""
-        m = re.fullmatch(r"/files/([^/]+)/(.+)", path)
-        if m is None:
-            raise HTTPError(404, f"no such file: {path}")
-        s = self.service.session(m[1])
-        f = (s.dir / m[2]).resolve()
+    async def files(request: Request):
+        s = svc.session(request.path_params["session"])
+        rel = request.path_params["path"]
+        f = (s.dir / rel).resolve()
         if not f.is_relative_to(s.dir.resolve()) or not f.is_file():
-            raise HTTPError(404, f"no such file: {m[2]}")
-        self._send_file(f)
+            raise HTTPError(404, f"no such file: {rel[:200]}")
+        return send_file(f)
 
-    def _send_file(self, f: pathlib.Path):
-        data = f.read_bytes()
-        ctype = TYPES.get(f.suffix.lower()) or mimetypes.guess_type(f.name)[0] or "application/octet-stream"
-        headers = {"Accept-Ranges": "bytes"}
-        r = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "").strip())
-        if r is None or not (r[1] or r[2]):
-            return self._send(200, data, ctype, headers)
-        size = len(data)
-        lo, hi = (int(r[1]), min(int(r[2] or size - 1), size - 1)) if r[1] else (max(0, size - int(r[2])), size - 1)
-        if lo > hi or lo >= size:
-            return self._send(416, b"", ctype, {"Content-Range": f"bytes */{size}"})
-        headers["Content-Range"] = f"bytes {lo}-{hi}/{size}"
-        self._send(206, data[lo : hi + 1], ctype, headers)
+    async def examples(request: Request):
+        kind = request.path_params["kind"]
+        f = example_path(kind) if kind in EXAMPLES else None
+        if f is None:
+            raise HTTPError(404, f"no such example: {kind[:40]}")
+        return send_file(f)
+
+    async def user_error(request, e: UserError):
+        return _error(503 if isinstance(e, Busy) else 400, str(e))
+
+    async def http_error(request, e):
+        status = getattr(e, "status", None) or getattr(e, "status_code", 500)
+        msg = str(e) if isinstance(e, HTTPError) else (e.detail if status != 404 else "no such page")
+        return _error(status, msg)
+
+    async def internal(request, e: Exception):  # uvicorn logs the traceback
+        return _error(500, f"internal error ({type(e).__name__}); see the app's log")
+
+    routes = [
+        *(Route(p, page, methods=["GET"]) for p in STATIC_FILES),
+        Route("/api/info", info, methods=["GET"]),
+        Route("/api/session", session_new, methods=["POST"]),
+        Route("/api/session", session_close, methods=["DELETE"]),
+        Route("/api/upload", upload, methods=["PUT"]),
+        Route("/api/reenact", action(svc.reenact), methods=["POST"]),
+        Route("/api/edit/source", action(svc.edit_source), methods=["POST"]),
+        Route("/api/edit/render", action(svc.render, png=True), methods=["POST"]),
+        Route("/api/edit/export", action(svc.export_dp), methods=["POST"]),
+        Route("/api/edit/sweep", action(svc.sweep), methods=["POST"]),
+        Route("/api/job/{job}", job, methods=["GET"]),
+        Route("/api/job/{job}/cancel", job_cancel, methods=["POST"]),
+        Route("/files/{session}/{path:path}", files, methods=["GET"]),
+        Route("/examples/{kind}", examples, methods=["GET"]),
+    ]
+    handlers = {UserError: user_error, HTTPError: http_error, HTTPException: http_error, Exception: internal}
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    return Guard(app, opts.host in LOOPBACK or opts.host.startswith("127."), opts.allowed_hosts)
 
 
-def make_server(service: Service, host: str = "127.0.0.1", port: int = 0, verbose: bool = False):
-    """A `ThreadingHTTPServer` of the app on `service` (not started: call `serve_forever`)."""
-    handler = type("AppHandler", (Handler,), {"service": service, "verbose": verbose})
-    try:
-        httpd = http.server.ThreadingHTTPServer((host, port), handler)
-    except OSError as e:
-        raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); "
-                        "pick another port (--port 0 takes any free one)") from None  # fmt: skip
-    httpd.daemon_threads = True
-    return httpd
+# -- serving ----------------------------------------------------------------------------------------------------
+class AppServer:
+    """The app on a bound, listening socket: `serve_forever()` (blocking) or `start()` (a thread, for tests),
+    `shutdown()`."""
+
+    def __init__(self, service: Service, opts: Options):
+        family = socket.AF_INET6 if ":" in opts.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((opts.host, opts.port))
+            sock.listen(opts.backlog)
+        except OSError as e:
+            sock.close()
+            raise UserError(f"--host {opts.host} --port {opts.port}: cannot listen there ({e.strerror or e}); "
+                            "pick another port (--port 0 takes any free one)") from None  # fmt: skip
+        self.sock, self.service, self.opts = sock, service, opts
+        protocol = type("Protocol", (TimedH11Protocol,), {"header_timeout": opts.request_timeout})
+        config = uvicorn.Config(
+            build_app(service, opts),
+            http=protocol,
+            lifespan="off",
+            backlog=opts.backlog,
+            limit_concurrency=opts.max_connections,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=5,
+            h11_max_incomplete_event_size=64 * 1024,
+            log_level="info" if opts.verbose else "warning",
+            access_log=opts.verbose,
+            server_header=False,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+    def serve_forever(self) -> None:
+        self.server.run(sockets=[self.sock])
+
+    def start(self) -> AppServer:
+        self.thread = threading.Thread(target=self.serve_forever, name="app-server", daemon=True)
+        self.thread.start()
+        while not self.server.started and self.thread.is_alive():
+            threading.Event().wait(0.02)
+        return self
+
+    def shutdown(self) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(30)
+        self.sock.close()
 
 
-def url_of(httpd) -> str:
-    host, port = httpd.server_address[:2]
-    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+def make_server(service: Service, host: str = "127.0.0.1", port: int = 0, verbose: bool = False,
+                **kw) -> AppServer:  # fmt: skip
+    """The app on `service`, listening (not serving yet: `serve_forever()` or `start()`)."""
+    return AppServer(service, Options(host=host, port=port, verbose=verbose, **kw))
 
 
 def serve(opts: Options, locate=None) -> None:
-    """Load the networks, start the server and serve until interrupted (Ctrl-C, SIGTERM); the temporary folders
-    are removed on the way out."""
+    """Load the networks, start the server and serve until interrupted (Ctrl-C, SIGTERM: the running jobs are
+    stopped and the temporary folders removed; `cli_main` turns the signal into exit status 130 / 143)."""
     service = Service(opts.service, locate=locate)
     try:
-        httpd = make_server(service, opts.host, opts.port, opts.verbose)
+        httpd = AppServer(service, opts)
     except BaseException:
         service.close()
         raise
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
     try:
-        print(f"jaxreenact app: {url_of(httpd)}  (Ctrl-C stops it)", flush=True)
+        print(f"jaxreenact app: {httpd.url}  (Ctrl-C stops it)", flush=True)
         if opts.service.tiny:
             print(f"  NOTE: {service.info()['banner']}", flush=True)
         if service.weights_message:
             print("  " + service.weights_message.replace("\n", "\n  "), flush=True)
         if opts.host not in LOOPBACK:
             print(f"  WARNING: listening on {opts.host}: anyone who can reach it can use the app", flush=True)
-        httpd.serve_forever(poll_interval=0.25)
+        httpd.serve_forever()  # uvicorn re-raises the signal that stopped it once it has shut down
     finally:
-        httpd.server_close()
-        service.close()
-
-
-def _terminate(signum, frame):
-    print("terminated", file=sys.stderr)
-    raise SystemExit(143)
+        httpd.sock.close()
+        stopped = service.close(wait=30.0)
+        if not stopped:  # a job stuck in one device call: leave now rather than abort at interpreter exit
+            e = sys.exc_info()[1]
+            code = preemption.exit_code(e) if isinstance(e, KeyboardInterrupt) else 1
+            print(f"{preemption.message(e) if isinstance(e, KeyboardInterrupt) else 'stopped'}; a job did not "
+                  "stop within 30 s (temporary folders removed)", file=sys.stderr, flush=True)  # fmt: skip
+            os._exit(code)

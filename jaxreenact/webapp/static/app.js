@@ -1,4 +1,6 @@
 // The page of `python -m jaxreenact.app`: plain JavaScript over the JSON API of jaxreenact/webapp/server.py.
+// Every request carries the X-Session header (the server refuses state changes without it: a cross-site page
+// cannot send it).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -52,18 +54,28 @@ function showProgress(id, st) {
   show(box, true);
 }
 
+const runningJobs = {}; // progress box id -> the job id shown there
+
+async function cancelJob(progressId) {
+  const id = runningJobs[progressId];
+  if (!id) return;
+  try { await api(`/api/job/${id}/cancel`); } catch (e) { /* the poll reports the outcome */ }
+}
+
 async function runJob(start, progressId) {
   showProgress(progressId, null);
   try {
     let st = await start;
+    runningJobs[progressId] = st.job;
     while (st.state === "queued" || st.state === "running") {
       showProgress(progressId, st);
       await sleep(400);
       st = await api("/api/job/" + st.job, { method: "GET" });
     }
-    if (st.state === "error") throw new Error(st.error);
+    if (st.state === "error" || st.state === "cancelled") throw new Error(st.error || "cancelled");
     return st.result;
   } finally {
+    delete runningJobs[progressId];
     show($(progressId), false);
   }
 }
@@ -71,7 +83,10 @@ async function runJob(start, progressId) {
 // -- inputs -------------------------------------------------------------------------------------------------
 function describe(r) {
   if (r.kind === "latent") return `${r.name}: a latent`;
-  if (r.kind === "video") return `${r.name}: video, ${r.frames} frames${r.fps ? ` at ${r.fps} fps` : ""}`;
+  if (r.kind === "video" && r.frames) {
+    const cut = r.max_frames && r.frames > r.max_frames ? ` (the first ${r.max_frames} are used: the app's limit)` : "";
+    return `${r.name}: video, ${r.frames} frames${r.fps ? ` at ${r.fps} fps` : ""}${cut}`;
+  }
   if (r.size) return `${r.name}: ${r.kind}, ${r.size[0]}×${r.size[1]}`;
   return `${r.name}: ${r.kind}`;
 }
@@ -299,6 +314,15 @@ async function main() {
   }
   SESSION = INFO.session;
   document.body.dataset.session = SESSION;
+  // Closing the page closes its session: its jobs stop and its files go.
+  window.addEventListener("pagehide", () => {
+    fetch("/api/session", { method: "DELETE", headers: { "X-Session": SESSION }, keepalive: true }).catch(() => {});
+  });
+  const lim = INFO.limits;
+  $("max-frames").max = lim.max_frames;
+  $("max-frames").placeholder = `all (≤ ${lim.max_frames})`;
+  $("limits").textContent = `Limits: ${lim.max_frames} driving frames and ${Math.round(lim.job_seconds)} s per job, ` +
+    `${lim.queue} jobs queued in all, uploads up to ${INFO.max_upload_mb} MB and ${(lim.max_pixels / 1e6).toFixed(1)} megapixels.`;
   if (INFO.banner) { $("banner").textContent = INFO.banner; show($("banner"), true); }
   if (INFO.weights_message) { $("weights-text").textContent = INFO.weights_message; show($("weights"), true); }
   for (const t of document.querySelectorAll(".tab")) t.addEventListener("click", () => selectTab(t.dataset.tab));
@@ -308,6 +332,9 @@ async function main() {
   $("tune").addEventListener("change", () => { $("tune-steps").disabled = !$("tune").checked; });
   $("edit-tune").addEventListener("change", () => { $("edit-tune-steps").disabled = !$("edit-tune").checked; });
   $("run-reenact").addEventListener("click", reenact);
+  $("use-examples").addEventListener("click", () => { $("source-example").click(); $("driving-example").click(); });
+  if (!INFO.examples.source || !INFO.examples.driving) $("use-examples").disabled = true;
+  for (const b of document.querySelectorAll("button.cancel")) b.addEventListener("click", () => cancelJob(b.dataset.progress));
   $("edit-load").addEventListener("click", editLoad);
   $("edit-reset").addEventListener("click", () => {
     INFO.directions.forEach((_, i) => { $("s-" + i).value = 0; $("o-" + i).textContent = "0.0"; });
