@@ -33,12 +33,13 @@ def parse_args(argv=None):
 @cli_main
 def main(argv=None, locate=None):
     a = parse_args(argv)
+    tune, tune_steps = cli.tuning(a)
     opts = editing.Options(
         source=cli.input_path(a.source, cli.EXAMPLE_SOURCE),
         out=a.out,
         directions=a.directions,
-        tune=a.tune,
-        tune_steps=a.tune_steps,
+        tune=tune,
+        tune_steps=tune_steps,
         save_images=a.save_images,
         batch_size=a.batch_size,
         weights={n: getattr(a, n) for n in editing.WEIGHT_NAMES},

@@ -30,7 +30,7 @@ def run(config, workdir, progress: bool = True, locate=None) -> dict:
     workdir = cli.check_out_dir(workdir, "--workdir")
     results = protocol.evaluate(config, workdir, progress=progress, locate=locate)
     print(report.table1(results))
-    print(f"wrote {workdir}/results.json, table1.md, self/ cross/ plots/ grids/")
+    print(f"wrote {cli.folder_entries(workdir)}")
     return results
 
 

@@ -34,7 +34,9 @@ def parse_args(argv=None):
 def main(argv=None):
     a = parse_args(argv)
     out = cli.check_out_file(a.out)
-    generate(a.generator, a.num, a.seed, a.truncation, out, a.nrow, a.batch_size, tiny=a.tiny)
+    generate(
+        a.generator, a.num, a.seed, a.truncation, out, a.nrow, a.batch_size, tiny=a.tiny, progress=not a.no_progress
+    )
     print(f"wrote {out} ({a.num} samples, truncation {a.truncation}, seed {a.seed}"
           f"{'; --tiny random generator: the faces mean nothing' if a.tiny else ''})")  # fmt: skip
 

@@ -57,6 +57,7 @@ def parse_args(argv=None):
 @cli_main
 def main(argv=None, locate=None):
     a = parse_args(argv)
+    tune, tune_steps = cli.tuning(a)
     component = "pose" if a.pose_only else "expression" if a.expression_only else "all"
     opts = reenactment.Options(
         source=cli.input_path(a.source, cli.EXAMPLE_SOURCE),
@@ -65,8 +66,8 @@ def main(argv=None, locate=None):
         motion_file=a.motion_file,
         export_motion=a.export_motion,
         motion=motion.MotionOptions(a.mode, motion.parse_gains(a.gains), component, a.smooth),
-        tune=not a.no_tune,
-        tune_steps=a.tune_steps,
+        tune=tune,
+        tune_steps=tune_steps,
         save_frames=a.save_frames,
         batch_size=a.batch_size,
         max_frames=a.max_frames,

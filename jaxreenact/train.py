@@ -37,7 +37,7 @@ def main(argv):
                   f"do. To train further, rerun with a larger --config.train.steps=N (it resumes at step {done}).")  # fmt: skip
             return 0
         state = loop.train(config, workdir, build_stage=stages.build_stage, progress=not _NO_PROGRESS.value)
-    print(f"trained to step {int(state.step)}; wrote {workdir}/checkpoints/, metrics.jsonl, images/ and tb/ "
+    print(f"trained to step {int(state.step)}; wrote {cli.folder_entries(workdir)} "
           f"(view with: tensorboard --logdir {workdir}/tb)")  # fmt: skip
     return 0
 

@@ -3,6 +3,7 @@ line with a suggestion, the shared flags mapped onto the config, shipped paths a
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import pathlib
@@ -151,6 +152,7 @@ def test_training_mistakes_end_in_one_line_and_create_nothing(tmp_path):
         "--config=configs/synthetic.py:tiny --config.train.steps=abc --workdir=w4",
         "--config=configs/synthetic.py:tiny",
         "--config=configs/synthetic.py:tiny --workdir=afile",
+        "--config=configs/synthetic.py:tiny --workdri=w8",
         "--config=configs/synthetic.py --workdir=w7",
     ]
     lines = _run_cases(tmp_path, "jaxreenact.train", "train.batch_size", cases)
@@ -164,9 +166,10 @@ def test_training_mistakes_end_in_one_line_and_create_nothing(tmp_path):
     assert "config.train.steps" in out[cases[3]] and "abc" in out[cases[3]]
     assert "--workdir is missing" in out[cases[4]]
     assert "afile: is a file" in out[cases[5]]
+    assert "unknown flag --workdri: did you mean --workdir?" in out[cases[6]]
     # missing weights: one message listing every checkpoint with its command (several lines, exit 2)
-    assert out[cases[6]].startswith("2 error (jaxreenact.train): missing converted weights")
-    assert "converters.all" in out[cases[6]]
+    assert out[cases[-1]].startswith("2 error (jaxreenact.train): missing converted weights")
+    assert "converters.all" in out[cases[-1]] and "add --tiny" in out[cases[-1]]
     assert lines[-1] == "left: ['afile']"  # no workdir was created by any failed start
 
 
@@ -192,3 +195,117 @@ def test_evaluation_mistakes_end_in_one_line_and_create_nothing(tmp_path):
     assert out[cases[5]].startswith("2 error (jaxreenact.evaluate): missing converted weights")
     assert "config.weights.inception" in out[cases[5]]
     assert lines[-1] == "left: ['afile', 'tree']"
+
+
+# ------------------------------------------------------------------------------------------- issue 25 frictions
+@pytest.mark.parametrize(
+    "program, argv, suggestion",
+    [
+        ("reenact", ["--sourse", "example", "--driving", "example", "--out", "o"], "--source"),
+        ("reenact", ["--source", "example", "--drving=example", "--out", "o"], "--driving"),
+        ("edit", ["--source", "example", "--directons", "0", "--out", "o"], "--directions"),
+        ("generate", ["--tiny", "--nmu", "3"], "--num"),
+        ("preprocess", ["example", "--out", "o", "--max-frams", "3"], "--max-frames"),
+        ("stats", ["--tiny", "--out", "r.npy", "--nun", "4"], "--num"),
+        ("invert", ["root", "--save-imagse"], "--save-images"),
+    ],
+)
+def test_a_mistyped_flag_gets_a_suggestion(program, argv, suggestion, capsys):
+    """Checked before argparse's own parsing, which would first complain about the required flag instead."""
+    prog = importlib.import_module(f"jaxreenact.{program}")
+    with pytest.raises(SystemExit) as e:
+        prog.parse_args(argv)
+    assert e.value.code == 2
+    bad = next(a.split("=")[0] for a in argv if a.startswith("--") and a.split("=")[0] not in ALLOWED)
+    assert f"unknown flag {bad}: did you mean {suggestion}?" in capsys.readouterr().err
+
+
+ALLOWED = ("--source", "--driving", "--out", "--tiny")
+
+
+def test_known_flags_values_and_abbreviations_are_not_flagged():
+    from jaxreenact import reenact
+
+    a = reenact.parse_args(["--source", "example", "--driving=example", "--out", "o", "--gains", "jaw=1.5",
+                            "--max-fr", "3", "--tiny"])  # fmt: skip
+    assert a.max_frames == 3 and a.gains == ["jaw=1.5"]
+
+
+class _Ran(Exception):
+    pass
+
+
+def test_tune_steps_alone_tunes_in_edit(monkeypatch):
+    from jaxreenact import edit
+    from jaxreenact.inference import editing
+
+    seen = []
+
+    def fake_run(opts, locate=None):
+        seen.append(opts)
+        raise _Ran
+
+    monkeypatch.setattr(editing, "run", fake_run)
+    for extra, want in ((["--tune-steps", "2"], (True, 2)), ([], (False, 200)), (["--tune"], (True, 200))):
+        with pytest.raises(_Ran):
+            edit.main(["--source", "example", "--directions", "0", "--out", "o", "--tiny", *extra])
+        assert (seen[-1].tune, seen[-1].tune_steps) == want, extra
+
+
+def test_no_tune_with_tune_steps_is_an_error(capsys):
+    from jaxreenact import reenact
+
+    with pytest.raises(SystemExit) as e:
+        reenact.main(["--source", "example", "--driving", "example", "--out", "o", "--no-tune", "--tune-steps", "5"])
+    assert e.value.code == 2
+    assert "--no-tune and --tune-steps 5" in capsys.readouterr().err
+
+
+def test_generate_shows_progress(capsys):
+    import jax.numpy as jnp
+
+    from jaxreenact.inference import sampling
+
+    class Generator:  # stands in for StyleGAN2: what `sample` calls, nothing else
+        style_dim = 4
+
+        def apply(self, variables, z, truncation):
+            return jnp.broadcast_to(z[:, None, None, :3], (z.shape[0], 2, 2, 3))
+
+    cli.setup_logging(False)
+    images = sampling.sample(Generator(), {}, 5, batch=2, progress=True)
+    assert images.shape == (5, 2, 2, 3)
+    err = capsys.readouterr().err
+    assert "compiles the generator" in err and "generate" in err and "5/5" in err
+
+
+def test_the_missing_weights_message_mentions_tiny(tmp_path):
+    from jaxreenact.weights import registry
+
+    with pytest.raises(UserError) as e:
+        registry.check_paths({"generator": str(tmp_path / "nothing")})
+    assert "python -m converters.stylegan2" in str(e.value) and "--tiny" in str(e.value)
+
+
+def test_reenact_last_line_names_every_file_it_wrote():
+    from jaxreenact.inference import reenactment
+
+    written = ["reenacted.mp4", "grid.mp4", "pasted.mp4", "source.png", "source_inverted.png", "source_dp0.png",
+               "summary.json", "frames/"]  # docs/inference.md's list  # fmt: skip
+    summary = {"frames": 3, "fps": 25.0, "mode": "absolute", "audio": True, "seconds_total": 1.0,
+               "no_face_frames_held": [], "multiple_faces": [], "tiny_random_networks": True, "pasted": True,
+               "pasted_size": [512, 384], "outputs": [*written, "m.npz"]}  # fmt: skip
+    last = reenactment.format_summary(summary, "runs/r").splitlines()[-1]
+    assert last.startswith("wrote runs/r/: ")
+    for name in [*written, "m.npz"]:
+        assert name in last, name
+
+
+def test_a_workdir_program_names_everything_in_its_folder(tmp_path):
+    """train and evaluate end with `cli.folder_entries(workdir)`: each file and folder of the workdir."""
+    for name in ("checkpoints", "images", "tb", "cache"):
+        (tmp_path / name).mkdir()
+    for name in ("config.json", "metrics.jsonl", "results.json"):
+        (tmp_path / name).write_text("{}")
+    line = cli.folder_entries(tmp_path)
+    assert line == f"{tmp_path}/: cache/, checkpoints/, config.json, images/, metrics.jsonl, results.json, tb/"

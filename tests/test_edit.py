@@ -37,11 +37,13 @@ def test_shift_sequence_is_the_authors_sweep():
     assert len(editing.shift_sequence(-2.0)) == len(np.arange(-4, -2, 0.6)) + len(np.arange(-2, 8 + 1e-5, 0.6))
 
 
-def test_edit_photo_writes_gif_mp4_and_sheet(tmp_path):
+def test_edit_photo_writes_gif_mp4_and_sheet(tmp_path, capsys):
     out = tmp_path / "e"
     s = edit.main(["--source", str(PHOTO), "--directions", "0", "3", "--out", str(out), "--tune", "--tune-steps", "1",
                    "--save-images"] + COMMON)  # fmt: skip
     assert s["tuned"]
+    last = capsys.readouterr().out.strip().splitlines()[-1]  # the last line names every file and folder written
+    assert all(p.name in last for p in out.iterdir()), (sorted(p.name for p in out.iterdir()), last)
     assert list(s["directions"]) == ["0_yaw", "3_jaw"]
     for tag, d in s["directions"].items():
         n = len(editing.shift_sequence(d["start"]))

@@ -1,5 +1,6 @@
 """`python -m jaxreenact.reenact` end to end with tiny random networks and a fake face locator (--tiny)."""
 
+import os
 import pathlib
 
 import numpy as np
@@ -27,12 +28,14 @@ def _frames(folder):
     return [images_lib.read_image(p) for p in sorted((folder / "frames").glob("*.png"))]
 
 
-def test_reenact_video_export_replay_and_held_frames(tmp_path):
+def test_reenact_video_export_replay_and_held_frames(tmp_path, capsys):
     out = tmp_path / "a"
     argv = ["--source", "example", "--driving", "example", "--out", str(out), "--max-frames", "5",
             "--tune-steps", "2", "--save-frames", "--export-motion", str(tmp_path / "m.npz")]  # fmt: skip
     s = reenact.main(argv + COMMON, locate=FixedLocate(missing={2}))  # call 0 = source, call 3 = driving frame 2
     assert s["frames"] == 5 and s["no_face_frames_held"] == ["000001"] and s["pasted"]
+    last = capsys.readouterr().out.strip().splitlines()[-1]  # the last line names every file and folder written
+    assert all(p.name in last for p in [*out.iterdir(), tmp_path / "m.npz"]), (sorted(os.listdir(out)), last)
     band = band_height(label_scale(256))
     for name, size in (("reenacted.mp4", (256, 256)), ("grid.mp4", (768, 256 + band)), ("pasted.mp4", (1280, 720))):
         info = video_lib.probe_video(out / name)  # pasted.mp4: the source photo's own resolution

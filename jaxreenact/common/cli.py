@@ -120,22 +120,72 @@ def add_batch_flag(p: argparse.ArgumentParser, default: int, help: str) -> None:
         p.add_argument(alias, type=int, dest="batch_size", help=argparse.SUPPRESS)
 
 
+TUNE_STEPS = 200  # the authors' generator tuning steps
+
+
 def add_tune_flags(p: argparse.ArgumentParser, what: str = "the source", default_on: bool = True) -> None:
+    """--no-tune (tuning on by default) or --tune (off by default), and --tune-steps; read them with `tuning`."""
     if default_on:
         p.add_argument("--no-tune", action="store_true", help=f"skip generator tuning of {what} (on by default)")
+        also = ""
     else:
         p.add_argument("--tune", action="store_true", help=f"tune the generator on {what} first (off by default)")
-    p.add_argument("--tune-steps", type=int, default=200, help="generator tuning steps (default 200, the authors')")
+        also = "; given alone, it turns tuning on"
+    p.add_argument("--tune-steps", type=int, default=None, metavar="N",
+                   help=f"generator tuning steps (default {TUNE_STEPS}, the authors'){also}")  # fmt: skip
+
+
+def tuning(a: argparse.Namespace) -> tuple[bool, int]:
+    """(tune, steps) of the flags of `add_tune_flags`. `--tune-steps N` never does nothing silently: where tuning is
+    off by default it turns it on, and with `--no-tune` it is an error."""
+    steps = TUNE_STEPS if a.tune_steps is None else a.tune_steps
+    if a.tune_steps is not None and a.tune_steps < 0:
+        raise UserError(f"--tune-steps {a.tune_steps}: must be 0 or more")
+    if hasattr(a, "no_tune"):
+        if a.no_tune and a.tune_steps is not None:
+            raise UserError(f"--no-tune and --tune-steps {a.tune_steps}: tuning is off, so its steps do nothing; "
+                            "drop one of them")  # fmt: skip
+        return not a.no_tune, steps
+    return bool(a.tune or a.tune_steps is not None), steps
+
+
+def unknown_flags(p: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """One message per `--flag` of `argv` that `p` does not know (nor abbreviates), with the closest known flag.
+    Checked before argparse parses: it would first complain about the required flag the typo was meant to be."""
+    known = sorted({s for a in p._actions if a.help != argparse.SUPPRESS for s in a.option_strings if s[:2] == "--"})
+    every = {s for a in p._actions for s in a.option_strings}
+    out = []
+    for tok in argv:
+        if tok == "--":
+            break
+        name = tok.split("=", 1)[0]
+        if not name.startswith("--") or name in every or any(k.startswith(name) for k in every):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        out.append(f"unknown flag {name}" + (f": did you mean {close[0]}?" if close else " (see --help)"))
+    return out
 
 
 def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """Parse the flags, set up logging (`--verbose`) and the compilation cache (`--compile-cache`)."""
+    """Parse the flags (an unknown or mistyped flag is an error with a suggestion), set up logging (`--verbose`),
+    the compilation cache (`--compile-cache`) and the matmul precision (`--precision`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    bad = unknown_flags(p, argv)
+    if bad:
+        p.error("; ".join(bad))
     a = p.parse_args(argv)
     setup_logging(getattr(a, "verbose", False))
     compile_cache.setup(getattr(a, "compile_cache", None))
     if hasattr(a, "precision"):  # stated, never the backend's (or a caller's) default
         a.precision = precision.set_default(a.precision or precision.program_default(p.prog))
     return a
+
+
+def folder_entries(path) -> str:
+    """`PATH/: a, b/, c`: what a program's own folder (a training or evaluation workdir) holds, for its last line."""
+    p = pathlib.Path(path)
+    names = sorted(e.name + ("/" if e.is_dir() else "") for e in p.iterdir()) if p.is_dir() else []
+    return f"{p}/: {', '.join(names)}"
 
 
 def check_out_dir(path, flag: str = "--out") -> pathlib.Path:
@@ -349,6 +399,11 @@ def run_config_program(main, batch_field: str, argv=None) -> None:
             return flags.FLAGS(args)
         except UserError as e:
             fail(str(e))
+        except flags.UnrecognizedFlagError as e:  # absl's own wording names no dashes; say it as the others do
+            names = [n for n in flags.FLAGS if "." not in n]
+            close = difflib.get_close_matches(e.flagname, names, n=1, cutoff=0.6)
+            fail(f"unknown flag --{e.flagname}: " + (f"did you mean --{close[0]}?" if close else
+                 f"see python -m {prog} --help"))  # fmt: skip
         except flags.Error as e:
             fail(_one_line(e))
 

@@ -223,6 +223,10 @@ def run(opts: Options, locate=None) -> dict:
         "fps": FPS,
         "directions": per_dir,
         "tiny_random_networks": opts.tiny,
+        "outputs": ["source.png"]
+        + [f"{t}.{x}" for t in per_dir for x in ("gif", "mp4")]
+        + ["contact_sheet.png", "summary.json"]
+        + (["images/"] if opts.save_images else []),
     }
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     return summary
@@ -234,5 +238,5 @@ def format_summary(summary: dict, out) -> str:
         lines.append(f"  {tag}: start {d['start']:+.2f} shift units, {d['frames']} frames -> {out}/{tag}.gif, .mp4")
     if summary["tiny_random_networks"]:
         lines.append("  NOTE: --tiny random networks: the pictures mean nothing (tests and demos only)")
-    lines.append(f"wrote {out}/contact_sheet.png, {out}/summary.json and a .gif and .mp4 per direction")
+    lines.append(f"wrote {out}/: {', '.join(summary['outputs'])}")
     return "\n".join(lines)

@@ -227,6 +227,11 @@ def even_sides(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
+# What `run` writes into its --out folder (summary["outputs"] lists those of a run, then --export-motion's file).
+IN_FOLDER = ("reenacted.mp4", "grid.mp4", "pasted.mp4", "source.png", "source_inverted.png", "source_dp0.png",
+             "summary.json", "frames/")  # fmt: skip
+
+
 def format_summary(summary: dict, out: str | os.PathLike) -> str:
     lines = [f"{summary['frames']} frame(s) at {summary['fps']:g} fps, mode {summary['mode']}"
              f"{' (audio kept)' if summary['audio'] else ''}; {summary['seconds_total']} s"]  # fmt: skip
@@ -244,11 +249,9 @@ def format_summary(summary: dict, out: str | os.PathLike) -> str:
         lines.append(f"  {summary['driving_note']}")
     if summary["tiny_random_networks"]:
         lines.append("  NOTE: --tiny random networks: the pictures mean nothing (tests and demos only)")
-    main = [o for o in summary["outputs"] if o.endswith(".mp4")] + ["summary.json"]
-    pasted = (
-        f" (pasted into the source frame, {'x'.join(map(str, summary['pasted_size']))})"
-        if summary.get("pasted")
-        else ""
-    )
-    lines.append(f"wrote {', '.join(f'{out}/{o}' for o in main)}{pasted}")
+    size = "x".join(map(str, summary.get("pasted_size") or ()))
+    named = [f"{o} (pasted into the source frame, {size})" if o == "pasted.mp4" else o for o in summary["outputs"]]
+    inside = [o for o, raw in zip(named, summary["outputs"]) if raw in IN_FOLDER]
+    outside = [o for o in summary["outputs"] if o not in IN_FOLDER]  # --export-motion's file, wherever it is
+    lines.append(f"wrote {out}/: {', '.join(inside)}" + (f"; and {', '.join(outside)}" if outside else ""))
     return "\n".join(lines)

@@ -130,6 +130,9 @@ def default_paths(names=NAMES) -> dict[str, str]:
     return {n: entry(n).default for n in names}
 
 
+TINY_NOTE = "small random networks of the same kinds; the pictures mean nothing"
+
+
 def check_paths(paths: dict[str, str], how: str = "flag", hint: str = "") -> None:
     """One `UserError` listing every missing converted checkpoint of `paths` ({name: path}) with its command.
     `how`: "flag" names them `--name PATH`, "config" `config.weights.name = PATH`."""
@@ -142,7 +145,8 @@ def check_paths(paths: dict[str, str], how: str = "flag", hint: str = "") -> Non
         missing.append(f"  {where}: make it with `{e.convert(path or e.default)}` ({e.source})")
     if missing:
         raise UserError("missing converted weights" + (f" ({hint})" if hint else "") + ":\n" + "\n".join(missing)
-                        + f"\n  or convert every file of the authors' layout at once: `{ALL_COMMAND}`")  # fmt: skip
+                        + f"\n  or convert every file of the authors' layout at once: `{ALL_COMMAND}`"
+                        + f"\n  or, to try the programs without weights, add --tiny ({TINY_NOTE})")  # fmt: skip
 
 
 def table() -> str:
