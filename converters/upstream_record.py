@@ -114,8 +114,10 @@ class Upstream:
     def __exit__(self, *exc):
         for undo in reversed(self._undo):
             undo()
-        for name in set(sys.modules) - self._saved_modules:  # the authors' modules and the stand-ins
-            del sys.modules[name]
+        ours = ("libs", "wandb", "torchvision")  # the authors' modules and the stand-ins, imported afresh next time
+        for name in set(sys.modules) - self._saved_modules:
+            if name.split(".")[0] in ours:
+                del sys.modules[name]
 
     def _patch(self, obj, attr, value):
         old = getattr(obj, attr)
@@ -216,17 +218,31 @@ class Upstream:
             def forward(self, x):
                 return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale)
 
-        # checked at run time: the stand-in against the authors' own CPU function, on a blur-and-upsample call
+        # checked at run time against the authors' own CPU functions: the wrapper's argument handling against their
+        # dispatcher (which runs upfirdn2d_native on a CPU tensor); fused_leaky_relu in `check_fused_act`
         g = t.Generator().manual_seed(0)
         x, k = t.randn(2, 3, 9, 9, generator=g), t.randn(4, 4, generator=g)
         err = float((upfirdn2d(x, k, up=2, pad=(2, 1)) - up.upfirdn2d(x, k, up=2, pad=(2, 1))).abs().max())
         op = _module("libs.gan.StyleGAN2.op", FusedLeakyReLU=FusedLeakyReLU, fused_leaky_relu=fused_leaky_relu,
                      upfirdn2d=upfirdn2d)  # fmt: skip
         sys.modules["libs.gan.StyleGAN2.op"] = op
+        self.op_stand_in = op
         self.stand_ins["libs/gan/StyleGAN2/op"] = (
-            f"no CUDA build: upfirdn2d = the authors' upfirdn2d_native (vs their upfirdn2d dispatcher: max abs "
-            f"{err:.3g}); fused_leaky_relu = leaky_relu(x + bias, 0.2) * sqrt(2) (rosinality's CPU formula; their tree "
-            "has only the CUDA kernel, fused_bias_act_kernel.cu)"
+            f"no CUDA build: upfirdn2d = the authors' upfirdn2d_native (vs their upfirdn2d on a CPU tensor: max abs "
+            f"{err:.3g}); fused_leaky_relu = leaky_relu(x + bias, 0.2) * sqrt(2) (rosinality's CPU formula; their "
+            "tree has only the CUDA kernel for it)"
+        )
+
+    def check_fused_act(self, model) -> None:
+        """The fused_leaky_relu stand-in against their model.py's ScaledLeakyReLU (the same activation, on CPU)."""
+        op = getattr(self, "op_stand_in", None)
+        if op is None or not hasattr(model, "ScaledLeakyReLU") or "fused_leaky_relu vs" in str(self.stand_ins):
+            return
+        t, g = self.torch, self.torch.Generator().manual_seed(1)
+        x, b = t.randn(2, 5, 4, 4, generator=g), t.randn(5, generator=g)
+        err = float((op.fused_leaky_relu(x, b) - model.ScaledLeakyReLU(0.2)(x + b.view(1, -1, 1, 1))).abs().max())
+        self.stand_ins["libs/gan/StyleGAN2/op"] += (
+            f"; fused_leaky_relu vs their ScaledLeakyReLU(0.2)(x + b): max abs {err:.3g}"
         )
 
     def imp(self, module: str):
@@ -274,7 +290,9 @@ def generator(up: Upstream):
         raise UserError(f"{path}: missing (the generator checkpoint, {{'g_ema': ...}})")
     ck = t.load(path, map_location="cpu")
     cfg = infer_config({k: np.asarray(v) for k, v in ck["g_ema"].items()}, "g_ema")
-    cls = up.imp("libs.gan.StyleGAN2.model").Generator
+    model = up.imp("libs.gan.StyleGAN2.model")
+    up.check_fused_act(model)
+    cls = model.Generator
     g = cls(cfg["size"], 512, 8, channel_multiplier=cfg["channel_multiplier"])
     g.load_state_dict(ck["g_ema"], strict=cfg["size"] != 256)  # as libs/trainer.py / run_inference.py load it
     return g.to(up.device).eval(), cfg
