@@ -582,14 +582,14 @@ def record(repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_s
         raise UserError(
             f"--authors-repo {repo}: not a clone of the authors' repository (no libs/gan/StyleGAN2/model.py)"
         )
+    if "generator_tuning" in kinds and source is None:
+        raise UserError("generator_tuning tunes on your image: give --source IMG (a 256x256 face crop)")
     need = {"generator"} | ({"A"} if "direction_matrix" in kinds else set())
     need |= {"alexnet", "lin"} if "generator_tuning" in kinds else set()
     missing = [FILES[n] for n in sorted(need) if not (repo / FILES[n]).is_file()]
     if missing:
         raise UserError(f"--authors-repo {repo}: missing {', '.join(missing)} (the authors' checkpoints, placed as "
                         "converters.all reads them)")  # fmt: skip
-    if "generator_tuning" in kinds and source is None:
-        raise UserError("generator_tuning tunes on your image: give --source IMG (a 256x256 face crop)")
     src, src_note = (None, "") if "generator_tuning" not in kinds else source_u8(pathlib.Path(source))
     if "direction_matrix" in kinds and "stylegan2_vox256" not in kinds and not (out / "stylegan2_vox256").is_dir():
         kinds.insert(0, "stylegan2_vox256")  # its spec names the generator's folder
