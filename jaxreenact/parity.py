@@ -2,7 +2,8 @@
 
     python -m jaxreenact.parity tests/golden/*           # every shipped folder (files such as README.md are skipped)
     python -m jaxreenact.parity FOLDER --weights DIR     # the upstream checkpoint files in DIR, by the spec's names
-    python -m jaxreenact.parity record --help            # record golden folders with the authors' own code
+    python -m jaxreenact.parity record --authors-repo AUTHORS_REPO --source IMG --out OUT    # the authors' code
+    python -m jaxreenact.parity OUT/* --weights AUTHORS_REPO    # the port on what they recorded, both times
 
 Without --weights, each folder's random-weight checkpoints are rebuilt from its spec with the harness's
 `regen.py` (beside the golden folders) in a temporary folder, then converted with `converters.<name>.load_torch`
@@ -10,7 +11,10 @@ Without --weights, each folder's random-weight checkpoints are rebuilt from its 
 exit status 1 when any array misses its tolerance (or a folder's kind cannot be checked yet), 2 for a folder that
 cannot be read. While a folder runs, progress lines (each array, network conversion and training step, with the
 seconds since the folder started) go to stderr; --no-progress silences them. A folder written by `parity record`
-also prints the authors' recorded time and the port's on the same inputs and device (docs/comparison.md).
+also prints the authors' recorded time and the port's on the same inputs and device. `record` runs the authors'
+own code from a clone of their repository on your checkpoints and image (`converters.upstream_record`, which holds
+the torch code: the project allows PyTorch only in converters/ and tests) and writes such folders
+(docs/comparison.md).
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from jaxreenact.evaluation import parity
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The flags of a check, or of `record` (its own parser) when argv starts with it."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["record"]:
+        return record_args(argv[1:])
     p = argparse.ArgumentParser(prog="python -m jaxreenact.parity", description=__doc__.split("\n\n")[0])
     p.add_argument("folders", nargs="+", metavar="FOLDER", help="golden folder(s): spec.json, inputs.npz, expected.npz")
     p.add_argument("--weights", metavar="DIR", help="use the upstream checkpoint files in DIR instead of regenerating")
@@ -59,15 +67,14 @@ def _stderr(line: str) -> None:
 
 @cli_main
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["record"]:
-        r = record_args(argv[1:])
+    a = parse_args(argv)
+    if hasattr(a, "authors_repo"):
+        r = a
         done = upstream_record.record(r.authors_repo, r.source, r.out, r.kinds, seed=r.seed, batch=r.batch,
                                       tune_steps=r.tune_steps, log=_stderr)  # fmt: skip
         print(f"record: wrote {', '.join(map(str, done))}; compare with: python -m jaxreenact.parity "
               f"{' '.join(map(str, done))} --weights {r.authors_repo}")  # fmt: skip
         return
-    a = parse_args(argv)
     note = None if a.no_progress else _stderr
     folders = parity.golden_paths(a.folders, note=_stderr)  # the skipped files are said even with --no-progress
     results = parity.check_folders(folders, weights_dir=a.weights, tmp_root=a.tmp, echo=print, note=note)
