@@ -12,12 +12,15 @@ float32 with the highest matmul precision, as the tolerances assume.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
+import shutil
 import tempfile
 import time
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 
 from jaxreenact.common.errors import UserError
 from jaxreenact.evaluation.parity import networks as _networks  # noqa: F401  (registers the network kinds)
@@ -94,14 +97,27 @@ def golden_paths(paths, note=None) -> list[pathlib.Path]:
     return out
 
 
-def _compilation_cache(tmp_root) -> None:
-    """A persistent XLA compilation cache for this process (unless one is set), so that a timed folder's second run
-    measures running the port, not compiling it again (its runners re-trace their jitted functions)."""
+@contextlib.contextmanager
+def _compilation_cache(tmp_root):
+    """A persistent XLA compilation cache for the block (unless one is set), so that a timed folder's second run
+    measures running the port, not compiling it again (its runners re-trace their jitted functions). Undone on
+    exit: the settings restored, the cache folder deleted."""
     if jax.config.jax_compilation_cache_dir:
+        yield
         return
-    jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jaxreenact_parity_xla_", dir=tmp_root))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+            "jax_persistent_cache_min_entry_size_bytes")  # fmt: skip
+    old = {k: getattr(jax.config, k) for k in keys}
+    tmp = tempfile.mkdtemp(prefix="jaxreenact_parity_xla_", dir=tmp_root)
+    for k, v in zip(keys, (tmp, 0.0, 0), strict=True):
+        jax.config.update(k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            jax.config.update(k, v)
+        compilation_cache.reset_cache()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_folders(paths, weights_dir=None, tmp_root=None, echo=None, note=None) -> list[FolderResult]:
@@ -118,14 +134,14 @@ def check_folders(paths, weights_dir=None, tmp_root=None, echo=None, note=None) 
                         if not (pathlib.Path(weights_dir) / e["file"]).is_file()]  # fmt: skip
     if missing:
         raise UserError(f"--weights {weights_dir}: missing {', '.join(dict.fromkeys(missing))}")
-    if any(isinstance(f.spec.get("timing"), dict) for f in folders):
-        _compilation_cache(tmp_root)
+    timed = any(isinstance(f.spec.get("timing"), dict) for f in folders)
     out, shared = [], {}
-    for i, f in enumerate(folders):
-        with progress_to(note, f"{i + 1}/{len(folders)} {f.name}"):
-            progress(f"{f.kind}, {len(f.expected)} arrays")
-            r = check_folder(f, weights_dir, tmp_root, shared)
-        if echo is not None:
-            echo(r.format())
-        out.append(r)
+    with _compilation_cache(tmp_root) if timed else contextlib.nullcontext():
+        for i, f in enumerate(folders):
+            with progress_to(note, f"{i + 1}/{len(folders)} {f.name}"):
+                progress(f"{f.kind}, {len(f.expected)} arrays")
+                r = check_folder(f, weights_dir, tmp_root, shared)
+            if echo is not None:
+                echo(r.format())
+            out.append(r)
     return out
