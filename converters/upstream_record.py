@@ -47,8 +47,9 @@ NOT_RECORDED = {
     "renderer module",
     "e4e_vox256": "the e4e golden's runner reads both checkpoint layouts (official and pSp); the authors ship one",
     "reenact_frames": "Inference.run_reenactment needs the DECA wrapper (above) and face-alignment's detectors",
-    "train_step_synthetic": "Trainer needs the DECA wrapper (above), wandb and torchvision's utilities",
-}
+    **dict.fromkeys(("train_step_synthetic", "train_step_mixed", "train_step_paired"),
+                    "Trainer needs the DECA wrapper (above), wandb and torchvision's utilities"),
+}  # fmt: skip
 FILES = {
     "generator": "pretrained_models/stylegan-voxceleb.pt",
     "A": "pretrained_models/A_matrix.pt",
