@@ -129,15 +129,17 @@ def delta_stats(d: np.ndarray) -> np.ndarray:
     return np.array([d.sum(), np.abs(d).sum(), np.sqrt((d * d).sum()), np.abs(d).max(initial=0.0)])
 
 
-def stats_row(name: str, got: np.ndarray, want: np.ndarray, rtol: float = 1e-3) -> Row:
+def stats_row(name: str, got: np.ndarray, want: np.ndarray, rtol: float = 1e-3, atol: float = 0.0) -> Row:
     """`tuned_delta_stats` [T, 4] ([sum, sum |.|, L2, max |.|] per tensor): columns 1-3 within rtol, column 0 within
-    rtol × column 1 (a sum of signed steps can be ~0). Value: the largest error in those units."""
+    rtol × column 1 (a sum of signed steps can be ~0); with `atol` (the spec entry's `tol_max_abs`), a value within
+    atol also passes, as in `compare`'s rel measure (a one-entry tensor, a noise weight, is then graded as its own
+    delta row is). Value: the largest error in those units."""
     if got.shape != want.shape:
         return failed(name, f"shape {list(got.shape)} != expected {list(want.shape)}")
     w = np.asarray(want, np.float64)
-    scale = np.maximum(np.abs(w[:, 1:]), 1e-30)
-    rel = np.abs(got[:, 1:] - w[:, 1:]) / scale
-    col0 = np.abs(got[:, 0] - w[:, 0]) / np.maximum(np.abs(w[:, 1]), 1e-30)
+    floor = max(atol / rtol, 1e-30)
+    rel = np.abs(got[:, 1:] - w[:, 1:]) / np.maximum(np.abs(w[:, 1:]), floor)
+    col0 = np.abs(got[:, 0] - w[:, 0]) / np.maximum(np.abs(w[:, 1]), floor)
     v = float(max(rel.max(initial=0), col0.max(initial=0)))
     return Row(name, "stats", v, rtol, v <= rtol, "cols 1-3 rel; col 0 rel to col 1")
 
@@ -149,7 +151,7 @@ def tuning_row(name: str, got, spec, expected) -> Row:
     the same rules."""
     entry = spec["expected"].get(name, {})
     if name == "tuned_delta_stats":
-        return stats_row(name, np.asarray(got, np.float64), expected[name])
+        return stats_row(name, np.asarray(got, np.float64), expected[name], atol=float(entry.get("tol_max_abs", 0.0)))
     tol = entry.get("tol_max_abs")
     row = compare(name, got, expected[name], entry)
     if name.startswith("tuned_delta_") and tol is not None and not row.ok and np.shape(got) == np.shape(expected[name]):
