@@ -83,7 +83,10 @@ def test_record_bad_input_is_one_line(tmp_path):
     repo = standin_repo(tmp_path)
     for argv, msg in (
         (["--authors-repo", tmp_path / "nope", "--out", tmp_path / "o"], "not a clone of the authors' repository"),
-        (["--authors-repo", repo, "--out", tmp_path / "o", "deca_coarse"], "cannot record deca_coarse (deca_coarse: DECA's TestData imports kornia"),
+        (
+            ["--authors-repo", repo, "--out", tmp_path / "o", "deca_coarse"],
+            "cannot record deca_coarse (deca_coarse: DECA's TestData imports kornia",
+        ),
         (["--authors-repo", repo, "--out", tmp_path / "o", "generator_tuning"], "give --source IMG"),
     ):
         code, stdout, err = run("record", *argv)
