@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
+import time
 
 import goldens
 from jaxreenact.common.errors import UserError, cli_main
@@ -25,9 +27,17 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.name not in KINDS:
         raise UserError(f"{args.name}: not a training-step golden; use one of {', '.join(KINDS)}")
+    t0 = time.monotonic()
+
+    def progress(what):  # on stderr, as the parity program's progress lines
+        print(f"[{time.monotonic() - t0:7.1f} s] {args.name}: {what}", file=sys.stderr, flush=True)
+
+    progress("reading the golden and deriving the doubled batch's expected arrays")
     spec, inputs, expected = goldens.doubled_batch(args.name)
+    progress(f"writing {len(expected)} expected arrays to {args.out}")
     goldens.write_folder(spec, inputs, expected, args.out, goldens.GOLDEN / args.name)
-    print(f"wrote {args.out} (batch {spec['upstream']['config']['batch_size']})")
+    print(f"wrote {args.out} (batch {spec['upstream']['config']['batch_size']}); check it with "
+          f"python -m jaxreenact.parity {args.out} (progress on stderr)")  # fmt: skip
 
 
 if __name__ == "__main__":

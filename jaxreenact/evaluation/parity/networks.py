@@ -26,7 +26,7 @@ from converters import lpips as lpips_conv
 from converters import stylegan2 as stylegan2_conv
 from jaxreenact.common.errors import UserError
 from jaxreenact.evaluation.parity.registry import register
-from jaxreenact.evaluation.parity.report import Rows, image_input, nchw
+from jaxreenact.evaluation.parity.report import Rows, image_input, nchw, progress
 from jaxreenact.evaluation.parity.spec import Checkpoints, Component
 from jaxreenact.latent import directions, render
 from jaxreenact.models.arcface import id_crop, identity_loss
@@ -125,6 +125,7 @@ class Networks:
         block = {k: comp.block.get(k) for k in ("weights", "flame")} if where is None else {}
         key = (name, where, json.dumps([block, used], sort_keys=True, default=str))
         if key not in self.cache:
+            progress(f"converting {name} ({', '.join(e['file'] for e in roles.values())})")
             self.cache[key] = self._load(name, comp, roles)
         return self.cache[key]
 
@@ -145,7 +146,7 @@ class Networks:
 
 
 # ----------------------------------------------------------------------------------------------- StyleGAN2
-_RUN = re.compile(r"^(img|latent)_from_(z|wplus)(_trunc)?$")
+_RUN = re.compile(r"^(img|latent|generate_image)_from_(z|wplus)(_trunc)?$")  # generate_image: pooled to 256²
 _FEAT = re.compile(r"^(z|wplus)(_trunc)?_(.+)_out$")
 
 
@@ -189,6 +190,8 @@ def stylegan2(spec, inputs, expected, nets):
         for name, what in names.items():
             if what == "img":
                 rows.add(name, nchw(img))
+            elif what == "generate_image":  # the authors' generate_image pools a larger generator's image to 256²
+                rows.add(name, nchw(render.to_256(img) if img.shape[1] > 256 else img))
             elif what == "latent":
                 rows.add(name, lat)
             elif what in feats:
@@ -344,6 +347,7 @@ def direction_matrix(spec, inputs, expected, nets):
                 v, w, truncation=p, truncation_latent=t, input_is_latent=True, return_latents=True
             )  # fmt: skip
         )(gv, shifted, psi, trunc)
-        rows.add("image", nchw(render.to_256(img)))  # generate_image pools a larger generator's image to 256
+        # generate_image pools a larger generator's image to 256² (and leaves a smaller one as it is)
+        rows.add("image", nchw(render.to_256(img) if img.shape[1] > 256 else img))
         rows.add("image_latent", lat)
     return rows.finish()

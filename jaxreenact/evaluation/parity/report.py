@@ -13,8 +13,10 @@ A pipeline kind may build a row with its own measure where the spec entry's `com
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
+import time
 
 import numpy as np
 
@@ -31,6 +33,27 @@ class Row:
     @property
     def status(self) -> str:
         return "PASS" if self.ok else "FAIL"
+
+
+# ----------------------------------------------------------------------------------------------- progress
+_SINKS: list[tuple] = []  # the active progress sink: (write(line), folder label, start time)
+
+
+@contextlib.contextmanager
+def progress_to(write, label: str):
+    """Inside the block, `progress(what)` calls `write("[  12.3 s] LABEL: what")` (nothing when `write` is None)."""
+    _SINKS.append((write, label, time.monotonic()))
+    try:
+        yield
+    finally:
+        _SINKS.pop()
+
+
+def progress(what: str) -> None:
+    """One progress line for the folder being checked (a row done, a network converted, a step replayed)."""
+    if _SINKS and _SINKS[-1][0] is not None:
+        write, label, t0 = _SINKS[-1]
+        write(f"[{time.monotonic() - t0:7.1f} s] {label}: {what}")
 
 
 def failed(name: str, note: str, measure: str = "-") -> Row:
@@ -104,6 +127,8 @@ class Rows:
     def add(self, name: str, value=None, row: Row | None = None) -> None:
         if self.want(name):
             self.rows[name] = row or compare(name, np.asarray(value), self.expected[name], self.entries.get(name))
+            n = sum(1 for k in self.expected if self.only is None or k in self.only)
+            progress(f"{name} ({len(self.rows)}/{n} arrays) {self.rows[name].status}")
 
     def finish(self, why: str = "no rule of this kind computes this array") -> list[Row]:
         """Rows in the spec's order; an expected array no rule reached is a failure, so none is skipped silently."""

@@ -22,6 +22,7 @@ import zipfile
 import numpy as np
 
 from jaxreenact.common.errors import UserError
+from jaxreenact.evaluation.parity.report import progress
 
 FILES = ("spec.json", "inputs.npz", "expected.npz")
 # The component each network kind is (a network spec is its own component block).
@@ -185,6 +186,10 @@ class Checkpoints:
         return {n: self._done[(*key, n)] for n in names}
 
     def _regenerate(self, comp: Component, entries: list[dict]) -> None:
+        progress(f"regenerating the {comp.name} checkpoints ({', '.join(e['file'] for e in entries)})")
+        if "weights" not in comp.block:
+            raise UserError(f"{comp.spec_path}: recorded on your own checkpoints (no random-weight spec to rebuild "
+                            "them from); pass --weights AUTHORS_REPO")  # fmt: skip
         regen = _load_regen(comp.spec_path)
         if self._tmp is None:
             self._tmp = pathlib.Path(tempfile.mkdtemp(prefix="jaxreenact_parity_", dir=self._tmp_root))

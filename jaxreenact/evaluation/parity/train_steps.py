@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreenact.evaluation.parity.report import Row, Rows, box_kind, failed, image_input, nchw
+from jaxreenact.evaluation.parity.report import Row, Rows, box_kind, failed, image_input, nchw, progress
 from jaxreenact.evaluation.parity.step_setup import (
     DECA_PARTS,
     TERMS,
@@ -329,7 +329,9 @@ def _run(spec, inputs, expected, networks, paired, steps, only) -> list[dict]:
                 a_k = (
                     a_params_torch(expected["A_weight_after"][k - 1], expected["A_bias_after"][k - 1]) if have else None
                 )
+            progress(f"replaying step {k + 1}/{steps}")
             _step(r, spec["kind"], inputs, k, a_k)
+        progress("Adam's update of A")
         r.adam()
         return r.finish()
 

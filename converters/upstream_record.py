@@ -1,0 +1,620 @@
+"""Record golden folders with the authors' own code, on the user's checkpoints and images.
+
+    python -m jaxreenact.parity record --authors-repo AUTHORS_REPO --source IMG --out OUT [KIND ...]
+    python -m jaxreenact.parity OUT/* --weights AUTHORS_REPO        # then compare the port on the same inputs
+
+AUTHORS_REPO is a clone of github.com/StelaBou/stylegan_directions_face_reenactment with its checkpoints in place
+(`pretrained_models/`, the layout `converters.all` reads). Their code is imported from that clone and run through
+its own entry points; each kind becomes a folder OUT/<kind> in the format of the shipped goldens (spec.json in the
+authors' terms, inputs.npz, expected.npz), with every random draw the port needs (the truncation centre of
+`mean_latent(4096)`, the seeded z / W+ / Δp) in inputs.npz, and the authors' time for the recorded call.
+
+Kinds recorded here: `stylegan2_vox256` (their `Generator` and `generate_image`, which pools a generator larger than
+256² to 256²), `direction_matrix` (their `DirectionMatrix`, `generate_image` with a shift) and `generator_tuning`
+(their `optimize_g` on the source image). DECA, the reenactment and the training steps need kornia 0.4.1, yacs and
+their pytorch3d renderer's imports (`NOT_RECORDED`), which this recorder does not replace.
+
+Stand-ins, each used only when the real thing is missing and named in the spec's `stand_ins`: the StyleGAN2 CUDA
+ops without a CUDA build (upfirdn2d: the authors' own `upfirdn2d_native`; fused_leaky_relu: rosinality's CPU
+formula, checked against `upfirdn2d_native`-free arithmetic since their tree has no CPU version), torchvision's
+AlexNet (`features` in torchvision's layout, weights from the user's `alexnet-owt-7be5be79.pth`), `wandb` (imported,
+unused by these calls), `.cuda()` on a machine without CUDA (the CPU). The LPIPS heads their code downloads are read
+from `pretrained_models/alex.pth` instead: nothing is downloaded. torch is imported inside the functions, so the
+parity program imports this module without torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+import types
+
+import numpy as np
+from PIL import Image
+
+from converters.stylegan2 import infer_config
+from jaxreenact.common.errors import UserError
+
+KINDS = ("stylegan2_vox256", "direction_matrix", "generator_tuning")
+NOT_RECORDED = {
+    "deca_coarse": "DECA's TestData imports kornia (0.4.1 warp_affine) and its DECA class yacs and the pytorch3d "
+    "renderer module",
+    "e4e_vox256": "the e4e golden's runner reads both checkpoint layouts (official and pSp); the authors ship one",
+    "reenact_frames": "Inference.run_reenactment needs the DECA wrapper (above) and face-alignment's detectors",
+    **dict.fromkeys(("train_step_synthetic", "train_step_mixed", "train_step_paired"),
+                    "Trainer needs the DECA wrapper (above), wandb and torchvision's utilities"),
+}  # fmt: skip
+FILES = {
+    "generator": "pretrained_models/stylegan-voxceleb.pt",
+    "A": "pretrained_models/A_matrix.pt",
+    "alexnet": "pretrained_models/alexnet-owt-7be5be79.pth",
+    "lin": "pretrained_models/alex.pth",
+}
+TUNED_CONVS = (11, 10, 9, 8, 7, 6, 5, 4)  # optimize_g's parameter order (libs/optimization.py)
+
+
+# ----------------------------------------------------------------------------------------------- environment
+def _module(name: str, **attrs) -> types.ModuleType:
+    m = types.ModuleType(name)
+    m.__dict__.update(attrs)
+    m.__jaxreenact_stand_in__ = True
+    return m
+
+
+def _alexnet_features(torch, path: pathlib.Path):
+    """torchvision's AlexNet `features` (the indices LPIPS taps: 2, 5, 8, 10, 12), weights from the user's file."""
+    nn = torch.nn
+    feats = nn.Sequential(
+        nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(384, 256, 3, padding=1),
+        nn.ReLU(inplace=True), nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+    )  # fmt: skip
+    sd = torch.load(path, map_location="cpu")
+    feats.load_state_dict({k[len("features.") :]: v for k, v in sd.items() if k.startswith("features.")})
+    return feats
+
+
+class Upstream:
+    """The authors' code imported from `repo`, with the stand-ins this machine needs (context manager: the
+    patches and sys.path entries are undone on exit). `stand_ins`: {what: how}, written into every spec."""
+
+    def __init__(self, repo: pathlib.Path, log=print):
+        self.repo, self.log, self.stand_ins = repo, log, {}
+        self._undo: list = []
+
+    def __enter__(self):
+        import torch
+
+        self.torch = torch
+        self.cuda = torch.cuda.is_available()
+        self.device = "cuda" if self.cuda else "cpu"
+        sys.path.insert(0, str(self.repo))
+        self._undo.append(lambda: sys.path.remove(str(self.repo)))
+        self._saved_modules = set(sys.modules)
+        if not self.cuda:
+            self._no_cuda()
+        self._hub()
+        for name in ("wandb",):
+            self._stand_in_if_missing(name, lambda n: _module(n), "not installed; imported, unused by these calls")
+        self._torchvision()
+        self._ops()
+        if not hasattr(np, "product"):  # DirectionMatrix calls np.product, which numpy 2 removed
+            self._patch_missing(np, "product", np.prod)
+            self.stand_ins["numpy.product"] = (
+                f"numpy {np.__version__} has no np.product (their DirectionMatrix calls it): np.prod"
+            )
+        return self
+
+    def __exit__(self, *exc):
+        for undo in reversed(self._undo):
+            undo()
+        ours = ("libs", "wandb", "torchvision")  # the authors' modules and the stand-ins, imported afresh next time
+        for name in set(sys.modules) - self._saved_modules:
+            if name.split(".")[0] in ours:
+                del sys.modules[name]
+
+    def _patch(self, obj, attr, value):
+        old = getattr(obj, attr)
+        setattr(obj, attr, value)
+        self._undo.append(lambda: setattr(obj, attr, old))
+
+    def _patch_missing(self, obj, attr, value):
+        setattr(obj, attr, value)
+        self._undo.append(lambda: delattr(obj, attr))
+
+    def _no_cuda(self):
+        t = self.torch
+        to_t, to_m = t.Tensor.to, t.nn.Module.to
+
+        def cpu(a):
+            return "cpu" if (isinstance(a, str) and a.startswith("cuda")) else a
+
+        self._patch(t.Tensor, "cuda", lambda self, *a, **k: self)
+        self._patch(t.nn.Module, "cuda", lambda self, *a, **k: self)
+        self._patch(t.Tensor, "to", lambda self, *a, **k: to_t(self, *map(cpu, a), **k))
+        self._patch(t.nn.Module, "to", lambda self, *a, **k: to_m(self, *map(cpu, a), **k))
+        self.stand_ins["cuda"] = "no CUDA device: .cuda() / .to('cuda') in the authors' code run on the CPU"
+
+    def _hub(self):
+        t, repo = self.torch, self.repo
+
+        def from_url(url, *a, map_location=None, **k):
+            name = url.rsplit("/", 1)[-1]
+            p = repo / FILES["lin"] if name == "alex.pth" else repo / "pretrained_models" / name
+            if not p.is_file():
+                raise UserError(f"{p}: missing; the authors' code would download {url} (nothing is downloaded here: "
+                                "put the file there)")  # fmt: skip
+            return t.load(p, map_location="cpu")
+
+        self._patch(t.hub, "load_state_dict_from_url", from_url)
+
+    def _stand_in_if_missing(self, name, make, why):
+        try:
+            __import__(name)
+        except ImportError:
+            sys.modules[name] = make(name)
+            self.stand_ins[name] = f"stand-in ({why})"
+
+    def _torchvision(self):
+        try:
+            import torchvision  # noqa: F401
+        except (ImportError, RuntimeError, AttributeError):  # missing, or built for another torch
+            t, path = self.torch, self.repo / FILES["alexnet"]
+
+            def alexnet(pretrained=False, **k):
+                if not path.is_file():
+                    raise UserError(f"{path}: missing (torchvision's AlexNet weights, which LPIPS loads)")
+                return types.SimpleNamespace(features=_alexnet_features(t, path))
+
+            tv = _module("torchvision", models=_module("torchvision.models", alexnet=alexnet),
+                         transforms=_module("torchvision.transforms"), utils=_module("torchvision.utils"))  # fmt: skip
+            for n in ("torchvision", "torchvision.models", "torchvision.transforms", "torchvision.utils"):
+                sys.modules[n] = tv if n == "torchvision" else getattr(tv, n.split(".")[1])
+            self.stand_ins["torchvision"] = (
+                "does not import here: models.alexnet(True).features built in torchvision's layout from "
+                f"{FILES['alexnet']}; transforms/utils empty (unused by these calls)"
+            )
+
+    def _ops(self):
+        """The authors' StyleGAN2 ops build a CUDA extension at import; without one, their CPU path stands in."""
+        if self.cuda:
+            try:
+                __import__("libs.gan.StyleGAN2.op")
+                return
+            except Exception as e:  # noqa: BLE001  (a failed CUDA build raises many kinds)
+                self.log(f"record: the authors' CUDA ops do not build here ({str(e).splitlines()[0][:100]}); "
+                         "using their CPU path")  # fmt: skip
+                for n in [n for n in sys.modules if n.startswith("libs.gan.StyleGAN2.op")]:
+                    del sys.modules[n]
+        t = self.torch
+        from torch.utils import cpp_extension
+
+        self._patch(cpp_extension, "load", lambda *a, **k: None)  # their module then imports without building
+        up = __import__("libs.gan.StyleGAN2.op.upfirdn2d", fromlist=["upfirdn2d_native"])
+        native = up.upfirdn2d_native
+
+        def upfirdn2d(x, kernel, up=1, down=1, pad=(0, 0)):
+            u = tuple(up) if isinstance(up, (tuple, list)) else (up, up)
+            d = tuple(down) if isinstance(down, (tuple, list)) else (down, down)
+            p = tuple(pad) if len(pad) == 4 else (pad[0], pad[1], pad[0], pad[1])
+            return native(x, kernel, *u, *d, *p)
+
+        def fused_leaky_relu(x, bias, negative_slope=0.2, scale=2**0.5):
+            shape = [1, -1] + [1] * (x.ndim - 2)
+            return t.nn.functional.leaky_relu(x + bias.view(shape), negative_slope) * scale
+
+        class FusedLeakyReLU(t.nn.Module):
+            def __init__(self, channel, negative_slope=0.2, scale=2**0.5):
+                super().__init__()
+                self.bias = t.nn.Parameter(t.zeros(channel))
+                self.negative_slope, self.scale = negative_slope, scale
+
+            def forward(self, x):
+                return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale)
+
+        # checked at run time against the authors' own CPU functions: the wrapper's argument handling against their
+        # dispatcher (which runs upfirdn2d_native on a CPU tensor); fused_leaky_relu in `check_fused_act`
+        g = t.Generator().manual_seed(0)
+        x, k = t.randn(2, 3, 9, 9, generator=g), t.randn(4, 4, generator=g)
+        err = float((upfirdn2d(x, k, up=2, pad=(2, 1)) - up.upfirdn2d(x, k, up=2, pad=(2, 1))).abs().max())
+        op = _module("libs.gan.StyleGAN2.op", FusedLeakyReLU=FusedLeakyReLU, fused_leaky_relu=fused_leaky_relu,
+                     upfirdn2d=upfirdn2d)  # fmt: skip
+        sys.modules["libs.gan.StyleGAN2.op"] = op
+        self.op_stand_in = op
+        self.stand_ins["libs/gan/StyleGAN2/op"] = (
+            f"no CUDA build: upfirdn2d = the authors' upfirdn2d_native (vs their upfirdn2d on a CPU tensor: max abs "
+            f"{err:.3g}); fused_leaky_relu = leaky_relu(x + bias, 0.2) * sqrt(2) (rosinality's CPU formula; their "
+            "tree has only the CUDA kernel for it)"
+        )
+
+    def check_fused_act(self, model) -> None:
+        """The fused_leaky_relu stand-in against their model.py's ScaledLeakyReLU (the same activation, on CPU)."""
+        op = getattr(self, "op_stand_in", None)
+        if op is None or not hasattr(model, "ScaledLeakyReLU") or "fused_leaky_relu vs" in str(self.stand_ins):
+            return
+        t, g = self.torch, self.torch.Generator().manual_seed(1)
+        x, b = t.randn(2, 5, 4, 4, generator=g), t.randn(5, generator=g)
+        err = float((op.fused_leaky_relu(x, b) - model.ScaledLeakyReLU(0.2)(x + b.view(1, -1, 1, 1))).abs().max())
+        self.stand_ins["libs/gan/StyleGAN2/op"] += (
+            f"; fused_leaky_relu vs their ScaledLeakyReLU(0.2)(x + b): max abs {err:.3g}"
+        )
+
+    def imp(self, module: str):
+        return __import__(module, fromlist=["_"])
+
+    def sync(self):
+        if self.cuda:
+            self.torch.cuda.synchronize()
+
+    def timed(self, fn, repeat: int = 2):
+        """(result of the last call, seconds of the last call): the first call warms up (cuDNN, allocator), as the
+        port's time is that of its second run."""
+        for _ in range(repeat):
+            self.sync()
+            t0 = time.perf_counter()
+            out = fn()
+            self.sync()
+            dt = time.perf_counter() - t0
+        return out, dt
+
+    def device_name(self) -> str:
+        t = self.torch
+        return (
+            f"cuda: {t.cuda.get_device_name(0)}"
+            if self.cuda
+            else f"cpu ({os.cpu_count()} cores), torch {t.__version__}"
+        )
+
+
+# ----------------------------------------------------------------------------------------------- networks
+def delta_stats(d) -> np.ndarray:
+    """[sum, sum |.|, L2, max |.|] of a tuned tensor's change (the goldens' `tuned_delta_stats` row)."""
+    d = np.asarray(d, np.float64).ravel()
+    return np.array([d.sum(), np.abs(d).sum(), np.sqrt((d * d).sum()), np.abs(d).max(initial=0.0)])
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy().astype(np.float32) if hasattr(x, "detach") else np.asarray(x, np.float32)
+
+
+def generator(up: Upstream):
+    """The authors' Generator built as their loaders build it (size and channel multiplier from the checkpoint)."""
+    t, path = up.torch, up.repo / FILES["generator"]
+    if not path.is_file():
+        raise UserError(f"{path}: missing (the generator checkpoint, {{'g_ema': ...}})")
+    ck = t.load(path, map_location="cpu")
+    cfg = infer_config({k: np.asarray(v) for k, v in ck["g_ema"].items()}, "g_ema")
+    model = up.imp("libs.gan.StyleGAN2.model")
+    up.check_fused_act(model)
+    cls = model.Generator
+    g = cls(cfg["size"], 512, 8, channel_multiplier=cfg["channel_multiplier"])
+    g.load_state_dict(ck["g_ema"], strict=cfg["size"] != 256)  # as libs/trainer.py / run_inference.py load it
+    return g.to(up.device).eval(), cfg
+
+
+def mean_latent(up: Upstream, g, seed: int):
+    """Their `G.mean_latent(4096)` (an unseeded torch draw upstream), seeded here and recorded."""
+    up.torch.manual_seed(seed)
+    with up.torch.no_grad():
+        return g.mean_latent(4096).detach().clone()
+
+
+def source_u8(path: pathlib.Path) -> tuple[np.ndarray, str]:
+    """The user's source image as uint8 NCHW [1, 3, 256, 256] (resized with PIL bicubic when not 256²)."""
+    try:
+        im = Image.open(path).convert("RGB")
+    except (OSError, ValueError) as e:
+        raise UserError(f"--source {path}: not a readable image ({e})") from None
+    note = "used as is (256x256)"
+    if im.size != (256, 256):
+        note = f"resized from {im.size[0]}x{im.size[1]} to 256x256 (PIL bicubic); give an aligned crop"
+        im = im.resize((256, 256), Image.BICUBIC)
+    return np.asarray(im, np.uint8).transpose(2, 0, 1)[None].copy(), note
+
+
+def _entry(upstream: str, tol: float, rel: bool = False, **extra) -> dict:
+    e = {"upstream": upstream, "tol_max_abs": tol, **extra}
+    if rel:
+        e["tol_rel"] = tol
+    return e
+
+
+def record_stylegan2(up: Upstream, seed: int, batch: int):
+    t = up.torch
+    g, cfg = generator(up)
+    trunc = mean_latent(up, g, seed)
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((batch, 512)).astype(np.float32)
+    wplus = rng.standard_normal((batch, g.n_latent, 512)).astype(np.float32)
+    gen = up.imp("libs.utilities.generic").generate_image
+    zt, wt = t.from_numpy(z).to(up.device), t.from_numpy(wplus).to(up.device)
+
+    def compute():
+        exp = {"w_from_z": g.get_latent(zt), "img_from_wplus": g([wt], input_is_latent=True)[0]}
+        exp["img_from_z_trunc"], exp["latent_from_z_trunc"] = g([zt], truncation=0.7, truncation_latent=trunc,
+                                                                return_latents=True)  # fmt: skip
+        exp["latent_from_wplus_trunc"] = g([wt], input_is_latent=True, truncation=0.7, truncation_latent=trunc,
+                                           return_latents=True)[1]  # fmt: skip
+        exp["generate_image_from_wplus_trunc"] = gen(g, wt, 0.7, trunc, input_is_latent=True)
+        return exp
+
+    with t.no_grad():
+        exp, dt = up.timed(compute)
+    exp = {k: _np(v) for k, v in exp.items()}
+    inputs = {"z": z, "wplus": wplus, "truncation": np.float32(0.7), "truncation_latent": _np(trunc)}
+    size = cfg["size"]
+    entries = {
+        "w_from_z": _entry("G.get_latent(z)", 1e-4),
+        "img_from_wplus": _entry("G([wplus], input_is_latent=True)[0]", 1e-4),
+        "img_from_z_trunc": _entry("G([z], truncation=0.7, truncation_latent=trunc, return_latents=True)[0]", 1e-4),
+        "latent_from_z_trunc": _entry("...[1]", 1e-5),
+        "latent_from_wplus_trunc": _entry("G([wplus], input_is_latent=True, truncation=0.7, trunc)[1]", 1e-5),
+        "generate_image_from_wplus_trunc": _entry(
+            "libs/utilities/generic.py generate_image(G, wplus, 0.7, trunc, input_is_latent=True)"
+            + (f": the {size}² image pooled to 256² (AdaptiveAvgPool2d)" if size > 256 else ""), 1e-4),
+    }  # fmt: skip
+    spec = {
+        "kind": "stylegan2_vox256",
+        "upstream": {
+            "module": "libs/gan/StyleGAN2/model.py: Generator; libs/utilities/generic.py: generate_image",
+            "constructor": {
+                "size": size,
+                "style_dim": 512,
+                "n_mlp": 8,
+                "channel_multiplier": cfg["channel_multiplier"],
+            },
+        },  # fmt: skip
+        "inputs_note": f"z then wplus ~ N(0,1) from np.random.default_rng({seed}); truncation_latent = "
+        f"G.mean_latent(4096) after torch.manual_seed({seed}) (upstream: an unseeded draw)",
+        "random_draws": ["truncation_latent: torch.randn(4096, 512) in Generator.mean_latent"],
+        "files": [{"file": FILES["generator"], "format": "torch"}],
+        "timing": {"authors_s": dt, "what": f"every expected array, batch {batch}, second run"},
+    }
+    return spec, inputs, exp, entries
+
+
+def record_direction_matrix(up: Upstream, seed: int, batch: int):
+    t = up.torch
+    g, _ = generator(up)
+    trunc = mean_latent(up, g, seed)
+    path = up.repo / FILES["A"]
+    if not path.is_file():
+        raise UserError(f"{path}: missing (the direction matrix, A_matrix.pt)")
+    ck = t.load(path, map_location="cpu")
+    A = up.imp("libs.models.direction_matrix").DirectionMatrix(
+        shift_dim=ck["shift_dim"],
+        input_dim=ck["learned_directions"],
+        out_dim=None,
+        w_plus=ck["w_plus"],
+        bias=True,
+        num_layers=ck["num_layers_shift"],
+    )  # fmt: skip  (as run_inference.py builds it)
+    A.load_state_dict(ck["A_matrix"])
+    A = A.to(up.device).eval()
+    rng = np.random.default_rng(seed + 1)
+    dp = rng.uniform(-6, 6, (batch, int(ck["learned_directions"]))).astype(np.float32)
+    wplus = rng.standard_normal((batch, g.n_latent, 512)).astype(np.float32)
+    generic = up.imp("libs.utilities.generic")
+    dpt, wt = t.from_numpy(dp).to(up.device), t.from_numpy(wplus).to(up.device)
+
+    def compute():
+        shift = A(dpt)
+        shifted = generic.get_shifted_latent_code(g, wt, shift, input_is_latent=True, w_plus=True,
+                                                  num_layers=ck["num_layers_shift"])  # fmt: skip
+        img, lat = generic.generate_image(g, wt, 0.7, trunc, w_plus=True, num_layers_shift=ck["num_layers_shift"],
+                                          shift_code=shift, input_is_latent=True, return_latents=True)  # fmt: skip
+        return {"shift": shift, "shifted_latent": shifted, "image": img, "image_latent": lat}
+
+    with t.no_grad():
+        exp, dt = up.timed(compute)
+    exp = {k: _np(v) for k, v in exp.items()}
+    entries = {
+        "shift": _entry("DirectionMatrix(dp)", 1e-5, rel=True),
+        "shifted_latent": _entry("get_shifted_latent_code(G, wplus, shift, input_is_latent=True, w_plus=True)", 1e-5),
+        "image": _entry("generate_image(G, wplus, 0.7, trunc, shift_code=A(dp), input_is_latent=True)[0]", 1e-4),
+        "image_latent": _entry("...[1]", 1e-5),
+    }
+    spec = {
+        "kind": "direction_matrix",
+        "upstream": {"module": "libs/models/direction_matrix.py: DirectionMatrix; libs/utilities/generic.py"},
+        "inputs_note": f"dp ~ U(-6, 6) then wplus ~ N(0,1) from np.random.default_rng({seed + 1}); truncation_latent "
+        f"= G.mean_latent(4096) after torch.manual_seed({seed})",
+        "random_draws": ["truncation_latent: torch.randn(4096, 512) in Generator.mean_latent"],
+        "files": [{"file": FILES["A"], "format": "torch"}],
+        "generator_weights": {"spec": "../stylegan2_vox256/spec.json", "truncation": 0.7},
+        "timing": {"authors_s": dt, "what": f"A, the shifted code and generate_image, batch {batch}, second run"},
+    }
+    inputs = {"dp": dp, "wplus": wplus, "truncation": np.float32(0.7), "truncation_latent": _np(trunc)}
+    return spec, inputs, exp, entries
+
+
+def record_generator_tuning(up: Upstream, seed: int, source: np.ndarray, steps: int):
+    """Their `optimize_g(G, w, img, opt_steps=steps)`; the per-step losses and images and the step-0 gradients are
+    read where their code computes them (`calc_loss`'s arguments and results, Adam's first `step`)."""
+    t = up.torch
+    g, _ = generator(up)
+    opt_mod = up.imp("libs.optimization")
+    rng = np.random.default_rng(seed + 2)
+    wplus = rng.standard_normal((1, g.n_latent, 512)).astype(np.float32)
+    real = t.from_numpy(np.ascontiguousarray(source, np.float32) / 255.0 * 2 - 1).to(up.device)  # run_inference:118
+    w = t.from_numpy(wplus).to(up.device)
+    rec = {"loss": [], "l2_loss": [], "lpips_loss": [], "imgs": [], "trunc": None, "grads0": None}
+    names = {id(p): n for n, p in g.named_parameters()}
+    tuned = [names[id(p)] for i in TUNED_CONVS for p in g.convs[i].parameters()]
+    before = {n: p.detach().clone() for n, p in g.named_parameters()}
+    calc_loss, mean_lat, adam = opt_mod.calc_loss, g.mean_latent, t.optim.Adam
+
+    def calc_loss_rec(generated, real_imgs, *a, **k):
+        out = calc_loss(generated, real_imgs, *a, **k)
+        rec["imgs"].append(generated.detach().double().cpu())
+        for key, v in zip(("loss", "l2_loss", "lpips_loss"), out[:3], strict=True):
+            rec[key].append(float(v.detach()))
+        return out
+
+    def mean_latent_rec(n):
+        t.manual_seed(seed)
+        rec["trunc"] = mean_lat(n)
+        return rec["trunc"]
+
+    class AdamRec(adam):
+        def step(self, *a, **k):
+            if rec["grads0"] is None:
+                rec["grads0"] = {names[id(p)]: p.grad.detach().cpu().numpy().copy()
+                                 for grp in self.param_groups for p in grp["params"]}  # fmt: skip
+            return super().step(*a, **k)
+
+    with contextlib.ExitStack() as stack:
+        for obj, attr, val in ((opt_mod, "calc_loss", calc_loss_rec), (g, "mean_latent", mean_latent_rec),
+                               (t.optim, "Adam", AdamRec)):  # fmt: skip
+            stack.callback(setattr, obj, attr, getattr(obj, attr))
+            setattr(obj, attr, val)
+        up.sync()
+        t0 = time.perf_counter()
+        g = opt_mod.optimize_g(g, w, real, opt_steps=steps)
+        trunc = rec["trunc"].detach()
+        with t.no_grad():
+            img_tuned = g([w], input_is_latent=True, truncation=0.7, truncation_latent=trunc)[0]
+        up.sync()
+        dt = time.perf_counter() - t0
+    after = dict(g.named_parameters())
+    deltas = {n: (after[n].detach() - before[n]).double().cpu().numpy() for n in tuned}
+    shapes = [[n, list(before[n].shape)] for n in tuned]
+    imgs = [x.reshape(-1) for x in rec["imgs"]]
+    exp = {
+        "loss": np.asarray(rec["loss"], np.float32), "l2_loss": np.asarray(rec["l2_loss"], np.float32),
+        "lpips_loss": np.asarray(rec["lpips_loss"], np.float32), "img_step0": _np(rec["imgs"][0]),
+        "img_tuned": _np(img_tuned),
+        "img_per_step_mean_std": np.asarray([[float(x.mean()), float(x.std())] for x in imgs], np.float32),
+        "tuned_delta_stats": np.stack([delta_stats(deltas[n]) for n in tuned]).astype(np.float32),
+        "tuned_delta_convs11_conv_weight": deltas["convs.11.conv.weight"].astype(np.float32),
+        "grad_step0_convs11_conv_weight": rec["grads0"]["convs.11.conv.weight"],
+        "grad_step0_noise_weights": np.concatenate([rec["grads0"][f"convs.{i}.noise.weight"] for i in TUNED_CONVS]),
+    }  # fmt: skip
+    note = ("graded as the shipped golden: the exact (float64) replay of optimize_g is within these of a float32 run; "
+            "a wrong learning rate, parameter set, loss weight or Adam rule moves them by >= 1e-3")  # fmt: skip
+    entries = {
+        "loss": _entry("calc_loss(...)[0] per step", 1e-4, rel=True),
+        "l2_loss": {"upstream": "calc_loss(...)[1] per step", "tol_rel": 1e-4, "tol_max_abs": 1e-5},
+        "lpips_loss": {"upstream": "calc_loss(...)[2] per step", "tol_rel": 1e-4, "tol_max_abs": 1e-5},
+        "img_step0": _entry("G([w], input_is_latent=True, truncation=0.7, trunc)[0] at step 0", 1e-4),
+        "img_tuned": _entry("the tuned G on w", 1e-3),
+        "img_per_step_mean_std": _entry("mean and std of each step's image", 1e-4),
+        "tuned_delta_stats": {
+            "upstream": "[sum, sum|.|, L2, max|.|] of each tuned tensor's change",
+            "compare": "columns 1-3 rtol 1e-3; column 0 atol 1e-3 * column 1; or within tol_max_abs",
+            "tol_max_abs": 1e-4,
+            "tolerance_note": "1e-4 absolute as the tensors' own delta rows: a one-entry tensor (a noise weight) whose "
+            "update is small would otherwise be graded tighter than its own row, below the float floor",
+        },
+        "tuned_delta_convs11_conv_weight": _entry("convs.11.conv.weight after - before", 1e-3, tolerance_note=note),
+        "grad_step0_convs11_conv_weight": {
+            "upstream": "its gradient at step 0",
+            "tol_rel_l2": 1e-3,
+            "tol_max_abs": 1e-5,
+        },  # fmt: skip
+        "grad_step0_noise_weights": {"upstream": "the noise weights' gradients at step 0", "tol_rel": 1e-3},
+    }
+    for n in tuned:
+        if before[n].numel() <= 4096:  # the small tensors' full deltas (biases, noise weights)
+            k = "tuned_delta_" + n.replace(".", "_")
+            exp[k] = deltas[n].astype(np.float32)
+            entries[k] = _entry(f"{n} after - before", 1e-4, tolerance_note=note)
+    spec = {
+        "kind": "generator_tuning",
+        "upstream": {
+            "module": "libs/optimization.py optimize_g",
+            "call": f"optimize_g(G, w, img, opt_steps={steps})",
+            "config": {"lr": 0.003, "pt_l2_lambda": 100, "pt_lpips_lambda": 1, "truncation": 0.7},
+        },  # fmt: skip
+        "inputs_note": f"source_u8: the user's image; wplus ~ N(0,1) from np.random.default_rng({seed + 2}); "
+        f"truncation_latent: optimize_g's own G.mean_latent(4096), after torch.manual_seed({seed})",
+        "random_draws": ["truncation_latent: torch.randn(4096, 512) in Generator.mean_latent, inside optimize_g"],
+        "tuned_parameters": shapes,
+        "components": {
+            "generator": {"files": [{"file": FILES["generator"], "format": "torch"}]},
+            "lpips": {
+                "files": [{"file": FILES["alexnet"], "format": "torch"}, {"file": FILES["lin"], "format": "torch"}]
+            },
+        },  # fmt: skip
+        "timing": {
+            "authors_s": dt,
+            "what": f"optimize_g ({steps} steps; it builds LPIPS inside) and the tuned image, first run",
+        },
+    }
+    inputs = {"source_u8": source, "wplus": wplus, "truncation": np.float32(0.7), "truncation_latent": _np(trunc)}
+    return spec, inputs, exp, entries
+
+
+# ----------------------------------------------------------------------------------------------- folders
+def write_folder(out: pathlib.Path, spec: dict, inputs: dict, expected: dict, entries: dict) -> None:
+    """spec.json, inputs.npz, expected.npz, written into a temporary folder then renamed (atomic)."""
+    spec = dict(spec, name=out.name, expected={})
+    spec["inputs"] = {k: {"shape": list(np.shape(v)), "dtype": str(np.asarray(v).dtype)} for k, v in inputs.items()}
+    for k, v in expected.items():
+        v = np.asarray(v)
+        spec["expected"][k] = {**entries.get(k, {}), "shape": list(v.shape), "dtype": str(v.dtype)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}_", dir=out.parent))
+    try:
+        (tmp / "spec.json").write_text(json.dumps(spec, indent=1, default=float))
+        np.savez(tmp / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})
+        np.savez(tmp / "expected.npz", **{k: np.asarray(v) for k, v in expected.items()})
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def record(repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_steps: int = 3, log=print) -> list:
+    """Record `kinds` into OUT/<kind>; returns the folders written. Inputs are checked before the authors' code
+    is imported."""
+    repo, out = pathlib.Path(repo).expanduser(), pathlib.Path(out)
+    kinds = list(dict.fromkeys(kinds or KINDS))
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        why = "; ".join(f"{k}: {NOT_RECORDED[k]}" if k in NOT_RECORDED else f"{k}: unknown" for k in bad)
+        raise UserError(f"cannot record {', '.join(bad)} ({why}); kinds recorded: {', '.join(KINDS)}")
+    if not (repo / "libs" / "gan" / "StyleGAN2" / "model.py").is_file():
+        raise UserError(
+            f"--authors-repo {repo}: not a clone of the authors' repository (no libs/gan/StyleGAN2/model.py)"
+        )
+    if "generator_tuning" in kinds and source is None:
+        raise UserError("generator_tuning tunes on your image: give --source IMG (a 256x256 face crop)")
+    need = {"generator"} | ({"A"} if "direction_matrix" in kinds else set())
+    need |= {"alexnet", "lin"} if "generator_tuning" in kinds else set()
+    missing = [FILES[n] for n in sorted(need) if not (repo / FILES[n]).is_file()]
+    if missing:
+        raise UserError(f"--authors-repo {repo}: missing {', '.join(missing)} (the authors' checkpoints, placed as "
+                        "converters.all reads them)")  # fmt: skip
+    src, src_note = (None, "") if "generator_tuning" not in kinds else source_u8(pathlib.Path(source))
+    if "direction_matrix" in kinds and "stylegan2_vox256" not in kinds and not (out / "stylegan2_vox256").is_dir():
+        kinds.insert(0, "stylegan2_vox256")  # its spec names the generator's folder
+    written = []
+    with Upstream(repo, log) as up:
+        for kind in kinds:
+            log(f"record: {kind} with the authors' code from {repo} on {up.device}")
+            if kind == "stylegan2_vox256":
+                spec, inputs, exp, entries = record_stylegan2(up, seed, batch)
+            elif kind == "direction_matrix":
+                spec, inputs, exp, entries = record_direction_matrix(up, seed, batch)
+            else:
+                spec, inputs, exp, entries = record_generator_tuning(up, seed, src, tune_steps)
+                spec["source"] = {"path": str(source), "note": src_note}
+            spec["upstream"]["repo"] = str(repo)
+            spec["recorded_by"] = "python -m jaxreenact.parity record (converters/upstream_record.py)"
+            spec["stand_ins"] = dict(up.stand_ins)
+            spec["timing"]["device"] = up.device_name()
+            write_folder(out / kind, spec, inputs, exp, entries)
+            log(
+                f"record: wrote {out / kind} ({len(exp)} arrays; the authors' code took {spec['timing']['authors_s']:.3f} s)"
+            )
+            written.append(out / kind)
+    return written

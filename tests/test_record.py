@@ -1,0 +1,140 @@
+"""`python -m jaxreenact.parity record` then `python -m jaxreenact.parity FOLDER --weights REPO`.
+
+CI has neither the authors' repository nor a network, so the first test records with a stand-in tree under the
+authors' module names (tests/authors_standin, built from tests/torch_reference) and random checkpoints in their
+layout, then replays what it recorded with the port: every row passes and both frameworks' times are printed.
+With a clone of the authors' repository named by JAXREENACT_AUTHORS_REPO, the second test regenerates random
+checkpoints in their layout (tests/golden/regen.py), records every kind the recorder knows with the authors' own
+code, and the parity program passes on all of it (run with -s to see the rows and times).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_parity import ROW, run, tables
+
+import goldens
+
+torch = pytest.importorskip("torch", reason="the recorder runs PyTorch code")
+pytestmark = pytest.mark.torch
+
+STANDIN = pathlib.Path(__file__).parent / "authors_standin"
+TIME = re.compile(r"^  time: authors' code (\S+) s \((.+)\); port (\S+) s on (\S+) ")
+
+
+def standin_repo(root: pathlib.Path) -> pathlib.Path:
+    """A copy of the stand-in tree with a 32² generator and a direction matrix, random, in the authors' layout."""
+    from torch_reference.stylegan2 import random_generator
+
+    repo = shutil.copytree(STANDIN, root / "authors")
+    (repo / "pretrained_models").mkdir()
+    g = random_generator(32, 1, seed=3)
+    torch.save(
+        {"g_ema": g.state_dict(), "latent_avg": torch.randn(512)}, repo / "pretrained_models/stylegan-voxceleb.pt"
+    )
+    torch.manual_seed(4)
+    lin = torch.nn.Linear(15, 8 * 512)
+    ck = {"A_matrix": {"linear.weight": lin.weight.detach() * 0.3, "linear.bias": lin.bias.detach()},
+          "learned_directions": 15, "shift_scale": 6.0, "w_plus": True, "num_layers_shift": 8, "shift_dim": 512}  # fmt: skip
+    torch.save(ck, repo / "pretrained_models/A_matrix.pt")
+    return repo
+
+
+def test_record_standin_then_parity(tmp_path):
+    repo, out = standin_repo(tmp_path), tmp_path / "rec"
+    code, stdout, err = run("record", "--authors-repo", repo, "--out", out, "direction_matrix")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["direction_matrix", "stylegan2_vox256"]  # its generator too
+    spec = json.loads((out / "stylegan2_vox256/spec.json").read_text())
+    # the stand-in CUDA ops were used (no CUDA build here) and checked against the tree's own CPU function
+    assert "upfirdn2d_native" in spec["stand_ins"]["libs/gan/StyleGAN2/op"]
+    assert re.search(
+        r"on a CPU tensor: max abs 0\).*ScaledLeakyReLU.*max abs 0$", spec["stand_ins"]["libs/gan/StyleGAN2/op"]
+    )
+    assert spec["timing"]["authors_s"] > 0 and spec["files"][0]["file"] == "pretrained_models/stylegan-voxceleb.pt"
+    with np.load(out / "stylegan2_vox256/inputs.npz") as z:  # the recorded draw, not the checkpoint's latent_avg
+        assert z["truncation_latent"].shape == (1, 512)
+    assert "python -m jaxreenact.parity" in stdout and "--weights" in stdout
+
+    code, stdout, err = run(out / "stylegan2_vox256", out / "direction_matrix", "--weights", repo)
+    t = tables(stdout)
+    assert code == 0, stdout
+    assert set(t["stylegan2_vox256"]) == set(spec["expected"]) and "generate_image_from_wplus_trunc" in spec["expected"]
+    assert all(r[3] == "PASS" for rows in t.values() for r in rows.values())
+    assert t["direction_matrix"]["image"][1] <= 1e-4
+    times = [TIME.match(line) for line in stdout.splitlines() if line.startswith("  time:")]
+    assert len(times) == 2 and all(times) and all(float(m.group(3)) > 0 for m in times)
+
+    # a recorded folder has no random-weight spec: without --weights it says what to pass (one line, exit 2)
+    code, stdout, err = run(out / "direction_matrix", "--no-progress")
+    assert code == 2 and "--weights AUTHORS_REPO" in err and len(err.strip().splitlines()) == 1
+
+
+def test_record_bad_input_is_one_line(tmp_path):
+    repo = standin_repo(tmp_path)
+    for argv, msg in (
+        (["--authors-repo", tmp_path / "nope", "--out", tmp_path / "o"], "not a clone of the authors' repository"),
+        (
+            ["--authors-repo", repo, "--out", tmp_path / "o", "deca_coarse"],
+            "cannot record deca_coarse (deca_coarse: DECA's TestData imports kornia",
+        ),
+        (["--authors-repo", repo, "--out", tmp_path / "o", "generator_tuning"], "give --source IMG"),
+    ):
+        code, stdout, err = run("record", *argv)
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (argv, err)
+    (repo / "pretrained_models/A_matrix.pt").unlink()
+    code, _, err = run("record", "--authors-repo", repo, "--out", tmp_path / "o", "direction_matrix")
+    assert code == 2 and "missing pretrained_models/A_matrix.pt" in err
+
+
+AUTHORS = os.environ.get("JAXREENACT_AUTHORS_REPO")
+
+
+@pytest.mark.skipif(not AUTHORS, reason="set JAXREENACT_AUTHORS_REPO to a clone of the authors' repository")
+def test_record_authors_code_every_kind(tmp_path):
+    """The authors' own code on regenerated random checkpoints in their layout: record every kind, then parity."""
+    from tuning_floor import smooth_image
+
+    clone = pathlib.Path(AUTHORS)
+    repo = tmp_path / "authors"
+    repo.mkdir()
+    for p in clone.iterdir():  # their code by link, the checkpoints written here (the clone is left as it is)
+        if p.name != "pretrained_models":
+            (repo / p.name).symlink_to(p.resolve())
+    pm = repo / "pretrained_models"
+    pm.mkdir()
+    for name, file in (("stylegan2_vox256", "stylegan-voxceleb.pt"), ("direction_matrix", "A_matrix.pt"),
+                       ("lpips_perceptual", "alexnet-owt-7be5be79.pth"), ("lpips_perceptual", "alex.pth")):  # fmt: skip
+        goldens.write_checkpoint(name, pm / file, file=None if name != "lpips_perceptual" else file)
+    from PIL import Image
+
+    Image.fromarray(smooth_image(np.random.default_rng(5))[0].transpose(1, 2, 0)).save(tmp_path / "source.png")
+    out = tmp_path / "rec"
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(pathlib.Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    )
+    rec = subprocess.run([sys.executable, "-m", "jaxreenact.parity", "record", "--authors-repo", str(repo), "--source",
+                          str(tmp_path / "source.png"), "--out", str(out), "--tune-steps", "2"],
+                         capture_output=True, text=True, env=env)  # fmt: skip
+    assert rec.returncode == 0, rec.stderr[-3000:]
+    folders = sorted(out.iterdir())
+    assert [p.name for p in folders] == ["direction_matrix", "generator_tuning", "stylegan2_vox256"]
+    res = subprocess.run([sys.executable, "-m", "jaxreenact.parity", *map(str, folders), "--weights", str(repo),
+                          "--no-progress"], capture_output=True, text=True, env=env)  # fmt: skip
+    print(res.stdout)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    rows = [ROW.match(line) for line in res.stdout.splitlines()]
+    assert sum(1 for m in rows if m and m.group(1) != "name") == sum(
+        len(json.loads((f / "spec.json").read_text())["expected"]) for f in folders
+    )
+    assert sum(1 for line in res.stdout.splitlines() if TIME.match(line)) == 3
