@@ -24,7 +24,6 @@ import pytest
 from webapp_helpers import Client, serving
 
 from jaxreenact.common.errors import UserError
-from jaxreenact.data import video as video_lib
 from jaxreenact.webapp import service, sessions, uploads
 
 PHOTO = service.example_path("source")
@@ -308,11 +307,6 @@ def test_internal_errors_name_no_path(app, monkeypatch):
 
 
 # -- forks and signals ------------------------------------------------------------------------------------------
-IMAGEIO_PROBE = "imageio_ffmpeg" in open(video_lib.__file__).read()
-
-
-@pytest.mark.xfail(IMAGEIO_PROBE, strict=True,
-                   reason="data/video.py probes with imageio-ffmpeg, a forked subprocess (issue 24 item 5: PyAV)")  # fmt: skip
 def test_upload_checks_start_no_process_while_a_job_computes(app, monkeypatch):
     """A fork beside a thread inside OpenBLAS jammed the job queue for good (the fork never returns): an upload's
     checks must run in process. A process an upload check would start is refused here (recorded, never forked)."""
