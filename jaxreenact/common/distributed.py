@@ -119,6 +119,23 @@ def decided_once(name: str, fn: Callable, timeout_s: float = _BARRIER_TIMEOUT_S)
     return json.loads(_client().blocking_key_value_get(key, int(timeout_s * 1000)))
 
 
+_agreements = itertools.count()
+
+
+def agreed_max(name: str, value: int, timeout_s: float = _BARRIER_TIMEOUT_S) -> int:
+    """The largest of every process's `value`, the same on every process. Each process posts its value to the
+    coordination service and reads the others', so no device collective runs: gloo's 30 s rendezvous would fail a
+    process that arrives late (a slow host, a checkpoint still being written). Every process must make the same calls
+    in the same order. One process: `value`."""
+    if jax.process_count() == 1:
+        return int(value)
+    prefix = f"jaxreenact/agreed/{next(_agreements)}/{name}"
+    client = _client()
+    client.key_value_set(f"{prefix}/{jax.process_index()}", str(int(value)))
+    return max(int(client.blocking_key_value_get(f"{prefix}/{i}", int(timeout_s * 1000)))
+               for i in range(jax.process_count()))  # fmt: skip
+
+
 def compiled_together(fn: Callable, name: str) -> Callable:
     """`fn` (a `jax.jit` function) whose first call compiles it, waits at a `barrier` for every process to have
     compiled it too, and only then runs it, so its first collectives start on every process within moments (module

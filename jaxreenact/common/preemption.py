@@ -2,11 +2,11 @@
 
 Two behaviours, one exception:
 
-* `StopRequest` (training): the first SIGTERM/SIGINT only records the signal; the loop asks `agreed()` at its sync
+* `StopRequest` (training): the first SIGTERM/SIGINT only records the signal; the loop agrees on it at its sync
   points (every `log_every` steps, checkpoints, validation; every step with one process, where it costs nothing),
-  and every process gets the same answer (the largest signal number any process received, all-gathered across
-  processes), so all of them checkpoint the same step and stop together. A second signal on the same process
-  raises at once. This is the agreement JAX's `multihost_utils.reached_preemption_sync_point` makes for TPU pods
+  and every process gets the same answer (the largest signal number any process received, posted to JAX's
+  coordination service, not a device collective: `common.distributed.agreed_max`), so all of them checkpoint the
+  same step and stop together. A second signal on the same process raises at once. This is the agreement JAX's `multihost_utils.reached_preemption_sync_point` makes for TPU pods
   (SIGTERM through the coordination service), done here for SIGINT too, on any platform and with one process
   alike; that one listens for SIGTERM itself (beside this module's handler), wants a call every step, and knows no
   SIGINT.
@@ -23,10 +23,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-
-import jax
-import numpy as np
-from jax.experimental import multihost_utils
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -80,8 +76,9 @@ def raise_on_sigterm():
 class StopRequest:
     """SIGTERM/SIGINT as a request to stop after the current step, agreed between processes (module docstring).
 
-    Use as a context manager around a loop; call `agreed()` at the same steps on every process (it is a blocking
-    collective when there is more than one process: the training loop calls it at its sync points only). `request(signum)` does what a signal does (for tests and callers).
+    Use as a context manager around a loop; `signum` is this process's request (0: none). With several processes the
+    loop agrees on it at its sync points (`common.distributed.agreed_max`, through the coordination service).
+    `request(signum)` does what a signal does (for tests and callers).
     """
 
     def __init__(self):
@@ -107,10 +104,3 @@ class StopRequest:
             signal.signal(s, h)
         self._previous.clear()
         return False
-
-    def agreed(self) -> int:
-        """The signal any process received so far (0: none); the same number on every process."""
-        if jax.process_count() == 1:
-            return self.signum
-        seen = multihost_utils.process_allgather(np.asarray(self.signum, np.int32))
-        return int(np.max(seen))

@@ -49,7 +49,11 @@ class Writer:
     def close(self):
         """End the stream, wait for the consumer, and return its result (or raise its error)."""
         self._q.put(_END)
-        self._thread.join()
+        try:
+            self._thread.join()
+        except BaseException:  # a signal while waiting: what was computed is still written before it goes on
+            self._thread.join()
+            raise
         if self._error is not None:
             raise self._error
         return self._result

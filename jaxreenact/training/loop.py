@@ -175,10 +175,10 @@ def train(
         raise UserError(f"--workdir {workdir}: is a file, not a folder")
     is_main = jax.process_index() == 0
     mesh = make_mesh(config.mesh.data, order=config.mesh.get("device_order", ""))
-    log.info("mesh: %d devices on the data axis, of processes %s", mesh.size,
-             ",".join(str(d.process_index) for d in mesh.devices.flat))  # fmt: skip
     config = with_global_batch(config, mesh.size)
     stage: Stage = build_stage(config, mesh)  # checks every weight path first
+    log.info("mesh: %d devices on the data axis, of processes %s", mesh.size,
+             ",".join(str(d.process_index) for d in mesh.devices.flat))  # fmt: skip
     workdir.mkdir(parents=True, exist_ok=True)  # only once the networks are there: a failed start leaves nothing
     if is_main:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
@@ -275,8 +275,9 @@ def train(
                     if ckpt_due:
                         mgr.save(done, state)
                         saved = done
-                # The agreement is a collective with several processes: at sync points only (free with one).
-                signum = stop.agreed() if (log_due or eval_due or ckpt_due or jax.process_count() == 1) else 0
+                # With several processes the agreement waits for every process: at sync points only (free with one).
+                sync = log_due or eval_due or ckpt_due or jax.process_count() == 1
+                signum = distributed.agreed_max("stop request", stop.signum) if sync else 0
                 if signum:
                     if saved != done:
                         check_finite(done)  # never checkpoint a diverged state
