@@ -41,11 +41,12 @@ from PIL import Image
 from converters.stylegan2 import infer_config
 from jaxreenact.common.errors import UserError
 
-KINDS = ("stylegan2_vox256", "direction_matrix", "generator_tuning")
+KINDS = ("stylegan2_vox256", "direction_matrix", "generator_tuning", "irse50_arcface", "lpips_perceptual")
+IMAGE_KINDS = ("generator_tuning", "irse50_arcface", "lpips_perceptual")  # run on the user's images
 NOT_RECORDED = {
     "deca_coarse": "DECA's TestData imports kornia (0.4.1 warp_affine) and its DECA class yacs and the pytorch3d "
     "renderer module",
-    "e4e_vox256": "the e4e golden's runner reads both checkpoint layouts (official and pSp); the authors ship one",
+    "e4e_vox256": "not written yet",
     "reenact_frames": "Inference.run_reenactment needs the DECA wrapper (above) and face-alignment's detectors",
     **dict.fromkeys(("train_step_synthetic", "train_step_mixed", "train_step_paired"),
                     "Trainer needs the DECA wrapper (above), wandb and torchvision's utilities"),
@@ -55,7 +56,10 @@ FILES = {
     "A": "pretrained_models/A_matrix.pt",
     "alexnet": "pretrained_models/alexnet-owt-7be5be79.pth",
     "lin": "pretrained_models/alex.pth",
+    "arcface": "pretrained_models/model_ir_se50.pth",
 }
+NEEDS = {"direction_matrix": {"generator", "A"}, "generator_tuning": {"generator", "alexnet", "lin"},
+         "stylegan2_vox256": {"generator"}, "irse50_arcface": {"arcface"}, "lpips_perceptual": {"alexnet", "lin"}}  # fmt: skip
 TUNED_CONVS = (11, 10, 9, 8, 7, 6, 5, 4)  # optimize_g's parameter order (libs/optimization.py)
 
 
@@ -140,7 +144,14 @@ class Upstream:
         self._patch(t.nn.Module, "cuda", lambda self, *a, **k: self)
         self._patch(t.Tensor, "to", lambda self, *a, **k: to_t(self, *map(cpu, a), **k))
         self._patch(t.nn.Module, "to", lambda self, *a, **k: to_m(self, *map(cpu, a), **k))
-        self.stand_ins["cuda"] = "no CUDA device: .cuda() / .to('cuda') in the authors' code run on the CPU"
+        load = t.load
+
+        def load_cpu(f, map_location=None, **k):  # their loaders (IDLoss) call torch.load(path) with no map_location
+            return load(f, map_location=cpu(map_location) if map_location is not None else "cpu", **k)
+
+        self._patch(t, "load", load_cpu)
+        self.stand_ins["cuda"] = ("no CUDA device: .cuda() / .to('cuda') in the authors' code run on the CPU, and "
+                                  "torch.load maps to the CPU")  # fmt: skip
 
     def _hub(self):
         t, repo = self.torch, self.repo
@@ -306,12 +317,12 @@ def mean_latent(up: Upstream, g, seed: int):
         return g.mean_latent(4096).detach().clone()
 
 
-def source_u8(path: pathlib.Path) -> tuple[np.ndarray, str]:
-    """The user's source image as uint8 NCHW [1, 3, 256, 256] (resized with PIL bicubic when not 256²)."""
+def source_u8(path: pathlib.Path, flag: str = "--source") -> tuple[np.ndarray, str]:
+    """The user's image as uint8 NCHW [1, 3, 256, 256] (resized with PIL bicubic when not 256²)."""
     try:
         im = Image.open(path).convert("RGB")
     except (OSError, ValueError) as e:
-        raise UserError(f"--source {path}: not a readable image ({e})") from None
+        raise UserError(f"{flag} {path}: not a readable image ({e})") from None
     note = "used as is (256x256)"
     if im.size != (256, 256):
         note = f"resized from {im.size[0]}x{im.size[1]} to 256x256 (PIL bicubic); give an aligned crop"
@@ -552,6 +563,159 @@ def record_generator_tuning(up: Upstream, seed: int, source: np.ndarray, steps: 
     return spec, inputs, exp, entries
 
 
+def _image(up: Upstream, u8: np.ndarray):
+    """uint8 NCHW -> their [-1, 1] tensor (float32(u8) / 127.5 - 1, the bits the port's replay computes)."""
+    return up.torch.from_numpy(u8.astype(np.float32) / np.float32(127.5) - np.float32(1.0)).to(up.device)
+
+
+def _grad_entry(upstream: str, grad: np.ndarray) -> dict:
+    """A gradient's row: 1e-3 of its largest entry (the shipped goldens' rule), as its scale depends on the weights."""
+    tol = float(max(1e-3 * float(np.abs(grad).max(initial=0.0)), 1e-12))
+    return _entry(upstream, tol, tolerance_note="1e-3 of max |grad| of this recording")
+
+
+def _quiet(fn):
+    """Their constructors print progress; the recorder's stdout carries its one summary line, so they go to stderr."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return fn()
+
+
+def face112(images: np.ndarray) -> np.ndarray:
+    """An aligned 112² face of each 256² image: their id-loss crop [35:223, 32:220] resized with PIL bicubic."""
+    out = [np.asarray(Image.fromarray(im.transpose(1, 2, 0)).crop((32, 35, 220, 223)).resize((112, 112), Image.BICUBIC))
+           for im in images]  # fmt: skip
+    return np.stack(out).transpose(0, 3, 1, 2).copy()
+
+
+def record_irse50(up: Upstream, images: np.ndarray):
+    """Their `IDLoss` (ArcFace IR-SE50 from model_ir_se50.pth) on the user's two images and their 112² faces."""
+    t, path = up.torch, up.repo / FILES["arcface"]
+    id_mod = up.imp("libs.criteria.id_loss")
+    idl = _quiet(lambda: id_mod.IDLoss(pretrained_model_path=str(path)).to(up.device).eval())  # IDLoss().cuda()
+    face_u8 = face112(images)
+    x, face = _image(up, images), _image(up, face_u8)
+    pooled = []
+    hook = idl.face_pool.register_forward_hook(lambda m, a, o: pooled.append(o.detach()))  # read where they pool
+
+    def compute():
+        pooled.clear()
+        with t.no_grad():
+            exp = {"emb_face112": idl.facenet(face), "emb_from256": idl.extract_feats(x)}
+            exp["pooled_crop112"] = pooled[0]
+            exp["id_loss_256"] = idl(x, x[[1, 0]])
+        f = face.clone().requires_grad_(True)
+        loss = idl(f, f[[1, 0]], crop=False)
+        loss.backward()
+        exp["id_loss_face112"], exp["grad_id_loss_face112"] = loss.detach(), f.grad
+        return exp
+
+    try:
+        exp, dt = up.timed(compute)
+    finally:
+        hook.remove()
+    exp = {k: _np(v) for k, v in exp.items()}
+    entries = {
+        "emb_face112": _entry("IDLoss.facenet(face): Backbone(112, 50, 'ir_se') then l2_norm", 1e-4),
+        "pooled_crop112": _entry("IDLoss.face_pool(img[:, :, 35:223, 32:220]) (AdaptiveAvgPool2d((112, 112)))", 1e-6),
+        "emb_from256": _entry("IDLoss.extract_feats(img) (crop=True): crop, pool, Backbone", 1e-4),
+        "id_loss_256": _entry("IDLoss.forward(y_hat=img, y=img[[1, 0]]): mean(1 - cos)", 1e-5),
+        "id_loss_face112": _entry("IDLoss.forward(y_hat=face, y=face[[1, 0]], crop=False)", 1e-5),
+        "grad_id_loss_face112": _grad_entry(
+            "d id_loss_face112 / d face (autograd; their y side detached)", exp["grad_id_loss_face112"]
+        ),  # fmt: skip
+    }
+    spec = {
+        "kind": "irse50_arcface",
+        "upstream": {
+            "module": "libs/criteria/id_loss.py: IDLoss (libs/criteria/model_irse.py: Backbone)",
+            "constructor": {"input_size": 112, "num_layers": 50, "mode": "ir_se", "drop_ratio": 0.6, "affine": True},
+            "built_as": "IDLoss(pretrained_model_path=model_ir_se50.pth).eval(), as libs/utilities/utils_train.py",
+        },  # fmt: skip
+        "inputs_note": "img_u8: the user's two images (see `images`); face_u8: their id-loss crop [35:223, 32:220] "
+        "of each, resized to 112x112 (PIL bicubic); network inputs float32(u8) / 127.5 - 1",
+        "files": [{"file": FILES["arcface"], "format": "torch", "layout": {"": {"group": "facenet"}}}],
+        "timing": {"authors_s": dt, "what": "every expected array (the face gradient included), batch 2, second run"},
+    }
+    return spec, {"face_u8": face_u8, "img_u8": images}, exp, entries
+
+
+def record_lpips(up: Upstream, images: np.ndarray):
+    """Their `LPIPS(net_type='alex')` (libs/criteria/lpips, the pixel2style2pixel port) on the user's images, each
+    against the other one mirrored; the per-layer maps are read from their `lin` layers."""
+    t = up.torch
+    lp_mod, iu = up.imp("libs.criteria.lpips.lpips"), up.imp("libs.utilities.image_utils")
+    lp = _quiet(lambda: lp_mod.LPIPS(net_type="alex").to(up.device).eval())  # LPIPS(...).cuda().eval()
+    y_u8 = images[[1, 0]][..., ::-1].copy()
+    x, y = _image(up, images), _image(up, y_u8)
+    maps: list = []
+    hooks = [layer.register_forward_hook(lambda m, a, o: maps.append(o.detach())) for layer in lp.lin]
+    b = images.shape[0]
+
+    def compute():
+        exp = {}
+        with t.no_grad():
+            maps.clear()
+            exp["lpips"] = lp(x, y)
+            for i, m in enumerate(maps):
+                exp[f"lin{i}_map"] = m
+            exp["per_layer"] = t.stack([m.mean((2, 3))[:, 0] for m in maps])
+            exp["per_sample"] = t.stack([lp(x[i : i + 1], y[i : i + 1]) for i in range(b)])
+            exp["lpips_255"] = lp(iu.torch_range_1_to_255(x), iu.torch_range_1_to_255(y))
+        xg = x.clone().requires_grad_(True)
+        lp(xg, y).backward()
+        exp["grad_x"] = xg.grad
+        return exp
+
+    try:
+        exp, dt = up.timed(compute)
+    finally:
+        for h in hooks:
+            h.remove()
+    exp = {k: _np(v) for k, v in exp.items()}
+    entries = {"lpips": _entry("LPIPS(net_type='alex')(x, y): sum over layers and batch / B", 1e-5)}
+    for i in range(len(lp.lin)):
+        entries[f"lin{i}_map"] = _entry(f"output of LPIPS.lin[{i}] during the lpips call, [B, 1, h, w]", 1e-5)
+    entries |= {
+        "per_layer": _entry("[layers, B]: spatial means of the lin maps", 1e-6),
+        "per_sample": _entry("[B]: LPIPS(x[i:i+1], y[i:i+1])", 1e-5),
+        "lpips_255": _entry(
+            "LPIPS(torch_range_1_to_255(x), torch_range_1_to_255(y)) (libs/utilities/"
+            "image_utils.py; the paired-mode call of utils_train)",
+            1e-5,
+        ),  # fmt: skip
+        "grad_x": _grad_entry("d lpips / d x (autograd)", exp["grad_x"]),
+    }
+    spec = {
+        "kind": "lpips_perceptual",
+        "upstream": {
+            "module": "libs/criteria/lpips/lpips.py: LPIPS (networks.py: AlexNet, LinLayers)",
+            "constructor": {"net_type": "alex", "version": "0.1"},
+            "used_as": "LPIPS(net_type='alex').eval() in libs/utilities/utils_train.py and libs/optimization.py",
+        },
+        "inputs_note": "x_u8: the user's two images (see `images`); y_u8: x_u8[[1, 0]] mirrored left-right (each "
+        "image against a mirror of the other); inputs float32(u8) / 127.5 - 1",
+        "files": [
+            {"file": FILES["alexnet"], "format": "torch", "layout": {"": {"group": "alexnet"}}},
+            {"file": FILES["lin"], "format": "torch", "layout": {"": {"group": "lin"}}},
+        ],  # fmt: skip
+        "timing": {"authors_s": dt, "what": "every expected array (the gradient included), batch 2, second run"},
+    }
+    return spec, {"x_u8": images, "y_u8": y_u8}, exp, entries
+
+
+def user_images(source: pathlib.Path, driving: pathlib.Path | None) -> tuple[np.ndarray, dict]:
+    """The two images the loss kinds compare, uint8 NCHW [2, 3, 256, 256]: the source and the driving frame, or
+    without one, a second view of the source (its central 224² resized to 256², PIL bicubic)."""
+    src, src_note = source_u8(source)
+    if driving is not None:
+        drv, drv_note = source_u8(driving, "--driving")
+        return np.concatenate([src, drv]), {"0": f"{source}: {src_note}", "1": f"{driving}: {drv_note}"}
+    im = Image.fromarray(src[0].transpose(1, 2, 0)).crop((16, 16, 240, 240)).resize((256, 256), Image.BICUBIC)
+    zoom = np.asarray(im, np.uint8).transpose(2, 0, 1)[None]
+    return np.concatenate([src, zoom]), {"0": f"{source}: {src_note}", "1": "no --driving: the source's central "
+                                         "224x224 resized to 256x256 (PIL bicubic)"}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------- folders
 def write_folder(out: pathlib.Path, spec: dict, inputs: dict, expected: dict, entries: dict) -> None:
     """spec.json, inputs.npz, expected.npz, written into a temporary folder then renamed (atomic)."""
@@ -573,9 +737,11 @@ def write_folder(out: pathlib.Path, spec: dict, inputs: dict, expected: dict, en
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def record(repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_steps: int = 3, log=print) -> list:
+def record(
+    repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_steps: int = 3, log=print, driving=None
+) -> list:
     """Record `kinds` into OUT/<kind>; returns the folders written. Inputs are checked before the authors' code
-    is imported."""
+    is imported. `driving`: the second image of the loss kinds (default: a second view of the source)."""
     repo, out = pathlib.Path(repo).expanduser(), pathlib.Path(out)
     kinds = list(dict.fromkeys(kinds or KINDS))
     bad = [k for k in kinds if k not in KINDS]
@@ -586,17 +752,21 @@ def record(repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_s
         raise UserError(
             f"--authors-repo {repo}: not a clone of the authors' repository (no libs/gan/StyleGAN2/model.py)"
         )
-    if "generator_tuning" in kinds and source is None:
-        raise UserError("generator_tuning tunes on your image: give --source IMG (a 256x256 face crop)")
-    need = {"generator"} | ({"A"} if "direction_matrix" in kinds else set())
-    need |= {"alexnet", "lin"} if "generator_tuning" in kinds else set()
+    on_images = [k for k in kinds if k in IMAGE_KINDS]
+    if on_images and source is None:
+        raise UserError(f"{', '.join(on_images)} run on your image: give --source IMG (a 256x256 face crop)")
+    if "direction_matrix" in kinds and "stylegan2_vox256" not in kinds and not (out / "stylegan2_vox256").is_dir():
+        kinds.insert(0, "stylegan2_vox256")  # its spec names the generator's folder
+    need = set().union(*(NEEDS[k] for k in kinds))
     missing = [FILES[n] for n in sorted(need) if not (repo / FILES[n]).is_file()]
     if missing:
         raise UserError(f"--authors-repo {repo}: missing {', '.join(missing)} (the authors' checkpoints, placed as "
                         "converters.all reads them)")  # fmt: skip
-    src, src_note = (None, "") if "generator_tuning" not in kinds else source_u8(pathlib.Path(source))
-    if "direction_matrix" in kinds and "stylegan2_vox256" not in kinds and not (out / "stylegan2_vox256").is_dir():
-        kinds.insert(0, "stylegan2_vox256")  # its spec names the generator's folder
+    src = src_note = images = images_note = None
+    if "generator_tuning" in kinds:
+        src, src_note = source_u8(pathlib.Path(source))
+    if set(kinds) & {"irse50_arcface", "lpips_perceptual"}:
+        images, images_note = user_images(pathlib.Path(source), None if driving is None else pathlib.Path(driving))
     written = []
     with Upstream(repo, log) as up:
         for kind in kinds:
@@ -605,16 +775,21 @@ def record(repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_s
                 spec, inputs, exp, entries = record_stylegan2(up, seed, batch)
             elif kind == "direction_matrix":
                 spec, inputs, exp, entries = record_direction_matrix(up, seed, batch)
-            else:
+            elif kind == "generator_tuning":
                 spec, inputs, exp, entries = record_generator_tuning(up, seed, src, tune_steps)
                 spec["source"] = {"path": str(source), "note": src_note}
+            elif kind == "irse50_arcface":
+                spec, inputs, exp, entries = record_irse50(up, images)
+            else:
+                spec, inputs, exp, entries = record_lpips(up, images)
+            if kind in ("irse50_arcface", "lpips_perceptual"):
+                spec["images"] = images_note
             spec["upstream"]["repo"] = str(repo)
             spec["recorded_by"] = "python -m jaxreenact.parity record (converters/upstream_record.py)"
             spec["stand_ins"] = dict(up.stand_ins)
             spec["timing"]["device"] = up.device_name()
             write_folder(out / kind, spec, inputs, exp, entries)
-            log(
-                f"record: wrote {out / kind} ({len(exp)} arrays; the authors' code took {spec['timing']['authors_s']:.3f} s)"
-            )
+            log(f"record: wrote {out / kind} ({len(exp)} arrays; the authors' code took "
+                f"{spec['timing']['authors_s']:.3f} s)")  # fmt: skip
             written.append(out / kind)
     return written

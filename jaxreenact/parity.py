@@ -55,7 +55,9 @@ def record_args(argv) -> argparse.Namespace:
     p.add_argument("--authors-repo", required=True, metavar="DIR",
                    help="a clone of StelaBou/stylegan_directions_face_reenactment with its checkpoints")  # fmt: skip
     p.add_argument("--source", metavar="IMG", help="your source face crop (256x256; others are resized), for "
-                   "generator_tuning")  # fmt: skip
+                   f"{', '.join(upstream_record.IMAGE_KINDS)}")  # fmt: skip
+    p.add_argument("--driving", metavar="IMG", help="a second face crop (a driving frame), which the loss kinds "
+                   "compare with the source (default: a second view of the source)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="DIR", help="where the folders go (OUT/<kind>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the recorded random inputs (default 0)")
     p.add_argument("--batch", type=int, default=2, help="codes per network call (default 2)")
@@ -73,7 +75,8 @@ def main(argv=None):
     if hasattr(a, "authors_repo"):
         r = a
         done = upstream_record.record(r.authors_repo, r.source, r.out, r.kinds, seed=r.seed, batch=r.batch,
-                                      tune_steps=r.tune_steps, log=_stderr)  # fmt: skip
+                                      tune_steps=r.tune_steps, log=_stderr,
+                                      driving=r.driving)  # fmt: skip
         print(f"record: wrote {', '.join(map(str, done))}; compare with: python -m jaxreenact.parity "
               f"{' '.join(map(str, done))} --weights {r.authors_repo}")  # fmt: skip
         return

@@ -88,6 +88,11 @@ def test_record_bad_input_is_one_line(tmp_path):
             "cannot record deca_coarse (deca_coarse: DECA's TestData imports kornia",
         ),
         (["--authors-repo", repo, "--out", tmp_path / "o", "generator_tuning"], "give --source IMG"),
+        (["--authors-repo", repo, "--out", tmp_path / "o", "lpips_perceptual"], "lpips_perceptual run on your image"),
+        (
+            ["--authors-repo", repo, "--out", tmp_path / "o", "--source", tmp_path / "s.png", "irse50_arcface"],
+            "missing pretrained_models/model_ir_se50.pth (the authors' checkpoints",
+        ),
     ):
         code, stdout, err = run("record", *argv)
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (argv, err)
@@ -113,22 +118,31 @@ def test_record_authors_code_every_kind(tmp_path):
     pm = repo / "pretrained_models"
     pm.mkdir()
     for name, file in (("stylegan2_vox256", "stylegan-voxceleb.pt"), ("direction_matrix", "A_matrix.pt"),
-                       ("lpips_perceptual", "alexnet-owt-7be5be79.pth"), ("lpips_perceptual", "alex.pth")):  # fmt: skip
+                       ("lpips_perceptual", "alexnet-owt-7be5be79.pth"), ("lpips_perceptual", "alex.pth"),
+                       ("irse50_arcface", "model_ir_se50.pth")):  # fmt: skip
         goldens.write_checkpoint(name, pm / file, file=None if name != "lpips_perceptual" else file)
     from PIL import Image
 
-    Image.fromarray(smooth_image(np.random.default_rng(5))[0].transpose(1, 2, 0)).save(tmp_path / "source.png")
+    rng = np.random.default_rng(5)
+    for name in ("source.png", "driving.png"):
+        Image.fromarray(smooth_image(rng)[0].transpose(1, 2, 0)).save(tmp_path / name)
     out = tmp_path / "rec"
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join([str(pathlib.Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
     )
     rec = subprocess.run([sys.executable, "-m", "jaxreenact.parity", "record", "--authors-repo", str(repo), "--source",
-                          str(tmp_path / "source.png"), "--out", str(out), "--tune-steps", "2"],
+                          str(tmp_path / "source.png"), "--driving", str(tmp_path / "driving.png"), "--out",
+                          str(out), "--tune-steps", "2"],
                          capture_output=True, text=True, env=env)  # fmt: skip
     assert rec.returncode == 0, rec.stderr[-3000:]
     folders = sorted(out.iterdir())
-    assert [p.name for p in folders] == ["direction_matrix", "generator_tuning", "stylegan2_vox256"]
+    assert [p.name for p in folders] == ["direction_matrix", "generator_tuning", "irse50_arcface", "lpips_perceptual",
+                                         "stylegan2_vox256"]  # fmt: skip
+    for f in folders[2:4]:  # the loss kinds ran on the user's two images
+        with np.load(f / "inputs.npz") as z:
+            img = z["img_u8" if f.name == "irse50_arcface" else "x_u8"]
+        assert np.array_equal(img[1].transpose(1, 2, 0), np.asarray(Image.open(tmp_path / "driving.png")))
     res = subprocess.run([sys.executable, "-m", "jaxreenact.parity", *map(str, folders), "--weights", str(repo),
                           "--no-progress"], capture_output=True, text=True, env=env)  # fmt: skip
     print(res.stdout)
@@ -137,4 +151,4 @@ def test_record_authors_code_every_kind(tmp_path):
     assert sum(1 for m in rows if m and m.group(1) != "name") == sum(
         len(json.loads((f / "spec.json").read_text())["expected"]) for f in folders
     )
-    assert sum(1 for line in res.stdout.splitlines() if TIME.match(line)) == 3
+    assert sum(1 for line in res.stdout.splitlines() if TIME.match(line)) == len(folders)
