@@ -41,12 +41,11 @@ from PIL import Image
 from converters.stylegan2 import infer_config
 from jaxreenact.common.errors import UserError
 
-KINDS = ("stylegan2_vox256", "direction_matrix", "generator_tuning", "irse50_arcface", "lpips_perceptual")
-IMAGE_KINDS = ("generator_tuning", "irse50_arcface", "lpips_perceptual")  # run on the user's images
+KINDS = ("stylegan2_vox256", "direction_matrix", "generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256")
+IMAGE_KINDS = ("generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256")  # run on the user's images
 NOT_RECORDED = {
     "deca_coarse": "DECA's TestData imports kornia (0.4.1 warp_affine) and its DECA class yacs and the pytorch3d "
     "renderer module",
-    "e4e_vox256": "not written yet",
     "reenact_frames": "Inference.run_reenactment needs the DECA wrapper (above) and face-alignment's detectors",
     **dict.fromkeys(("train_step_synthetic", "train_step_mixed", "train_step_paired"),
                     "Trainer needs the DECA wrapper (above), wandb and torchvision's utilities"),
@@ -57,9 +56,11 @@ FILES = {
     "alexnet": "pretrained_models/alexnet-owt-7be5be79.pth",
     "lin": "pretrained_models/alex.pth",
     "arcface": "pretrained_models/model_ir_se50.pth",
+    "e4e": "pretrained_models/e4e-voxceleb.pt",
 }
 NEEDS = {"direction_matrix": {"generator", "A"}, "generator_tuning": {"generator", "alexnet", "lin"},
-         "stylegan2_vox256": {"generator"}, "irse50_arcface": {"arcface"}, "lpips_perceptual": {"alexnet", "lin"}}  # fmt: skip
+         "stylegan2_vox256": {"generator"}, "irse50_arcface": {"arcface"}, "lpips_perceptual": {"alexnet", "lin"},
+         "e4e_vox256": {"e4e"}}  # fmt: skip
 TUNED_CONVS = (11, 10, 9, 8, 7, 6, 5, 4)  # optimize_g's parameter order (libs/optimization.py)
 
 
@@ -703,6 +704,40 @@ def record_lpips(up: Upstream, images: np.ndarray):
     return spec, {"x_u8": images, "y_u8": y_u8}, exp, entries
 
 
+def record_e4e(up: Upstream, source: np.ndarray):
+    """Their `Encoder4Editing(50, 'ir_se', resolution)` as run_inference.py builds and calls it (`invert_image`:
+    `encoder(image)`, no latent_avg added) on the user's source image."""
+    t, path = up.torch, up.repo / FILES["e4e"]
+    ck = t.load(path, map_location="cpu")
+    if not isinstance(ck, dict) or not isinstance(ck.get("e"), dict):
+        raise UserError(f"{path}: not the authors' e4e file (a dict with the encoder's state dict under 'e')")
+    n_styles = len({k.split(".")[1] for k in ck["e"] if k.startswith("styles.")})
+    size = 2 ** ((n_styles + 2) // 2)  # their style_count = 2 log2(resolution) - 2
+    up.check_fused_act(up.imp("libs.gan.StyleGAN2.model"))
+    enc = up.imp("libs.gan.encoder4editing.psp_encoders").Encoder4Editing(50, "ir_se", size)
+    enc.load_state_dict(ck["e"])
+    enc = enc.to(up.device).eval()
+    x = _image(up, source)
+    with t.no_grad():
+        codes, dt = up.timed(lambda: enc(x))
+    exp = {"codes": _np(codes)}
+    entries = {"codes": _entry(f"Encoder4Editing(50, 'ir_se', {size}).eval()(x) (invert_image: no latent_avg added)",
+                               1e-4)}  # fmt: skip
+    spec = {
+        "kind": "e4e_vox256",
+        "upstream": {
+            "module": "libs/gan/encoder4editing/psp_encoders.py: Encoder4Editing",
+            "constructor": {"num_layers": 50, "mode": "ir_se", "image_resolution": size},
+            "built_as": "Encoder4Editing(50, 'ir_se', image_resolution).load_state_dict(torch.load(f)['e']), as "
+            "run_inference.py; called as invert_image in libs/utilities/utils_inference.py",
+        },
+        "inputs_note": "x_u8: the user's source image; network input float32(u8) / 127.5 - 1",
+        "files": [{"file": FILES["e4e"], "format": "torch", "layout": {"e": {"group": "enc"}}}],
+        "timing": {"authors_s": dt, "what": "encoder(source), batch 1, second run"},
+    }
+    return spec, {"x_u8": source}, exp, entries
+
+
 def user_images(source: pathlib.Path, driving: pathlib.Path | None) -> tuple[np.ndarray, dict]:
     """The two images the loss kinds compare, uint8 NCHW [2, 3, 256, 256]: the source and the driving frame, or
     without one, a second view of the source (its central 224² resized to 256², PIL bicubic)."""
@@ -763,7 +798,7 @@ def record(
         raise UserError(f"--authors-repo {repo}: missing {', '.join(missing)} (the authors' checkpoints, placed as "
                         "converters.all reads them)")  # fmt: skip
     src = src_note = images = images_note = None
-    if "generator_tuning" in kinds:
+    if set(kinds) & {"generator_tuning", "e4e_vox256"}:
         src, src_note = source_u8(pathlib.Path(source))
     if set(kinds) & {"irse50_arcface", "lpips_perceptual"}:
         images, images_note = user_images(pathlib.Path(source), None if driving is None else pathlib.Path(driving))
@@ -777,6 +812,9 @@ def record(
                 spec, inputs, exp, entries = record_direction_matrix(up, seed, batch)
             elif kind == "generator_tuning":
                 spec, inputs, exp, entries = record_generator_tuning(up, seed, src, tune_steps)
+                spec["source"] = {"path": str(source), "note": src_note}
+            elif kind == "e4e_vox256":
+                spec, inputs, exp, entries = record_e4e(up, src)
                 spec["source"] = {"path": str(source), "note": src_note}
             elif kind == "irse50_arcface":
                 spec, inputs, exp, entries = record_irse50(up, images)

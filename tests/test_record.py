@@ -119,8 +119,9 @@ def test_record_authors_code_every_kind(tmp_path):
     pm.mkdir()
     for name, file in (("stylegan2_vox256", "stylegan-voxceleb.pt"), ("direction_matrix", "A_matrix.pt"),
                        ("lpips_perceptual", "alexnet-owt-7be5be79.pth"), ("lpips_perceptual", "alex.pth"),
-                       ("irse50_arcface", "model_ir_se50.pth")):  # fmt: skip
-        goldens.write_checkpoint(name, pm / file, file=None if name != "lpips_perceptual" else file)
+                       ("irse50_arcface", "model_ir_se50.pth"), ("e4e_vox256", "e4e-voxceleb.pt")):  # fmt: skip
+        one = {"lpips_perceptual": file, "e4e_vox256": "e4e_official.pt"}.get(name)  # their layout of the two
+        goldens.write_checkpoint(name, pm / file, file=one)
     from PIL import Image
 
     rng = np.random.default_rng(5)
@@ -137,9 +138,9 @@ def test_record_authors_code_every_kind(tmp_path):
                          capture_output=True, text=True, env=env)  # fmt: skip
     assert rec.returncode == 0, rec.stderr[-3000:]
     folders = sorted(out.iterdir())
-    assert [p.name for p in folders] == ["direction_matrix", "generator_tuning", "irse50_arcface", "lpips_perceptual",
-                                         "stylegan2_vox256"]  # fmt: skip
-    for f in folders[2:4]:  # the loss kinds ran on the user's two images
+    assert [p.name for p in folders] == ["direction_matrix", "e4e_vox256", "generator_tuning", "irse50_arcface",
+                                         "lpips_perceptual", "stylegan2_vox256"]  # fmt: skip
+    for f in folders[3:5]:  # the loss kinds ran on the user's two images
         with np.load(f / "inputs.npz") as z:
             img = z["img_u8" if f.name == "irse50_arcface" else "x_u8"]
         assert np.array_equal(img[1].transpose(1, 2, 0), np.asarray(Image.open(tmp_path / "driving.png")))
