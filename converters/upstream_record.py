@@ -26,6 +26,7 @@ parity program imports this module without torch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import pathlib
@@ -41,14 +42,16 @@ from PIL import Image
 from converters.stylegan2 import infer_config
 from jaxreenact.common.errors import UserError
 
-KINDS = ("stylegan2_vox256", "direction_matrix", "generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256")
-IMAGE_KINDS = ("generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256")  # run on the user's images
+KINDS = ("stylegan2_vox256", "direction_matrix", "generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256",
+         "deca_coarse")  # fmt: skip
+IMAGE_KINDS = KINDS[2:]  # run on the user's images
 NOT_RECORDED = {
-    "deca_coarse": "DECA's TestData imports kornia (0.4.1 warp_affine) and its DECA class yacs and the pytorch3d "
-    "renderer module",
-    "reenact_frames": "Inference.run_reenactment needs the DECA wrapper (above) and face-alignment's detectors",
+    "reenact_frames": "Inference.run_reenactment builds their full DECA_model, whose renderer needs pytorch3d's "
+    "load_obj and rasterizer (stood in here only as imports) and whose TestData crop needs kornia 0.4.1's "
+    "warp_affine; no stand-ins for those yet",
     **dict.fromkeys(("train_step_synthetic", "train_step_mixed", "train_step_paired"),
-                    "Trainer needs the DECA wrapper (above), wandb and torchvision's utilities"),
+                    "Trainer builds the same full DECA_model (as reenact_frames), and logs through wandb and "
+                    "torchvision's utilities; no stand-ins for those yet"),
 }  # fmt: skip
 FILES = {
     "generator": "pretrained_models/stylegan-voxceleb.pt",
@@ -57,10 +60,13 @@ FILES = {
     "lin": "pretrained_models/alex.pth",
     "arcface": "pretrained_models/model_ir_se50.pth",
     "e4e": "pretrained_models/e4e-voxceleb.pt",
+    "deca": "libs/DECA/data/deca_model.tar",
+    "flame": "libs/DECA/data/generic_model.pkl",
+    "landmarks": "libs/DECA/data/landmark_embedding.npy",
 }
 NEEDS = {"direction_matrix": {"generator", "A"}, "generator_tuning": {"generator", "alexnet", "lin"},
          "stylegan2_vox256": {"generator"}, "irse50_arcface": {"arcface"}, "lpips_perceptual": {"alexnet", "lin"},
-         "e4e_vox256": {"e4e"}}  # fmt: skip
+         "e4e_vox256": {"e4e"}, "deca_coarse": {"deca", "flame", "landmarks"}}  # fmt: skip
 TUNED_CONVS = (11, 10, 9, 8, 7, 6, 5, 4)  # optimize_g's parameter order (libs/optimization.py)
 
 
@@ -120,7 +126,15 @@ class Upstream:
     def __exit__(self, *exc):
         for undo in reversed(self._undo):
             undo()
-        ours = ("libs", "wandb", "torchvision")  # the authors' modules and the stand-ins, imported afresh next time
+        ours = (
+            "libs",
+            "wandb",
+            "torchvision",
+            "yacs",
+            "kornia",
+            "pytorch3d",
+            "chumpy",
+        )  # the authors' modules and the stand-ins, imported afresh next time
         for name in set(sys.modules) - self._saved_modules:
             if name.split(".")[0] in ours:
                 del sys.modules[name]
@@ -160,6 +174,12 @@ class Upstream:
         def from_url(url, *a, map_location=None, **k):
             name = url.rsplit("/", 1)[-1]
             p = repo / FILES["lin"] if name == "alex.pth" else repo / "pretrained_models" / name
+            if not p.is_file() and name.startswith("resnet50-"):  # DECA's ResnetEncoder starts from ImageNet
+                self.stand_ins["resnet50 ImageNet weights"] = (
+                    f"{name} not in pretrained_models/: none read (their DECA overwrites every encoder tensor "
+                    "from deca_model.tar, checked)"
+                )
+                return {}
             if not p.is_file():
                 raise UserError(f"{p}: missing; the authors' code would download {url} (nothing is downloaded here: "
                                 "put the file there)")  # fmt: skip
@@ -185,13 +205,18 @@ class Upstream:
                     raise UserError(f"{path}: missing (torchvision's AlexNet weights, which LPIPS loads)")
                 return types.SimpleNamespace(features=_alexnet_features(t, path))
 
-            tv = _module("torchvision", models=_module("torchvision.models", alexnet=alexnet),
+            def resnet50(pretrained=False, **k):  # DECA's encoder copies these, then deca_model.tar's over them
+                return types.SimpleNamespace(state_dict=dict)
+
+            models = _module("torchvision.models", alexnet=alexnet, resnet50=resnet50)
+            tv = _module("torchvision", models=models,
                          transforms=_module("torchvision.transforms"), utils=_module("torchvision.utils"))  # fmt: skip
             for n in ("torchvision", "torchvision.models", "torchvision.transforms", "torchvision.utils"):
                 sys.modules[n] = tv if n == "torchvision" else getattr(tv, n.split(".")[1])
             self.stand_ins["torchvision"] = (
                 "does not import here: models.alexnet(True).features built in torchvision's layout from "
-                f"{FILES['alexnet']}; transforms/utils empty (unused by these calls)"
+                f"{FILES['alexnet']}; models.resnet50(True) holds no tensors (DECA's encoder takes every tensor "
+                "from deca_model.tar, checked); transforms/utils empty (unused by these calls)"
             )
 
     def _ops(self):
@@ -245,6 +270,66 @@ class Upstream:
             f"{err:.3g}); fused_leaky_relu = leaky_relu(x + bias, 0.2) * sqrt(2) (rosinality's CPU formula; their "
             "tree has only the CUDA kernel for it)"
         )
+
+    def deca_imports(self) -> None:
+        """What their DECA package imports and this machine may lack, each stood in only when its import fails:
+        yacs (their config's CfgNode: a dict with attribute access), kornia and the pytorch3d renderer modules
+        (imported by modules the coarse path does not run: calling them raises), chumpy (the FLAME pickle's
+        `chumpy.ch.Ch` arrays: their state's `x`, checked against converters.deca.load_flame in `record_deca`)."""
+
+        def unused(name):
+            def call(*a, **k):
+                raise RuntimeError(f"{name}: a stand-in (the real package is not installed); the recorded DECA path "
+                                   "does not call it")  # fmt: skip
+
+            return call
+
+        class CfgNode(dict):  # yacs.config.CfgNode as their config.py uses it: CN(), attributes, clone(), get()
+            def __getattr__(self, k):
+                try:
+                    return self[k]
+                except KeyError:
+                    raise AttributeError(k) from None
+
+            def __setattr__(self, k, v):
+                self[k] = v
+
+            def clone(self):
+                return copy.deepcopy(self)
+
+        class Ch:  # chumpy.ch.Ch as pickled in FLAME's generic_model.pkl: an array in its state's `x`
+            def __setstate__(self, state):
+                self.__dict__.update(state)
+
+            def __array__(self, dtype=None, copy=None):
+                return np.asarray(self.__dict__["x"], dtype)
+
+        mods = {
+            "yacs": ({"yacs.config": {"CfgNode": CfgNode}}, "their config's CfgNode: a dict with attribute access, "
+                     "clone() (a deep copy) and get()"),
+            "kornia": ({}, "imported by their datasets.py; warp_affine (TestData's crop, not on this path) raises"),
+            "pytorch3d": ({"pytorch3d.structures": {"Meshes": unused("pytorch3d.structures.Meshes")},
+                           "pytorch3d.io": {"load_obj": unused("pytorch3d.io.load_obj")},
+                           "pytorch3d.renderer": {}, "pytorch3d.renderer.mesh": {
+                               "rasterize_meshes": unused("pytorch3d.renderer.mesh.rasterize_meshes")}},
+                          "imported by their renderer.py; DECA is built without its renderer (_create_model only, "
+                          "the coarse path), so none of it runs"),
+            "chumpy": ({"chumpy.ch": {"Ch": Ch}}, "FLAME's generic_model.pkl pickles chumpy.ch.Ch arrays: read as "
+                       "their state's x"),
+        }  # fmt: skip
+        for top, (subs, why) in mods.items():
+            try:
+                __import__(top)
+                continue
+            except ImportError:
+                pass
+            root = _module(top, warp_affine=unused("kornia.warp_affine")) if top == "kornia" else _module(top)
+            sys.modules[top] = root
+            for name, attrs in subs.items():
+                sys.modules[name] = _module(name, **attrs)
+                parent, leaf = name.rsplit(".", 1)
+                setattr(sys.modules[parent], leaf, sys.modules[name])
+            self.stand_ins[top] = f"not installed here: stand-in ({why})"
 
     def check_fused_act(self, model) -> None:
         """The fused_leaky_relu stand-in against their model.py's ScaledLeakyReLU (the same activation, on CPU)."""
@@ -738,6 +823,148 @@ def record_e4e(up: Upstream, source: np.ndarray):
     return spec, {"x_u8": source}, exp, entries
 
 
+def deca_model(up: Upstream):
+    """Their DECA as libs/DECA/estimate_DECA.py configures it (use_tex False), built as the shipped golden built
+    it: `DECA._create_model(cfg.model)` (E_flame, E_detail, D_detail from deca_model.tar via util.copy_state_dict;
+    FLAME from the pickles) without `_setup_renderer`, which the coarse path does not use."""
+    up.deca_imports()
+    cfg = up.imp("libs.DECA.decalib.utils.config").get_cfg_defaults()
+    cfg.model.use_tex = False
+    # their config points at libs/DECA/data beside itself; the files checked here are those
+    cfg.pretrained_modelpath = str(up.repo / FILES["deca"])
+    cfg.model.flame_model_path = str(up.repo / FILES["flame"])
+    cfg.model.flame_lmk_embedding_path = str(up.repo / FILES["landmarks"])
+    cls = up.imp("libs.DECA.decalib.deca").DECA
+    deca = cls.__new__(cls)
+    deca.cfg, deca.device = cfg, up.device
+    deca.image_size, deca.uv_size = cfg.dataset.image_size, cfg.model.uv_size
+    _quiet(lambda: deca._create_model(cfg.model))
+    # util.copy_state_dict copies what both hold: every encoder tensor must come from the file
+    own, got = set(deca.E_flame.state_dict()), set(deca.checkpoint.get("E_flame") or {})
+    if not own <= got:
+        raise UserError(f"{up.repo / FILES['deca']}: its E_flame lacks {len(own - got)} of the encoder's {len(own)} "
+                        f"tensors (e.g. {sorted(own - got)[0]}); not DECA's deca_model.tar")  # fmt: skip
+    if "chumpy" in up.stand_ins and "vs converters" not in up.stand_ins["chumpy"]:
+        from converters.deca import load_flame
+
+        ref = load_flame(up.repo / FILES["flame"])["shapedirs"]
+        n = cfg.model.n_shape
+        got = deca.flame.shapedirs.cpu().numpy()
+        err = max(float(np.abs(got[:, :, :n] - ref[:, :, :n]).max()),
+                  float(np.abs(got[:, :, n:] - ref[:, :, 300 : 300 + cfg.model.n_exp]).max()))  # fmt: skip
+        up.stand_ins["chumpy"] += f"; their FLAME's shapedirs vs converters.deca.load_flame: max abs {err:.3g}"
+    return deca
+
+
+def record_deca(up: Upstream, images: np.ndarray):
+    """Their DECA coarse path on the user's images resized to 224² (E_flame, decompose_code, decode, the Euler
+    angles as estimate_DECA.py takes them, their shape losses); FLAME and the projection again on the encoder's
+    recorded codes (inputs), so the port's replay checks each stage on the same parameters."""
+    t = up.torch
+    deca = deca_model(up)
+    util = up.imp("libs.DECA.decalib.utils.util")
+    rot = up.imp("libs.DECA.decalib.utils.rotation_converter")
+    losses = up.imp("libs.criteria.losses").Losses()
+    image_u8 = np.stack([np.asarray(Image.fromarray(im.transpose(1, 2, 0)).resize((224, 224), Image.BICUBIC))
+                         for im in images]).transpose(0, 3, 1, 2).copy()  # fmt: skip
+    x = t.from_numpy(image_u8.astype(np.float32) / np.float32(255.0)).to(up.device)
+    b = x.shape[0]
+
+    def euler(pose):  # estimate_DECA.py: one image at a time
+        return t.cat([rot.rad2deg(rot.batch_axis2euler(pose[i : i + 1, :3])) for i in range(pose.shape[0])])
+
+    def compute():
+        exp = {}
+        params = deca.E_flame(x)
+        code = deca.decompose_code(params, deca.param_dict)
+        exp["params"] = params
+        for k in ("shape", "tex", "exp", "pose", "cam", "light"):
+            exp[f"code_{k}"] = code[k]
+        for k, v in zip(("landmarks2d", "landmarks3d", "trans_verts"), deca.decode(code), strict=True):
+            exp[f"enc_decode_{k}"] = v
+        exp["enc_euler_deg"] = euler(code["pose"])
+        return exp
+
+    def stages(exp):
+        s, e, p, cam = (exp[f"code_{k}"].detach().clone() for k in ("shape", "exp", "pose", "cam"))
+        out = {}
+        verts, l2, l3 = deca.flame(shape_params=s, expression_params=e, pose_params=p)
+        out |= {"flame_vertices": verts, "flame_landmarks2d": l2, "flame_landmarks3d": l3}
+        out["orth_proj_landmarks2d"], out["orth_proj_landmarks3d"] = (
+            util.batch_orth_proj(l2, cam),
+            util.batch_orth_proj(l3, cam),
+        )
+        code = {"shape": s, "exp": e, "pose": p, "cam": cam}
+        for k, v in zip(("landmarks2d", "landmarks3d", "trans_verts"), deca.decode(code), strict=True):
+            out[f"decode_{k}"] = v
+        out["euler_deg"] = euler(p)
+        cam8 = t.zeros_like(cam)
+        cam8[:, 0] = 8  # utils_train.py: cam zeroed, then scale 8
+        perm = [1, 0] if b == 2 else list(range(1, b)) + [0]
+        g1 = deca.decode({"shape": s, "exp": e, "pose": p, "cam": cam8})
+        g2 = deca.decode({"shape": s[perm], "exp": e[perm], "pose": p[perm], "cam": cam8})
+        out["loss_shape_cam8"] = losses.calculate_shape_loss(g1[2], g2[2], normalize=False)
+        out["loss_eye_cam8"] = losses.calculate_eye_loss(g1[0], g2[0])
+        out["loss_mouth_cam8"] = losses.calculate_mouth_loss(g1[0], g2[0])
+        return out, {"shape": s, "exp": e, "pose": p, "cam": cam}
+
+    with t.no_grad():
+        (exp, (more, codes)), dt = up.timed(lambda: (lambda e: (e, stages(e)))(compute()))
+    exp = {k: _np(v) for k, v in {**exp, **more}.items()}
+    perm_s = "[[1, 0]]" if b == 2 else str([list(range(1, b)) + [0]])
+    lmk = "FLAME landmarks -> batch_orth_proj(., cam), y negated, * 112 + 112 (224-px units)"
+    note = "1e-5 m (the shipped golden grades its synthetic FLAME at 1e-6); real FLAME and codes give larger values"
+    entries = {
+        "params": _entry("DECA.E_flame(image): ResNet-50 encoder -> 236 parameters", 1e-4),
+        **{f"code_{k}": _entry(f"DECA.decompose_code(params, param_dict)[{k!r}]", 1e-4)
+           for k in ("shape", "tex", "exp", "pose", "cam", "light")},
+        "enc_decode_landmarks2d": _entry(f"DECA.decode(the encoder's codes)[0]: {lmk}", 1e-3),
+        "enc_decode_landmarks3d": _entry("DECA.decode(...)[1]", 1e-3),
+        "enc_decode_trans_verts": _entry("DECA.decode(...)[2]: projected vertices (224-px units)", 1e-3),
+        "enc_euler_deg": _entry("rad2deg(batch_axis2euler(pose[i:i+1, :3])) per sample, as estimate_DECA.py", 1e-3),
+        "flame_vertices": _entry("DECA.flame(shape, exp, pose) on the recorded codes: vertices", 1e-5,
+                                 tolerance_note=note),
+        "flame_landmarks2d": _entry("... landmarks2d (17 dynamic contour + 51 static)", 1e-5, tolerance_note=note),
+        "flame_landmarks3d": _entry("... landmarks3d (68)", 1e-5, tolerance_note=note),
+        "orth_proj_landmarks2d": _entry("util.batch_orth_proj(flame_landmarks2d, cam)", 1e-5),
+        "orth_proj_landmarks3d": _entry("util.batch_orth_proj(flame_landmarks3d, cam)", 1e-5),
+        "decode_landmarks2d": _entry("DECA.decode({shape, exp, pose, cam} recorded)[0]", 1e-3),
+        "decode_landmarks3d": _entry("DECA.decode(...)[1]", 1e-3),
+        "decode_trans_verts": _entry("DECA.decode(...)[2]", 1e-3),
+        "euler_deg": _entry("rad2deg(batch_axis2euler(pose[i:i+1, :3])) per sample, recorded pose", 1e-3),
+        "loss_shape_cam8": _entry(f"Losses().calculate_shape_loss(decode(p)[2], decode(p{perm_s})[2]) with cam "
+                                  "[8, 0, 0] as utils_train.py", 1e-4),
+        "loss_eye_cam8": _entry("Losses().calculate_eye_loss on decode landmarks2d of the same pair", 1e-4),
+        "loss_mouth_cam8": _entry("Losses().calculate_mouth_loss on the same pair", 1e-4),
+    }  # fmt: skip
+    spec = {
+        "kind": "deca_coarse",
+        "upstream": {
+            "module": "libs/DECA/decalib/deca.py: DECA (E_flame, decompose_code, decode); models/FLAME.py; "
+            "utils/util.py: batch_orth_proj; utils/rotation_converter.py; libs/criteria/losses.py: Losses",
+            "constructor": {
+                "ResnetEncoder": {"outsize": 236},
+                "FLAME": {"n_shape": 100, "n_exp": 50},
+                "param_list": ["shape", "tex", "exp", "pose", "cam", "light"],
+                "image_size": 224,
+            },
+            "built_as": "DECA._create_model(cfg.model) with their config (use_tex False, as estimate_DECA.py) on a "
+            "DECA object without renderer",
+        },  # fmt: skip
+        "inputs_note": "image_u8: the user's two images (see `images`) resized to 224x224 (PIL bicubic; upstream "
+        "their TestData crops around FAN's landmarks); encoder input float32(u8) / 255. shape, exp, pose, cam: "
+        "the encoder's codes of these images, as recorded (FLAME, decode, the angles and losses run on them)",
+        "files": [
+            {"file": FILES["deca"], "format": "torch", "layout": {"E_flame": {"group": "E_flame"}}},
+            {"file": FILES["flame"], "format": "flame_pkl"},
+            {"file": FILES["landmarks"], "format": "flame_landmarks"},
+        ],
+        "timing": {"authors_s": dt, "what": "every expected array, batch 2, second run"},
+    }
+    inputs = {"image_u8": image_u8, **{k: _np(v) for k, v in codes.items()}}
+    return spec, inputs, exp, entries
+
+
 def user_images(source: pathlib.Path, driving: pathlib.Path | None) -> tuple[np.ndarray, dict]:
     """The two images the loss kinds compare, uint8 NCHW [2, 3, 256, 256]: the source and the driving frame, or
     without one, a second view of the source (its central 224² resized to 256², PIL bicubic)."""
@@ -800,7 +1027,7 @@ def record(
     src = src_note = images = images_note = None
     if set(kinds) & {"generator_tuning", "e4e_vox256"}:
         src, src_note = source_u8(pathlib.Path(source))
-    if set(kinds) & {"irse50_arcface", "lpips_perceptual"}:
+    if set(kinds) & {"irse50_arcface", "lpips_perceptual", "deca_coarse"}:
         images, images_note = user_images(pathlib.Path(source), None if driving is None else pathlib.Path(driving))
     written = []
     with Upstream(repo, log) as up:
@@ -818,9 +1045,11 @@ def record(
                 spec["source"] = {"path": str(source), "note": src_note}
             elif kind == "irse50_arcface":
                 spec, inputs, exp, entries = record_irse50(up, images)
-            else:
+            elif kind == "lpips_perceptual":
                 spec, inputs, exp, entries = record_lpips(up, images)
-            if kind in ("irse50_arcface", "lpips_perceptual"):
+            else:
+                spec, inputs, exp, entries = record_deca(up, images)
+            if kind in ("irse50_arcface", "lpips_perceptual", "deca_coarse"):
                 spec["images"] = images_note
             spec["upstream"]["repo"] = str(repo)
             spec["recorded_by"] = "python -m jaxreenact.parity record (converters/upstream_record.py)"

@@ -10,6 +10,7 @@ code, and the parity program passes on all of it (run with -s to see the rows an
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -84,8 +85,8 @@ def test_record_bad_input_is_one_line(tmp_path):
     for argv, msg in (
         (["--authors-repo", tmp_path / "nope", "--out", tmp_path / "o"], "not a clone of the authors' repository"),
         (
-            ["--authors-repo", repo, "--out", tmp_path / "o", "deca_coarse"],
-            "cannot record deca_coarse (deca_coarse: DECA's TestData imports kornia",
+            ["--authors-repo", repo, "--out", tmp_path / "o", "reenact_frames"],
+            "cannot record reenact_frames (reenact_frames: Inference.run_reenactment builds their full DECA_model",
         ),
         (["--authors-repo", repo, "--out", tmp_path / "o", "generator_tuning"], "give --source IMG"),
         (["--authors-repo", repo, "--out", tmp_path / "o", "lpips_perceptual"], "lpips_perceptual run on your image"),
@@ -104,24 +105,49 @@ def test_record_bad_input_is_one_line(tmp_path):
 AUTHORS = os.environ.get("JAXREENACT_AUTHORS_REPO")
 
 
+def link_tree(clone: pathlib.Path, repo: pathlib.Path, own: tuple[str, ...]) -> pathlib.Path:
+    """`repo` with the clone's files by link, except the folders `own` (empty, ours to fill): the clone is left as
+    it is. The folders on the way to an owned one are real folders, so the links never lead into the clone there."""
+    repo.mkdir()
+    parents = {
+        pathlib.PurePath(o).parents[i].as_posix() for o in own for i in range(len(pathlib.PurePath(o).parts) - 1)
+    }
+
+    def fill(src: pathlib.Path, dst: pathlib.Path, rel: str):
+        for p in src.iterdir():
+            r = f"{rel}{p.name}"
+            if r in own:
+                continue
+            if r in parents:
+                (dst / p.name).mkdir()
+                fill(p, dst / p.name, r + "/")
+            else:
+                (dst / p.name).symlink_to(p.resolve())
+
+    fill(clone, repo, "")
+    for o in own:
+        (repo / o).mkdir(parents=True, exist_ok=True)
+    return repo
+
+
 @pytest.mark.skipif(not AUTHORS, reason="set JAXREENACT_AUTHORS_REPO to a clone of the authors' repository")
 def test_record_authors_code_every_kind(tmp_path):
     """The authors' own code on regenerated random checkpoints in their layout: record every kind, then parity."""
     from tuning_floor import smooth_image
 
     clone = pathlib.Path(AUTHORS)
-    repo = tmp_path / "authors"
-    repo.mkdir()
-    for p in clone.iterdir():  # their code by link, the checkpoints written here (the clone is left as it is)
-        if p.name != "pretrained_models":
-            (repo / p.name).symlink_to(p.resolve())
-    pm = repo / "pretrained_models"
-    pm.mkdir()
-    for name, file in (("stylegan2_vox256", "stylegan-voxceleb.pt"), ("direction_matrix", "A_matrix.pt"),
-                       ("lpips_perceptual", "alexnet-owt-7be5be79.pth"), ("lpips_perceptual", "alex.pth"),
-                       ("irse50_arcface", "model_ir_se50.pth"), ("e4e_vox256", "e4e-voxceleb.pt")):  # fmt: skip
-        one = {"lpips_perceptual": file, "e4e_vox256": "e4e_official.pt"}.get(name)  # their layout of the two
-        goldens.write_checkpoint(name, pm / file, file=one)
+    repo = link_tree(clone, tmp_path / "authors", ("pretrained_models", "libs/DECA/data"))
+    pm, dd = repo / "pretrained_models", repo / "libs/DECA/data"
+    for name, path, one in (("stylegan2_vox256", pm / "stylegan-voxceleb.pt", None),
+                            ("direction_matrix", pm / "A_matrix.pt", None),
+                            ("lpips_perceptual", pm / "alexnet-owt-7be5be79.pth", "alexnet-owt-7be5be79.pth"),
+                            ("lpips_perceptual", pm / "alex.pth", "alex.pth"),
+                            ("irse50_arcface", pm / "model_ir_se50.pth", None),
+                            ("e4e_vox256", pm / "e4e-voxceleb.pt", "e4e_official.pt"),  # their layout of the two
+                            ("deca_coarse", dd / "deca_model.tar", "deca_model.tar"),
+                            ("deca_coarse", dd / "generic_model.pkl", "generic_model_chumpy.pkl"),  # as FLAME's
+                            ("deca_coarse", dd / "landmark_embedding.npy", "landmark_embedding.npy")):  # fmt: skip
+        goldens.write_checkpoint(name, path, file=one)
     from PIL import Image
 
     rng = np.random.default_rng(5)
@@ -138,12 +164,18 @@ def test_record_authors_code_every_kind(tmp_path):
                          capture_output=True, text=True, env=env)  # fmt: skip
     assert rec.returncode == 0, rec.stderr[-3000:]
     folders = sorted(out.iterdir())
-    assert [p.name for p in folders] == ["direction_matrix", "e4e_vox256", "generator_tuning", "irse50_arcface",
-                                         "lpips_perceptual", "stylegan2_vox256"]  # fmt: skip
-    for f in folders[3:5]:  # the loss kinds ran on the user's two images
+    assert [p.name for p in folders] == ["deca_coarse", "direction_matrix", "e4e_vox256", "generator_tuning",
+                                         "irse50_arcface", "lpips_perceptual", "stylegan2_vox256"]  # fmt: skip
+    for f in folders[4:6]:  # the loss kinds ran on the user's two images
         with np.load(f / "inputs.npz") as z:
             img = z["img_u8" if f.name == "irse50_arcface" else "x_u8"]
         assert np.array_equal(img[1].transpose(1, 2, 0), np.asarray(Image.open(tmp_path / "driving.png")))
+    stand_ins = json.loads((out / "deca_coarse/spec.json").read_text())["stand_ins"]
+    for name in ("yacs", "kornia", "pytorch3d", "chumpy"):  # each stood in (and said so) only where it is missing
+        assert (name in stand_ins) == (importlib.util.find_spec(name) is None), name
+    if "chumpy" in stand_ins:  # the stand-in's FLAME arrays, checked against the project's own reader
+        assert re.search(r"load_flame: max abs [0-9.e-]+$", stand_ins["chumpy"])
+        assert float(stand_ins["chumpy"].rsplit(" ", 1)[1]) < 1e-6
     res = subprocess.run([sys.executable, "-m", "jaxreenact.parity", *map(str, folders), "--weights", str(repo),
                           "--no-progress"], capture_output=True, text=True, env=env)  # fmt: skip
     print(res.stdout)
