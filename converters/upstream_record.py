@@ -1,6 +1,6 @@
 """Record golden folders with the authors' own code, on the user's checkpoints and images.
 
-    python -m jaxreenact.parity record --authors-repo AUTHORS_REPO --source IMG --out OUT [KIND ...]
+    python -m jaxreenact.parity record --authors-repo AUTHORS_REPO --source IMG [--driving IMG] --out OUT [KIND ...]
     python -m jaxreenact.parity OUT/* --weights AUTHORS_REPO        # then compare the port on the same inputs
 
 AUTHORS_REPO is a clone of github.com/StelaBou/stylegan_directions_face_reenactment with its checkpoints in place
@@ -10,17 +10,20 @@ authors' terms, inputs.npz, expected.npz), with every random draw the port needs
 `mean_latent(4096)`, the seeded z / W+ / Δp) in inputs.npz, and the authors' time for the recorded call.
 
 Kinds recorded here: `stylegan2_vox256` (their `Generator` and `generate_image`, which pools a generator larger than
-256² to 256²), `direction_matrix` (their `DirectionMatrix`, `generate_image` with a shift) and `generator_tuning`
-(their `optimize_g` on the source image). DECA, the reenactment and the training steps need kornia 0.4.1, yacs and
-their pytorch3d renderer's imports (`NOT_RECORDED`), which this recorder does not replace.
+256² to 256²), `direction_matrix` (their `DirectionMatrix`, `generate_image` with a shift), `generator_tuning`
+(their `optimize_g` on the source image), and on the user's two images (source, driving frame): `irse50_arcface`
+(their `IDLoss`), `lpips_perceptual` (their `LPIPS`), `e4e_vox256` (their `Encoder4Editing`, source only) and
+`deca_coarse` (their `DECA` built by `_create_model`: encoder, `decode`, FLAME, angles, shape losses). The
+reenactment and the training steps need their full `DECA_model` (renderer, TestData crop): `NOT_RECORDED`.
 
 Stand-ins, each used only when the real thing is missing and named in the spec's `stand_ins`: the StyleGAN2 CUDA
 ops without a CUDA build (upfirdn2d: the authors' own `upfirdn2d_native`; fused_leaky_relu: rosinality's CPU
-formula, checked against `upfirdn2d_native`-free arithmetic since their tree has no CPU version), torchvision's
-AlexNet (`features` in torchvision's layout, weights from the user's `alexnet-owt-7be5be79.pth`), `wandb` (imported,
-unused by these calls), `.cuda()` on a machine without CUDA (the CPU). The LPIPS heads their code downloads are read
-from `pretrained_models/alex.pth` instead: nothing is downloaded. torch is imported inside the functions, so the
-parity program imports this module without torch.
+formula, checked against their `ScaledLeakyReLU`), torchvision's AlexNet (`features` in torchvision's layout,
+weights from the user's `alexnet-owt-7be5be79.pth`) and ResNet-50 (no tensors: DECA takes all from its file),
+`wandb` (imported, unused by these calls), `.cuda()` and `torch.load` on a machine without CUDA (the CPU), and for
+DECA yacs, kornia, pytorch3d's modules and chumpy (`Upstream.deca_imports`). The LPIPS heads their code downloads
+are read from `pretrained_models/alex.pth` instead: nothing is downloaded. torch is imported inside the
+functions, so the parity program imports this module without torch.
 """
 
 from __future__ import annotations

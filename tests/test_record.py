@@ -80,6 +80,37 @@ def test_record_standin_then_parity(tmp_path):
     assert code == 2 and "--weights AUTHORS_REPO" in err and len(err.strip().splitlines()) == 1
 
 
+def test_record_lpips_standin_then_parity(tmp_path):
+    """A loss kind on the user's image: LPIPS (the stand-in tree's, from torch_face_ref) on the source and, with no
+    --driving, a second view of it; the parity program passes every row."""
+    from PIL import Image
+    from tuning_floor import smooth_image
+
+    repo, out = standin_repo(tmp_path), tmp_path / "rec"
+    for file in ("alexnet-owt-7be5be79.pth", "alex.pth"):
+        goldens.write_checkpoint("lpips_perceptual", repo / "pretrained_models" / file, file=file)
+    src = smooth_image(np.random.default_rng(7))[0].transpose(1, 2, 0)
+    Image.fromarray(src).save(tmp_path / "source.png")
+    code, stdout, err = run("record", "--authors-repo", repo, "--out", out, "--source", tmp_path / "source.png",
+                            "lpips_perceptual")  # fmt: skip
+    assert code == 0, err
+    with np.load(out / "lpips_perceptual/inputs.npz") as z:
+        x, y = z["x_u8"], z["y_u8"]
+    view = np.asarray(Image.fromarray(src).crop((16, 16, 240, 240)).resize((256, 256), Image.BICUBIC))
+    assert np.array_equal(x[0].transpose(1, 2, 0), src) and np.array_equal(x[1].transpose(1, 2, 0), view)
+    assert np.array_equal(y[0], x[1][:, :, ::-1]) and np.array_equal(y[1], x[0][:, :, ::-1])
+    spec = json.loads((out / "lpips_perceptual/spec.json").read_text())
+    with np.load(out / "lpips_perceptual/expected.npz") as z:
+        assert spec["expected"]["grad_x"]["tol_max_abs"] == pytest.approx(1e-3 * np.abs(z["grad_x"]).max())
+        assert z["per_layer"].sum() / 2 == pytest.approx(float(z["lpips"]), rel=1e-5) and z["lpips"] > 0
+
+    code, stdout, err = run(out / "lpips_perceptual", "--weights", repo, "--no-progress")
+    t = tables(stdout)["lpips_perceptual"]
+    assert code == 0, stdout
+    assert set(t) == set(spec["expected"]) and all(r[3] == "PASS" for r in t.values())
+    assert sum(1 for line in stdout.splitlines() if TIME.match(line)) == 1
+
+
 def test_record_bad_input_is_one_line(tmp_path):
     repo = standin_repo(tmp_path)
     for argv, msg in (
@@ -185,3 +216,38 @@ def test_record_authors_code_every_kind(tmp_path):
         len(json.loads((f / "spec.json").read_text())["expected"]) for f in folders
     )
     assert sum(1 for line in res.stdout.splitlines() if TIME.match(line)) == len(folders)
+
+
+def test_deca_stand_ins_only_where_missing(tmp_path):
+    """yacs, kornia, pytorch3d and chumpy are stood in only when their import fails, behave as their DECA uses
+    them (a CfgNode with attributes and a deep clone; the renderer's and crop's functions refuse to run), and are
+    gone from sys.modules after the recorder's block."""
+    from converters.upstream_record import Upstream
+
+    missing = {n for n in ("yacs", "kornia", "pytorch3d", "chumpy") if importlib.util.find_spec(n) is None}
+    with Upstream(standin_repo(tmp_path), log=lambda line: None) as up:
+        up.deca_imports()
+        assert {n for n in missing if n in up.stand_ins} == missing
+        assert not {"yacs", "kornia", "pytorch3d", "chumpy"} - missing & set(up.stand_ins)
+        if "yacs" in missing:
+            from yacs.config import CfgNode as CN
+
+            cfg = CN()
+            cfg.model = CN()
+            cfg.model.n_shape = 100
+            other = cfg.clone()
+            other.model.n_shape = 7
+            assert cfg.model.n_shape == 100 and cfg.get("model")["n_shape"] == 100 and other.model.n_shape == 7
+            with pytest.raises(AttributeError):
+                _ = cfg.n_exp
+        if "pytorch3d" in missing:
+            from pytorch3d.renderer.mesh import rasterize_meshes
+
+            with pytest.raises(RuntimeError, match="stand-in"):
+                rasterize_meshes(None)
+        if "kornia" in missing:
+            import kornia
+
+            with pytest.raises(RuntimeError, match="stand-in"):
+                kornia.warp_affine(None, None, (224, 224))
+    assert not missing & set(sys.modules)
