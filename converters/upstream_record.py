@@ -42,6 +42,7 @@ import types
 import numpy as np
 from PIL import Image
 
+from converters.deca import load_flame
 from converters.stylegan2 import infer_config
 from jaxreenact.common.errors import UserError
 
@@ -848,8 +849,6 @@ def deca_model(up: Upstream):
         raise UserError(f"{up.repo / FILES['deca']}: its E_flame lacks {len(own - got)} of the encoder's {len(own)} "
                         f"tensors (e.g. {sorted(own - got)[0]}); not DECA's deca_model.tar")  # fmt: skip
     if "chumpy" in up.stand_ins and "vs converters" not in up.stand_ins["chumpy"]:
-        from converters.deca import load_flame
-
         ref = load_flame(up.repo / FILES["flame"])["shapedirs"]
         n = cfg.model.n_shape
         got = deca.flame.shapedirs.cpu().numpy()
