@@ -870,50 +870,39 @@ def record_deca(up: Upstream, images: np.ndarray):
     image_u8 = np.stack([np.asarray(Image.fromarray(im.transpose(1, 2, 0)).resize((224, 224), Image.BICUBIC))
                          for im in images]).transpose(0, 3, 1, 2).copy()  # fmt: skip
     x = t.from_numpy(image_u8.astype(np.float32) / np.float32(255.0)).to(up.device)
-    b = x.shape[0]
 
     def euler(pose):  # estimate_DECA.py: one image at a time
         return t.cat([rot.rad2deg(rot.batch_axis2euler(pose[i : i + 1, :3])) for i in range(pose.shape[0])])
 
     def compute():
-        exp = {}
         params = deca.E_flame(x)
         code = deca.decompose_code(params, deca.param_dict)
-        exp["params"] = params
-        for k in ("shape", "tex", "exp", "pose", "cam", "light"):
-            exp[f"code_{k}"] = code[k]
+        exp = {"params": params, **{f"code_{k}": v for k, v in code.items()}}
         for k, v in zip(("landmarks2d", "landmarks3d", "trans_verts"), deca.decode(code), strict=True):
             exp[f"enc_decode_{k}"] = v
         exp["enc_euler_deg"] = euler(code["pose"])
-        return exp
-
-    def stages(exp):
-        s, e, p, cam = (exp[f"code_{k}"].detach().clone() for k in ("shape", "exp", "pose", "cam"))
-        out = {}
+        # the later stages on the recorded codes (the replay's inputs)
+        rec = {k: code[k].detach().clone() for k in ("shape", "exp", "pose", "cam")}
+        s, e, p, cam = rec.values()
         verts, l2, l3 = deca.flame(shape_params=s, expression_params=e, pose_params=p)
-        out |= {"flame_vertices": verts, "flame_landmarks2d": l2, "flame_landmarks3d": l3}
-        out["orth_proj_landmarks2d"], out["orth_proj_landmarks3d"] = (
-            util.batch_orth_proj(l2, cam),
-            util.batch_orth_proj(l3, cam),
-        )
-        code = {"shape": s, "exp": e, "pose": p, "cam": cam}
-        for k, v in zip(("landmarks2d", "landmarks3d", "trans_verts"), deca.decode(code), strict=True):
-            out[f"decode_{k}"] = v
-        out["euler_deg"] = euler(p)
+        exp |= {"flame_vertices": verts, "flame_landmarks2d": l2, "flame_landmarks3d": l3}
+        exp["orth_proj_landmarks2d"] = util.batch_orth_proj(l2, cam)
+        exp["orth_proj_landmarks3d"] = util.batch_orth_proj(l3, cam)
+        for k, v in zip(("landmarks2d", "landmarks3d", "trans_verts"), deca.decode(dict(rec)), strict=True):
+            exp[f"decode_{k}"] = v
+        exp["euler_deg"] = euler(p)
         cam8 = t.zeros_like(cam)
         cam8[:, 0] = 8  # utils_train.py: cam zeroed, then scale 8
-        perm = [1, 0] if b == 2 else list(range(1, b)) + [0]
         g1 = deca.decode({"shape": s, "exp": e, "pose": p, "cam": cam8})
-        g2 = deca.decode({"shape": s[perm], "exp": e[perm], "pose": p[perm], "cam": cam8})
-        out["loss_shape_cam8"] = losses.calculate_shape_loss(g1[2], g2[2], normalize=False)
-        out["loss_eye_cam8"] = losses.calculate_eye_loss(g1[0], g2[0])
-        out["loss_mouth_cam8"] = losses.calculate_mouth_loss(g1[0], g2[0])
-        return out, {"shape": s, "exp": e, "pose": p, "cam": cam}
+        g2 = deca.decode({"shape": s[[1, 0]], "exp": e[[1, 0]], "pose": p[[1, 0]], "cam": cam8})
+        exp["loss_shape_cam8"] = losses.calculate_shape_loss(g1[2], g2[2], normalize=False)
+        exp["loss_eye_cam8"] = losses.calculate_eye_loss(g1[0], g2[0])
+        exp["loss_mouth_cam8"] = losses.calculate_mouth_loss(g1[0], g2[0])
+        return exp, rec
 
     with t.no_grad():
-        (exp, (more, codes)), dt = up.timed(lambda: (lambda e: (e, stages(e)))(compute()))
-    exp = {k: _np(v) for k, v in {**exp, **more}.items()}
-    perm_s = "[[1, 0]]" if b == 2 else str([list(range(1, b)) + [0]])
+        (exp, codes), dt = up.timed(compute)
+    exp = {k: _np(v) for k, v in exp.items()}
     lmk = "FLAME landmarks -> batch_orth_proj(., cam), y negated, * 112 + 112 (224-px units)"
     note = "1e-5 m (the shipped golden grades its synthetic FLAME at 1e-6); real FLAME and codes give larger values"
     entries = {
@@ -934,7 +923,7 @@ def record_deca(up: Upstream, images: np.ndarray):
         "decode_landmarks3d": _entry("DECA.decode(...)[1]", 1e-3),
         "decode_trans_verts": _entry("DECA.decode(...)[2]", 1e-3),
         "euler_deg": _entry("rad2deg(batch_axis2euler(pose[i:i+1, :3])) per sample, recorded pose", 1e-3),
-        "loss_shape_cam8": _entry(f"Losses().calculate_shape_loss(decode(p)[2], decode(p{perm_s})[2]) with cam "
+        "loss_shape_cam8": _entry("Losses().calculate_shape_loss(decode(p)[2], decode(p[[1, 0]])[2]) with cam "
                                   "[8, 0, 0] as utils_train.py", 1e-4),
         "loss_eye_cam8": _entry("Losses().calculate_eye_loss on decode landmarks2d of the same pair", 1e-4),
         "loss_mouth_cam8": _entry("Losses().calculate_mouth_loss on the same pair", 1e-4),
