@@ -48,7 +48,7 @@ from jaxreenact.common.errors import UserError
 
 KINDS = ("stylegan2_vox256", "direction_matrix", "generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256",
          "deca_coarse")  # fmt: skip
-IMAGE_KINDS = KINDS[2:]  # run on the user's images
+IMAGE_KINDS = ("generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256", "deca_coarse")  # on your images
 NOT_RECORDED = {
     "reenact_frames": "Inference.run_reenactment builds their full DECA_model, whose renderer needs pytorch3d's "
     "load_obj and rasterizer (stood in here only as imports) and whose TestData crop needs kornia 0.4.1's "

@@ -56,11 +56,13 @@ def record_args(argv) -> argparse.Namespace:
                    help="a clone of StelaBou/stylegan_directions_face_reenactment with its checkpoints")  # fmt: skip
     p.add_argument("--source", metavar="IMG", help="your source face crop (256x256; others are resized), for "
                    f"{', '.join(upstream_record.IMAGE_KINDS)}")  # fmt: skip
-    p.add_argument("--driving", metavar="IMG", help="a second face crop (a driving frame), which the loss kinds "
-                   "compare with the source (default: a second view of the source)")  # fmt: skip
+    p.add_argument("--driving", metavar="IMG", help="a second face crop (a driving frame): the second image of the "
+                   "loss and DECA kinds (default: a second view of the source)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="DIR", help="where the folders go (OUT/<kind>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the recorded random inputs (default 0)")
-    p.add_argument("--batch", type=int, default=2, help="codes per network call (default 2)")
+    p.add_argument(
+        "--batch", type=int, default=2, help="codes per generator call (stylegan2_vox256, direction_matrix; default 2)"
+    )
     p.add_argument("--tune-steps", type=int, default=3, help="optimize_g steps (default 3; upstream runs 200)")
     return p.parse_args(argv)
 
