@@ -1,6 +1,6 @@
 """Record golden folders with the authors' own code, on the user's checkpoints and images.
 
-    python -m jaxreenact.parity record --authors-repo AUTHORS_REPO --source IMG --out OUT [KIND ...]
+    python -m jaxreenact.parity record --authors-repo AUTHORS_REPO --source IMG [--driving IMG] --out OUT [KIND ...]
     python -m jaxreenact.parity OUT/* --weights AUTHORS_REPO        # then compare the port on the same inputs
 
 AUTHORS_REPO is a clone of github.com/StelaBou/stylegan_directions_face_reenactment with its checkpoints in place
@@ -10,22 +10,26 @@ authors' terms, inputs.npz, expected.npz), with every random draw the port needs
 `mean_latent(4096)`, the seeded z / W+ / Δp) in inputs.npz, and the authors' time for the recorded call.
 
 Kinds recorded here: `stylegan2_vox256` (their `Generator` and `generate_image`, which pools a generator larger than
-256² to 256²), `direction_matrix` (their `DirectionMatrix`, `generate_image` with a shift) and `generator_tuning`
-(their `optimize_g` on the source image). DECA, the reenactment and the training steps need kornia 0.4.1, yacs and
-their pytorch3d renderer's imports (`NOT_RECORDED`), which this recorder does not replace.
+256² to 256²), `direction_matrix` (their `DirectionMatrix`, `generate_image` with a shift), `generator_tuning`
+(their `optimize_g` on the source image), and on the user's two images (source, driving frame): `irse50_arcface`
+(their `IDLoss`), `lpips_perceptual` (their `LPIPS`), `e4e_vox256` (their `Encoder4Editing`, source only) and
+`deca_coarse` (their `DECA` built by `_create_model`: encoder, `decode`, FLAME, angles, shape losses). The
+reenactment and the training steps need their full `DECA_model` (renderer, TestData crop): `NOT_RECORDED`.
 
 Stand-ins, each used only when the real thing is missing and named in the spec's `stand_ins`: the StyleGAN2 CUDA
 ops without a CUDA build (upfirdn2d: the authors' own `upfirdn2d_native`; fused_leaky_relu: rosinality's CPU
-formula, checked against `upfirdn2d_native`-free arithmetic since their tree has no CPU version), torchvision's
-AlexNet (`features` in torchvision's layout, weights from the user's `alexnet-owt-7be5be79.pth`), `wandb` (imported,
-unused by these calls), `.cuda()` on a machine without CUDA (the CPU). The LPIPS heads their code downloads are read
-from `pretrained_models/alex.pth` instead: nothing is downloaded. torch is imported inside the functions, so the
-parity program imports this module without torch.
+formula, checked against their `ScaledLeakyReLU`), torchvision's AlexNet (`features` in torchvision's layout,
+weights from the user's `alexnet-owt-7be5be79.pth`) and ResNet-50 (no tensors: DECA takes all from its file),
+`wandb` (imported, unused by these calls), `.cuda()` and `torch.load` on a machine without CUDA (the CPU), and for
+DECA yacs, kornia, pytorch3d's modules and chumpy (`Upstream.deca_imports`). The LPIPS heads their code downloads
+are read from `pretrained_models/alex.pth` instead: nothing is downloaded. torch is imported inside the
+functions, so the parity program imports this module without torch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import pathlib
@@ -38,24 +42,35 @@ import types
 import numpy as np
 from PIL import Image
 
+from converters.deca import load_flame
 from converters.stylegan2 import infer_config
 from jaxreenact.common.errors import UserError
 
-KINDS = ("stylegan2_vox256", "direction_matrix", "generator_tuning")
+KINDS = ("stylegan2_vox256", "direction_matrix", "generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256",
+         "deca_coarse")  # fmt: skip
+IMAGE_KINDS = ("generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256", "deca_coarse")  # on your images
 NOT_RECORDED = {
-    "deca_coarse": "DECA's TestData imports kornia (0.4.1 warp_affine) and its DECA class yacs and the pytorch3d "
-    "renderer module",
-    "e4e_vox256": "the e4e golden's runner reads both checkpoint layouts (official and pSp); the authors ship one",
-    "reenact_frames": "Inference.run_reenactment needs the DECA wrapper (above) and face-alignment's detectors",
+    "reenact_frames": "Inference.run_reenactment builds their full DECA_model, whose renderer needs pytorch3d's "
+    "load_obj and rasterizer (stood in here only as imports) and whose TestData crop needs kornia 0.4.1's "
+    "warp_affine; no stand-ins for those yet",
     **dict.fromkeys(("train_step_synthetic", "train_step_mixed", "train_step_paired"),
-                    "Trainer needs the DECA wrapper (above), wandb and torchvision's utilities"),
+                    "Trainer builds the same full DECA_model (as reenact_frames), and logs through wandb and "
+                    "torchvision's utilities; no stand-ins for those yet"),
 }  # fmt: skip
 FILES = {
     "generator": "pretrained_models/stylegan-voxceleb.pt",
     "A": "pretrained_models/A_matrix.pt",
     "alexnet": "pretrained_models/alexnet-owt-7be5be79.pth",
     "lin": "pretrained_models/alex.pth",
+    "arcface": "pretrained_models/model_ir_se50.pth",
+    "e4e": "pretrained_models/e4e-voxceleb.pt",
+    "deca": "libs/DECA/data/deca_model.tar",
+    "flame": "libs/DECA/data/generic_model.pkl",
+    "landmarks": "libs/DECA/data/landmark_embedding.npy",
 }
+NEEDS = {"direction_matrix": {"generator", "A"}, "generator_tuning": {"generator", "alexnet", "lin"},
+         "stylegan2_vox256": {"generator"}, "irse50_arcface": {"arcface"}, "lpips_perceptual": {"alexnet", "lin"},
+         "e4e_vox256": {"e4e"}, "deca_coarse": {"deca", "flame", "landmarks"}}  # fmt: skip
 TUNED_CONVS = (11, 10, 9, 8, 7, 6, 5, 4)  # optimize_g's parameter order (libs/optimization.py)
 
 
@@ -115,7 +130,15 @@ class Upstream:
     def __exit__(self, *exc):
         for undo in reversed(self._undo):
             undo()
-        ours = ("libs", "wandb", "torchvision")  # the authors' modules and the stand-ins, imported afresh next time
+        ours = (
+            "libs",
+            "wandb",
+            "torchvision",
+            "yacs",
+            "kornia",
+            "pytorch3d",
+            "chumpy",
+        )  # the authors' modules and the stand-ins, imported afresh next time
         for name in set(sys.modules) - self._saved_modules:
             if name.split(".")[0] in ours:
                 del sys.modules[name]
@@ -140,7 +163,14 @@ class Upstream:
         self._patch(t.nn.Module, "cuda", lambda self, *a, **k: self)
         self._patch(t.Tensor, "to", lambda self, *a, **k: to_t(self, *map(cpu, a), **k))
         self._patch(t.nn.Module, "to", lambda self, *a, **k: to_m(self, *map(cpu, a), **k))
-        self.stand_ins["cuda"] = "no CUDA device: .cuda() / .to('cuda') in the authors' code run on the CPU"
+        load = t.load
+
+        def load_cpu(f, map_location=None, **k):  # their loaders (IDLoss) call torch.load(path) with no map_location
+            return load(f, map_location=cpu(map_location) if map_location is not None else "cpu", **k)
+
+        self._patch(t, "load", load_cpu)
+        self.stand_ins["cuda"] = ("no CUDA device: .cuda() / .to('cuda') in the authors' code run on the CPU, and "
+                                  "torch.load maps to the CPU")  # fmt: skip
 
     def _hub(self):
         t, repo = self.torch, self.repo
@@ -148,6 +178,12 @@ class Upstream:
         def from_url(url, *a, map_location=None, **k):
             name = url.rsplit("/", 1)[-1]
             p = repo / FILES["lin"] if name == "alex.pth" else repo / "pretrained_models" / name
+            if not p.is_file() and name.startswith("resnet50-"):  # DECA's ResnetEncoder starts from ImageNet
+                self.stand_ins["resnet50 ImageNet weights"] = (
+                    f"{name} not in pretrained_models/: none read (their DECA overwrites every encoder tensor "
+                    "from deca_model.tar, checked)"
+                )
+                return {}
             if not p.is_file():
                 raise UserError(f"{p}: missing; the authors' code would download {url} (nothing is downloaded here: "
                                 "put the file there)")  # fmt: skip
@@ -173,13 +209,18 @@ class Upstream:
                     raise UserError(f"{path}: missing (torchvision's AlexNet weights, which LPIPS loads)")
                 return types.SimpleNamespace(features=_alexnet_features(t, path))
 
-            tv = _module("torchvision", models=_module("torchvision.models", alexnet=alexnet),
+            def resnet50(pretrained=False, **k):  # DECA's encoder copies these, then deca_model.tar's over them
+                return types.SimpleNamespace(state_dict=dict)
+
+            models = _module("torchvision.models", alexnet=alexnet, resnet50=resnet50)
+            tv = _module("torchvision", models=models,
                          transforms=_module("torchvision.transforms"), utils=_module("torchvision.utils"))  # fmt: skip
             for n in ("torchvision", "torchvision.models", "torchvision.transforms", "torchvision.utils"):
                 sys.modules[n] = tv if n == "torchvision" else getattr(tv, n.split(".")[1])
             self.stand_ins["torchvision"] = (
                 "does not import here: models.alexnet(True).features built in torchvision's layout from "
-                f"{FILES['alexnet']}; transforms/utils empty (unused by these calls)"
+                f"{FILES['alexnet']}; models.resnet50(True) holds no tensors (DECA's encoder takes every tensor "
+                "from deca_model.tar, checked); transforms/utils empty (unused by these calls)"
             )
 
     def _ops(self):
@@ -233,6 +274,66 @@ class Upstream:
             f"{err:.3g}); fused_leaky_relu = leaky_relu(x + bias, 0.2) * sqrt(2) (rosinality's CPU formula; their "
             "tree has only the CUDA kernel for it)"
         )
+
+    def deca_imports(self) -> None:
+        """What their DECA package imports and this machine may lack, each stood in only when its import fails:
+        yacs (their config's CfgNode: a dict with attribute access), kornia and the pytorch3d renderer modules
+        (imported by modules the coarse path does not run: calling them raises), chumpy (the FLAME pickle's
+        `chumpy.ch.Ch` arrays: their state's `x`, checked against converters.deca.load_flame in `record_deca`)."""
+
+        def unused(name):
+            def call(*a, **k):
+                raise RuntimeError(f"{name}: a stand-in (the real package is not installed); the recorded DECA path "
+                                   "does not call it")  # fmt: skip
+
+            return call
+
+        class CfgNode(dict):  # yacs.config.CfgNode as their config.py uses it: CN(), attributes, clone(), get()
+            def __getattr__(self, k):
+                try:
+                    return self[k]
+                except KeyError:
+                    raise AttributeError(k) from None
+
+            def __setattr__(self, k, v):
+                self[k] = v
+
+            def clone(self):
+                return copy.deepcopy(self)
+
+        class Ch:  # chumpy.ch.Ch as pickled in FLAME's generic_model.pkl: an array in its state's `x`
+            def __setstate__(self, state):
+                self.__dict__.update(state)
+
+            def __array__(self, dtype=None, copy=None):
+                return np.asarray(self.__dict__["x"], dtype)
+
+        mods = {
+            "yacs": ({"yacs.config": {"CfgNode": CfgNode}}, "their config's CfgNode: a dict with attribute access, "
+                     "clone() (a deep copy) and get()"),
+            "kornia": ({}, "imported by their datasets.py; warp_affine (TestData's crop, not on this path) raises"),
+            "pytorch3d": ({"pytorch3d.structures": {"Meshes": unused("pytorch3d.structures.Meshes")},
+                           "pytorch3d.io": {"load_obj": unused("pytorch3d.io.load_obj")},
+                           "pytorch3d.renderer": {}, "pytorch3d.renderer.mesh": {
+                               "rasterize_meshes": unused("pytorch3d.renderer.mesh.rasterize_meshes")}},
+                          "imported by their renderer.py; DECA is built without its renderer (_create_model only, "
+                          "the coarse path), so none of it runs"),
+            "chumpy": ({"chumpy.ch": {"Ch": Ch}}, "FLAME's generic_model.pkl pickles chumpy.ch.Ch arrays: read as "
+                       "their state's x"),
+        }  # fmt: skip
+        for top, (subs, why) in mods.items():
+            try:
+                __import__(top)
+                continue
+            except ImportError:
+                pass
+            root = _module(top, warp_affine=unused("kornia.warp_affine")) if top == "kornia" else _module(top)
+            sys.modules[top] = root
+            for name, attrs in subs.items():
+                sys.modules[name] = _module(name, **attrs)
+                parent, leaf = name.rsplit(".", 1)
+                setattr(sys.modules[parent], leaf, sys.modules[name])
+            self.stand_ins[top] = f"not installed here: stand-in ({why})"
 
     def check_fused_act(self, model) -> None:
         """The fused_leaky_relu stand-in against their model.py's ScaledLeakyReLU (the same activation, on CPU)."""
@@ -306,12 +407,12 @@ def mean_latent(up: Upstream, g, seed: int):
         return g.mean_latent(4096).detach().clone()
 
 
-def source_u8(path: pathlib.Path) -> tuple[np.ndarray, str]:
-    """The user's source image as uint8 NCHW [1, 3, 256, 256] (resized with PIL bicubic when not 256²)."""
+def source_u8(path: pathlib.Path, flag: str = "--source") -> tuple[np.ndarray, str]:
+    """The user's image as uint8 NCHW [1, 3, 256, 256] (resized with PIL bicubic when not 256²)."""
     try:
         im = Image.open(path).convert("RGB")
     except (OSError, ValueError) as e:
-        raise UserError(f"--source {path}: not a readable image ({e})") from None
+        raise UserError(f"{flag} {path}: not a readable image ({e})") from None
     note = "used as is (256x256)"
     if im.size != (256, 256):
         note = f"resized from {im.size[0]}x{im.size[1]} to 256x256 (PIL bicubic); give an aligned crop"
@@ -552,6 +653,322 @@ def record_generator_tuning(up: Upstream, seed: int, source: np.ndarray, steps: 
     return spec, inputs, exp, entries
 
 
+def _image(up: Upstream, u8: np.ndarray):
+    """uint8 NCHW -> their [-1, 1] tensor (float32(u8) / 127.5 - 1, the bits the port's replay computes)."""
+    return up.torch.from_numpy(u8.astype(np.float32) / np.float32(127.5) - np.float32(1.0)).to(up.device)
+
+
+def _grad_entry(upstream: str, grad: np.ndarray) -> dict:
+    """A gradient's row: 1e-3 of its largest entry (the shipped goldens' rule), as its scale depends on the weights."""
+    tol = float(max(1e-3 * float(np.abs(grad).max(initial=0.0)), 1e-12))
+    return _entry(upstream, tol, tolerance_note="1e-3 of max |grad| of this recording")
+
+
+def _quiet(fn):
+    """Their constructors print progress; the recorder's stdout carries its one summary line, so they go to stderr."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return fn()
+
+
+def face112(images: np.ndarray) -> np.ndarray:
+    """An aligned 112² face of each 256² image: their id-loss crop [35:223, 32:220] resized with PIL bicubic."""
+    out = [np.asarray(Image.fromarray(im.transpose(1, 2, 0)).crop((32, 35, 220, 223)).resize((112, 112), Image.BICUBIC))
+           for im in images]  # fmt: skip
+    return np.stack(out).transpose(0, 3, 1, 2).copy()
+
+
+def record_irse50(up: Upstream, images: np.ndarray):
+    """Their `IDLoss` (ArcFace IR-SE50 from model_ir_se50.pth) on the user's two images and their 112² faces."""
+    t, path = up.torch, up.repo / FILES["arcface"]
+    id_mod = up.imp("libs.criteria.id_loss")
+    idl = _quiet(lambda: id_mod.IDLoss(pretrained_model_path=str(path)).to(up.device).eval())  # IDLoss().cuda()
+    face_u8 = face112(images)
+    x, face = _image(up, images), _image(up, face_u8)
+    pooled = []
+    hook = idl.face_pool.register_forward_hook(lambda m, a, o: pooled.append(o.detach()))  # read where they pool
+
+    def compute():
+        pooled.clear()
+        with t.no_grad():
+            exp = {"emb_face112": idl.facenet(face), "emb_from256": idl.extract_feats(x)}
+            exp["pooled_crop112"] = pooled[0]
+            exp["id_loss_256"] = idl(x, x[[1, 0]])
+        f = face.clone().requires_grad_(True)
+        loss = idl(f, f[[1, 0]], crop=False)
+        loss.backward()
+        exp["id_loss_face112"], exp["grad_id_loss_face112"] = loss.detach(), f.grad
+        return exp
+
+    try:
+        exp, dt = up.timed(compute)
+    finally:
+        hook.remove()
+    exp = {k: _np(v) for k, v in exp.items()}
+    entries = {
+        "emb_face112": _entry("IDLoss.facenet(face): Backbone(112, 50, 'ir_se') then l2_norm", 1e-4),
+        "pooled_crop112": _entry("IDLoss.face_pool(img[:, :, 35:223, 32:220]) (AdaptiveAvgPool2d((112, 112)))", 1e-6),
+        "emb_from256": _entry("IDLoss.extract_feats(img) (crop=True): crop, pool, Backbone", 1e-4),
+        "id_loss_256": _entry("IDLoss.forward(y_hat=img, y=img[[1, 0]]): mean(1 - cos)", 1e-5),
+        "id_loss_face112": _entry("IDLoss.forward(y_hat=face, y=face[[1, 0]], crop=False)", 1e-5),
+        "grad_id_loss_face112": _grad_entry(
+            "d id_loss_face112 / d face (autograd; their y side detached)", exp["grad_id_loss_face112"]
+        ),  # fmt: skip
+    }
+    spec = {
+        "kind": "irse50_arcface",
+        "upstream": {
+            "module": "libs/criteria/id_loss.py: IDLoss (libs/criteria/model_irse.py: Backbone)",
+            "constructor": {"input_size": 112, "num_layers": 50, "mode": "ir_se", "drop_ratio": 0.6, "affine": True},
+            "built_as": "IDLoss(pretrained_model_path=model_ir_se50.pth).eval(), as libs/utilities/utils_train.py",
+        },  # fmt: skip
+        "inputs_note": "img_u8: the user's two images (see `images`); face_u8: their id-loss crop [35:223, 32:220] "
+        "of each, resized to 112x112 (PIL bicubic); network inputs float32(u8) / 127.5 - 1",
+        "files": [{"file": FILES["arcface"], "format": "torch", "layout": {"": {"group": "facenet"}}}],
+        "timing": {"authors_s": dt, "what": "every expected array (the face gradient included), batch 2, second run"},
+    }
+    return spec, {"face_u8": face_u8, "img_u8": images}, exp, entries
+
+
+def record_lpips(up: Upstream, images: np.ndarray):
+    """Their `LPIPS(net_type='alex')` (libs/criteria/lpips, the pixel2style2pixel port) on the user's images, each
+    against the other one mirrored; the per-layer maps are read from their `lin` layers."""
+    t = up.torch
+    lp_mod, iu = up.imp("libs.criteria.lpips.lpips"), up.imp("libs.utilities.image_utils")
+    lp = _quiet(lambda: lp_mod.LPIPS(net_type="alex").to(up.device).eval())  # LPIPS(...).cuda().eval()
+    y_u8 = images[[1, 0]][..., ::-1].copy()
+    x, y = _image(up, images), _image(up, y_u8)
+    maps: list = []
+    hooks = [layer.register_forward_hook(lambda m, a, o: maps.append(o.detach())) for layer in lp.lin]
+    b = images.shape[0]
+
+    def compute():
+        exp = {}
+        with t.no_grad():
+            maps.clear()
+            exp["lpips"] = lp(x, y)
+            for i, m in enumerate(maps):
+                exp[f"lin{i}_map"] = m
+            exp["per_layer"] = t.stack([m.mean((2, 3))[:, 0] for m in maps])
+            exp["per_sample"] = t.stack([lp(x[i : i + 1], y[i : i + 1]) for i in range(b)])
+            exp["lpips_255"] = lp(iu.torch_range_1_to_255(x), iu.torch_range_1_to_255(y))
+        xg = x.clone().requires_grad_(True)
+        lp(xg, y).backward()
+        exp["grad_x"] = xg.grad
+        return exp
+
+    try:
+        exp, dt = up.timed(compute)
+    finally:
+        for h in hooks:
+            h.remove()
+    exp = {k: _np(v) for k, v in exp.items()}
+    entries = {"lpips": _entry("LPIPS(net_type='alex')(x, y): sum over layers and batch / B", 1e-5)}
+    for i in range(len(lp.lin)):
+        entries[f"lin{i}_map"] = _entry(f"output of LPIPS.lin[{i}] during the lpips call, [B, 1, h, w]", 1e-5)
+    entries |= {
+        "per_layer": _entry("[layers, B]: spatial means of the lin maps", 1e-6),
+        "per_sample": _entry("[B]: LPIPS(x[i:i+1], y[i:i+1])", 1e-5),
+        "lpips_255": _entry(
+            "LPIPS(torch_range_1_to_255(x), torch_range_1_to_255(y)) (libs/utilities/"
+            "image_utils.py; the paired-mode call of utils_train)",
+            1e-5,
+        ),  # fmt: skip
+        "grad_x": _grad_entry("d lpips / d x (autograd)", exp["grad_x"]),
+    }
+    spec = {
+        "kind": "lpips_perceptual",
+        "upstream": {
+            "module": "libs/criteria/lpips/lpips.py: LPIPS (networks.py: AlexNet, LinLayers)",
+            "constructor": {"net_type": "alex", "version": "0.1"},
+            "used_as": "LPIPS(net_type='alex').eval() in libs/utilities/utils_train.py and libs/optimization.py",
+        },
+        "inputs_note": "x_u8: the user's two images (see `images`); y_u8: x_u8[[1, 0]] mirrored left-right (each "
+        "image against a mirror of the other); inputs float32(u8) / 127.5 - 1",
+        "files": [
+            {"file": FILES["alexnet"], "format": "torch", "layout": {"": {"group": "alexnet"}}},
+            {"file": FILES["lin"], "format": "torch", "layout": {"": {"group": "lin"}}},
+        ],  # fmt: skip
+        "timing": {"authors_s": dt, "what": "every expected array (the gradient included), batch 2, second run"},
+    }
+    return spec, {"x_u8": images, "y_u8": y_u8}, exp, entries
+
+
+def record_e4e(up: Upstream, source: np.ndarray):
+    """Their `Encoder4Editing(50, 'ir_se', resolution)` as run_inference.py builds and calls it (`invert_image`:
+    `encoder(image)`, no latent_avg added) on the user's source image."""
+    t, path = up.torch, up.repo / FILES["e4e"]
+    ck = t.load(path, map_location="cpu")
+    if not isinstance(ck, dict) or not isinstance(ck.get("e"), dict):
+        raise UserError(f"{path}: not the authors' e4e file (a dict with the encoder's state dict under 'e')")
+    n_styles = len({k.split(".")[1] for k in ck["e"] if k.startswith("styles.")})
+    size = 2 ** ((n_styles + 2) // 2)  # their style_count = 2 log2(resolution) - 2
+    up.check_fused_act(up.imp("libs.gan.StyleGAN2.model"))
+    enc = up.imp("libs.gan.encoder4editing.psp_encoders").Encoder4Editing(50, "ir_se", size)
+    enc.load_state_dict(ck["e"])
+    enc = enc.to(up.device).eval()
+    x = _image(up, source)
+    with t.no_grad():
+        codes, dt = up.timed(lambda: enc(x))
+    exp = {"codes": _np(codes)}
+    entries = {"codes": _entry(f"Encoder4Editing(50, 'ir_se', {size}).eval()(x) (invert_image: no latent_avg added)",
+                               1e-4)}  # fmt: skip
+    spec = {
+        "kind": "e4e_vox256",
+        "upstream": {
+            "module": "libs/gan/encoder4editing/psp_encoders.py: Encoder4Editing",
+            "constructor": {"num_layers": 50, "mode": "ir_se", "image_resolution": size},
+            "built_as": "Encoder4Editing(50, 'ir_se', image_resolution).load_state_dict(torch.load(f)['e']), as "
+            "run_inference.py; called as invert_image in libs/utilities/utils_inference.py",
+        },
+        "inputs_note": "x_u8: the user's source image; network input float32(u8) / 127.5 - 1",
+        "files": [{"file": FILES["e4e"], "format": "torch", "layout": {"e": {"group": "enc"}}}],
+        "timing": {"authors_s": dt, "what": "encoder(source), batch 1, second run"},
+    }
+    return spec, {"x_u8": source}, exp, entries
+
+
+def deca_model(up: Upstream):
+    """Their DECA as libs/DECA/estimate_DECA.py configures it (use_tex False), built as the shipped golden built
+    it: `DECA._create_model(cfg.model)` (E_flame, E_detail, D_detail from deca_model.tar via util.copy_state_dict;
+    FLAME from the pickles) without `_setup_renderer`, which the coarse path does not use."""
+    up.deca_imports()
+    cfg = up.imp("libs.DECA.decalib.utils.config").get_cfg_defaults()
+    cfg.model.use_tex = False
+    # their config points at libs/DECA/data beside itself; the files checked here are those
+    cfg.pretrained_modelpath = str(up.repo / FILES["deca"])
+    cfg.model.flame_model_path = str(up.repo / FILES["flame"])
+    cfg.model.flame_lmk_embedding_path = str(up.repo / FILES["landmarks"])
+    cls = up.imp("libs.DECA.decalib.deca").DECA
+    deca = cls.__new__(cls)
+    deca.cfg, deca.device = cfg, up.device
+    deca.image_size, deca.uv_size = cfg.dataset.image_size, cfg.model.uv_size
+    _quiet(lambda: deca._create_model(cfg.model))
+    # util.copy_state_dict copies what both hold: every encoder tensor must come from the file
+    own, got = set(deca.E_flame.state_dict()), set(deca.checkpoint.get("E_flame") or {})
+    if not own <= got:
+        raise UserError(f"{up.repo / FILES['deca']}: its E_flame lacks {len(own - got)} of the encoder's {len(own)} "
+                        f"tensors (e.g. {sorted(own - got)[0]}); not DECA's deca_model.tar")  # fmt: skip
+    if "chumpy" in up.stand_ins and "vs converters" not in up.stand_ins["chumpy"]:
+        ref = load_flame(up.repo / FILES["flame"])["shapedirs"]
+        n = cfg.model.n_shape
+        got = deca.flame.shapedirs.cpu().numpy()
+        err = max(float(np.abs(got[:, :, :n] - ref[:, :, :n]).max()),
+                  float(np.abs(got[:, :, n:] - ref[:, :, 300 : 300 + cfg.model.n_exp]).max()))  # fmt: skip
+        up.stand_ins["chumpy"] += f"; their FLAME's shapedirs vs converters.deca.load_flame: max abs {err:.3g}"
+    return deca
+
+
+def record_deca(up: Upstream, images: np.ndarray):
+    """Their DECA coarse path on the user's images resized to 224² (E_flame, decompose_code, decode, the Euler
+    angles as estimate_DECA.py takes them, their shape losses); FLAME and the projection again on the encoder's
+    recorded codes (inputs), so the port's replay checks each stage on the same parameters."""
+    t = up.torch
+    deca = deca_model(up)
+    util = up.imp("libs.DECA.decalib.utils.util")
+    rot = up.imp("libs.DECA.decalib.utils.rotation_converter")
+    losses = up.imp("libs.criteria.losses").Losses()
+    image_u8 = np.stack([np.asarray(Image.fromarray(im.transpose(1, 2, 0)).resize((224, 224), Image.BICUBIC))
+                         for im in images]).transpose(0, 3, 1, 2).copy()  # fmt: skip
+    x = t.from_numpy(image_u8.astype(np.float32) / np.float32(255.0)).to(up.device)
+
+    def euler(pose):  # estimate_DECA.py: one image at a time
+        return t.cat([rot.rad2deg(rot.batch_axis2euler(pose[i : i + 1, :3])) for i in range(pose.shape[0])])
+
+    def compute():
+        params = deca.E_flame(x)
+        code = deca.decompose_code(params, deca.param_dict)
+        exp = {"params": params, **{f"code_{k}": v for k, v in code.items()}}
+        for k, v in zip(("landmarks2d", "landmarks3d", "trans_verts"), deca.decode(code), strict=True):
+            exp[f"enc_decode_{k}"] = v
+        exp["enc_euler_deg"] = euler(code["pose"])
+        # the later stages on the recorded codes (the replay's inputs)
+        rec = {k: code[k].detach().clone() for k in ("shape", "exp", "pose", "cam")}
+        s, e, p, cam = rec.values()
+        verts, l2, l3 = deca.flame(shape_params=s, expression_params=e, pose_params=p)
+        exp |= {"flame_vertices": verts, "flame_landmarks2d": l2, "flame_landmarks3d": l3}
+        exp["orth_proj_landmarks2d"] = util.batch_orth_proj(l2, cam)
+        exp["orth_proj_landmarks3d"] = util.batch_orth_proj(l3, cam)
+        for k, v in zip(("landmarks2d", "landmarks3d", "trans_verts"), deca.decode(dict(rec)), strict=True):
+            exp[f"decode_{k}"] = v
+        exp["euler_deg"] = euler(p)
+        cam8 = t.zeros_like(cam)
+        cam8[:, 0] = 8  # utils_train.py: cam zeroed, then scale 8
+        g1 = deca.decode({"shape": s, "exp": e, "pose": p, "cam": cam8})
+        g2 = deca.decode({"shape": s[[1, 0]], "exp": e[[1, 0]], "pose": p[[1, 0]], "cam": cam8})
+        exp["loss_shape_cam8"] = losses.calculate_shape_loss(g1[2], g2[2], normalize=False)
+        exp["loss_eye_cam8"] = losses.calculate_eye_loss(g1[0], g2[0])
+        exp["loss_mouth_cam8"] = losses.calculate_mouth_loss(g1[0], g2[0])
+        return exp, rec
+
+    with t.no_grad():
+        (exp, codes), dt = up.timed(compute)
+    exp = {k: _np(v) for k, v in exp.items()}
+    lmk = "FLAME landmarks -> batch_orth_proj(., cam), y negated, * 112 + 112 (224-px units)"
+    note = "1e-5 m (the shipped golden grades its synthetic FLAME at 1e-6); real FLAME and codes give larger values"
+    entries = {
+        "params": _entry("DECA.E_flame(image): ResNet-50 encoder -> 236 parameters", 1e-4),
+        **{f"code_{k}": _entry(f"DECA.decompose_code(params, param_dict)[{k!r}]", 1e-4)
+           for k in ("shape", "tex", "exp", "pose", "cam", "light")},
+        "enc_decode_landmarks2d": _entry(f"DECA.decode(the encoder's codes)[0]: {lmk}", 1e-3),
+        "enc_decode_landmarks3d": _entry("DECA.decode(...)[1]", 1e-3),
+        "enc_decode_trans_verts": _entry("DECA.decode(...)[2]: projected vertices (224-px units)", 1e-3),
+        "enc_euler_deg": _entry("rad2deg(batch_axis2euler(pose[i:i+1, :3])) per sample, as estimate_DECA.py", 1e-3),
+        "flame_vertices": _entry("DECA.flame(shape, exp, pose) on the recorded codes: vertices", 1e-5,
+                                 tolerance_note=note),
+        "flame_landmarks2d": _entry("... landmarks2d (17 dynamic contour + 51 static)", 1e-5, tolerance_note=note),
+        "flame_landmarks3d": _entry("... landmarks3d (68)", 1e-5, tolerance_note=note),
+        "orth_proj_landmarks2d": _entry("util.batch_orth_proj(flame_landmarks2d, cam)", 1e-5),
+        "orth_proj_landmarks3d": _entry("util.batch_orth_proj(flame_landmarks3d, cam)", 1e-5),
+        "decode_landmarks2d": _entry("DECA.decode({shape, exp, pose, cam} recorded)[0]", 1e-3),
+        "decode_landmarks3d": _entry("DECA.decode(...)[1]", 1e-3),
+        "decode_trans_verts": _entry("DECA.decode(...)[2]", 1e-3),
+        "euler_deg": _entry("rad2deg(batch_axis2euler(pose[i:i+1, :3])) per sample, recorded pose", 1e-3),
+        "loss_shape_cam8": _entry("Losses().calculate_shape_loss(decode(p)[2], decode(p[[1, 0]])[2]) with cam "
+                                  "[8, 0, 0] as utils_train.py", 1e-4),
+        "loss_eye_cam8": _entry("Losses().calculate_eye_loss on decode landmarks2d of the same pair", 1e-4),
+        "loss_mouth_cam8": _entry("Losses().calculate_mouth_loss on the same pair", 1e-4),
+    }  # fmt: skip
+    spec = {
+        "kind": "deca_coarse",
+        "upstream": {
+            "module": "libs/DECA/decalib/deca.py: DECA (E_flame, decompose_code, decode); models/FLAME.py; "
+            "utils/util.py: batch_orth_proj; utils/rotation_converter.py; libs/criteria/losses.py: Losses",
+            "constructor": {
+                "ResnetEncoder": {"outsize": 236},
+                "FLAME": {"n_shape": 100, "n_exp": 50},
+                "param_list": ["shape", "tex", "exp", "pose", "cam", "light"],
+                "image_size": 224,
+            },
+            "built_as": "DECA._create_model(cfg.model) with their config (use_tex False, as estimate_DECA.py) on a "
+            "DECA object without renderer",
+        },  # fmt: skip
+        "inputs_note": "image_u8: the user's two images (see `images`) resized to 224x224 (PIL bicubic; upstream "
+        "their TestData crops around FAN's landmarks); encoder input float32(u8) / 255. shape, exp, pose, cam: "
+        "the encoder's codes of these images, as recorded (FLAME, decode, the angles and losses run on them)",
+        "files": [
+            {"file": FILES["deca"], "format": "torch", "layout": {"E_flame": {"group": "E_flame"}}},
+            {"file": FILES["flame"], "format": "flame_pkl"},
+            {"file": FILES["landmarks"], "format": "flame_landmarks"},
+        ],
+        "timing": {"authors_s": dt, "what": "every expected array, batch 2, second run"},
+    }
+    inputs = {"image_u8": image_u8, **{k: _np(v) for k, v in codes.items()}}
+    return spec, inputs, exp, entries
+
+
+def user_images(source: pathlib.Path, driving: pathlib.Path | None) -> tuple[np.ndarray, dict]:
+    """The two images the loss kinds compare, uint8 NCHW [2, 3, 256, 256]: the source and the driving frame, or
+    without one, a second view of the source (its central 224² resized to 256², PIL bicubic)."""
+    src, src_note = source_u8(source)
+    if driving is not None:
+        drv, drv_note = source_u8(driving, "--driving")
+        return np.concatenate([src, drv]), {"0": f"{source}: {src_note}", "1": f"{driving}: {drv_note}"}
+    im = Image.fromarray(src[0].transpose(1, 2, 0)).crop((16, 16, 240, 240)).resize((256, 256), Image.BICUBIC)
+    zoom = np.asarray(im, np.uint8).transpose(2, 0, 1)[None]
+    return np.concatenate([src, zoom]), {"0": f"{source}: {src_note}", "1": "no --driving: the source's central "
+                                         "224x224 resized to 256x256 (PIL bicubic)"}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------- folders
 def write_folder(out: pathlib.Path, spec: dict, inputs: dict, expected: dict, entries: dict) -> None:
     """spec.json, inputs.npz, expected.npz, written into a temporary folder then renamed (atomic)."""
@@ -573,9 +990,11 @@ def write_folder(out: pathlib.Path, spec: dict, inputs: dict, expected: dict, en
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def record(repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_steps: int = 3, log=print) -> list:
+def record(
+    repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_steps: int = 3, log=print, driving=None
+) -> list:
     """Record `kinds` into OUT/<kind>; returns the folders written. Inputs are checked before the authors' code
-    is imported."""
+    is imported. `driving`: the second image of the loss kinds (default: a second view of the source)."""
     repo, out = pathlib.Path(repo).expanduser(), pathlib.Path(out)
     kinds = list(dict.fromkeys(kinds or KINDS))
     bad = [k for k in kinds if k not in KINDS]
@@ -586,17 +1005,21 @@ def record(repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_s
         raise UserError(
             f"--authors-repo {repo}: not a clone of the authors' repository (no libs/gan/StyleGAN2/model.py)"
         )
-    if "generator_tuning" in kinds and source is None:
-        raise UserError("generator_tuning tunes on your image: give --source IMG (a 256x256 face crop)")
-    need = {"generator"} | ({"A"} if "direction_matrix" in kinds else set())
-    need |= {"alexnet", "lin"} if "generator_tuning" in kinds else set()
+    on_images = [k for k in kinds if k in IMAGE_KINDS]
+    if on_images and source is None:
+        raise UserError(f"{', '.join(on_images)} run on your image: give --source IMG (a 256x256 face crop)")
+    if "direction_matrix" in kinds and "stylegan2_vox256" not in kinds and not (out / "stylegan2_vox256").is_dir():
+        kinds.insert(0, "stylegan2_vox256")  # its spec names the generator's folder
+    need = set().union(*(NEEDS[k] for k in kinds))
     missing = [FILES[n] for n in sorted(need) if not (repo / FILES[n]).is_file()]
     if missing:
         raise UserError(f"--authors-repo {repo}: missing {', '.join(missing)} (the authors' checkpoints, placed as "
                         "converters.all reads them)")  # fmt: skip
-    src, src_note = (None, "") if "generator_tuning" not in kinds else source_u8(pathlib.Path(source))
-    if "direction_matrix" in kinds and "stylegan2_vox256" not in kinds and not (out / "stylegan2_vox256").is_dir():
-        kinds.insert(0, "stylegan2_vox256")  # its spec names the generator's folder
+    src = src_note = images = images_note = None
+    if set(kinds) & {"generator_tuning", "e4e_vox256"}:
+        src, src_note = source_u8(pathlib.Path(source))
+    if set(kinds) & {"irse50_arcface", "lpips_perceptual", "deca_coarse"}:
+        images, images_note = user_images(pathlib.Path(source), None if driving is None else pathlib.Path(driving))
     written = []
     with Upstream(repo, log) as up:
         for kind in kinds:
@@ -605,16 +1028,26 @@ def record(repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_s
                 spec, inputs, exp, entries = record_stylegan2(up, seed, batch)
             elif kind == "direction_matrix":
                 spec, inputs, exp, entries = record_direction_matrix(up, seed, batch)
-            else:
+            elif kind == "generator_tuning":
                 spec, inputs, exp, entries = record_generator_tuning(up, seed, src, tune_steps)
                 spec["source"] = {"path": str(source), "note": src_note}
+            elif kind == "e4e_vox256":
+                spec, inputs, exp, entries = record_e4e(up, src)
+                spec["source"] = {"path": str(source), "note": src_note}
+            elif kind == "irse50_arcface":
+                spec, inputs, exp, entries = record_irse50(up, images)
+            elif kind == "lpips_perceptual":
+                spec, inputs, exp, entries = record_lpips(up, images)
+            else:
+                spec, inputs, exp, entries = record_deca(up, images)
+            if kind in ("irse50_arcface", "lpips_perceptual", "deca_coarse"):
+                spec["images"] = images_note
             spec["upstream"]["repo"] = str(repo)
             spec["recorded_by"] = "python -m jaxreenact.parity record (converters/upstream_record.py)"
             spec["stand_ins"] = dict(up.stand_ins)
             spec["timing"]["device"] = up.device_name()
             write_folder(out / kind, spec, inputs, exp, entries)
-            log(
-                f"record: wrote {out / kind} ({len(exp)} arrays; the authors' code took {spec['timing']['authors_s']:.3f} s)"
-            )
+            log(f"record: wrote {out / kind} ({len(exp)} arrays; the authors' code took "
+                f"{spec['timing']['authors_s']:.3f} s)")  # fmt: skip
             written.append(out / kind)
     return written

@@ -47,18 +47,22 @@ def record_args(argv) -> argparse.Namespace:
         "checkpoints in pretrained_models/) on your inputs and write golden folders OUT/<kind> that "
         "`python -m jaxreenact.parity OUT/* --weights AUTHORS_REPO` replays with the port, printing both "
         "frameworks' times. Needs torch (and a GPU for GPU timings). See docs/comparison.md.",
-        epilog=f"Files read from AUTHORS_REPO: {', '.join(upstream_record.FILES.values())} (the LPIPS pair for "
-        f"generator_tuning only). Not recorded yet: {', '.join(upstream_record.NOT_RECORDED)} (see the guide).",
+        epilog=f"Files read from AUTHORS_REPO (each kind reads its own): {', '.join(upstream_record.FILES.values())}"
+        f". Not recorded yet: {', '.join(upstream_record.NOT_RECORDED)} (see the guide).",
     )  # fmt: skip
     p.add_argument("kinds", nargs="*", metavar="KIND",
                    help=f"what to record (default: all): {', '.join(upstream_record.KINDS)}")  # fmt: skip
     p.add_argument("--authors-repo", required=True, metavar="DIR",
                    help="a clone of StelaBou/stylegan_directions_face_reenactment with its checkpoints")  # fmt: skip
     p.add_argument("--source", metavar="IMG", help="your source face crop (256x256; others are resized), for "
-                   "generator_tuning")  # fmt: skip
+                   f"{', '.join(upstream_record.IMAGE_KINDS)}")  # fmt: skip
+    p.add_argument("--driving", metavar="IMG", help="a second face crop (a driving frame): the second image of the "
+                   "loss and DECA kinds (default: a second view of the source)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="DIR", help="where the folders go (OUT/<kind>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the recorded random inputs (default 0)")
-    p.add_argument("--batch", type=int, default=2, help="codes per network call (default 2)")
+    p.add_argument(
+        "--batch", type=int, default=2, help="codes per generator call (stylegan2_vox256, direction_matrix; default 2)"
+    )
     p.add_argument("--tune-steps", type=int, default=3, help="optimize_g steps (default 3; upstream runs 200)")
     return p.parse_args(argv)
 
@@ -73,7 +77,8 @@ def main(argv=None):
     if hasattr(a, "authors_repo"):
         r = a
         done = upstream_record.record(r.authors_repo, r.source, r.out, r.kinds, seed=r.seed, batch=r.batch,
-                                      tune_steps=r.tune_steps, log=_stderr)  # fmt: skip
+                                      tune_steps=r.tune_steps, log=_stderr,
+                                      driving=r.driving)  # fmt: skip
         print(f"record: wrote {', '.join(map(str, done))}; compare with: python -m jaxreenact.parity "
               f"{' '.join(map(str, done))} --weights {r.authors_repo}")  # fmt: skip
         return

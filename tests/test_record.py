@@ -10,6 +10,7 @@ code, and the parity program passes on all of it (run with -s to see the rows an
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -79,15 +80,51 @@ def test_record_standin_then_parity(tmp_path):
     assert code == 2 and "--weights AUTHORS_REPO" in err and len(err.strip().splitlines()) == 1
 
 
+def test_record_lpips_standin_then_parity(tmp_path):
+    """A loss kind on the user's image: LPIPS (the stand-in tree's, from torch_face_ref) on the source and, with no
+    --driving, a second view of it; the parity program passes every row."""
+    from PIL import Image
+    from tuning_floor import smooth_image
+
+    repo, out = standin_repo(tmp_path), tmp_path / "rec"
+    for file in ("alexnet-owt-7be5be79.pth", "alex.pth"):
+        goldens.write_checkpoint("lpips_perceptual", repo / "pretrained_models" / file, file=file)
+    src = smooth_image(np.random.default_rng(7))[0].transpose(1, 2, 0)
+    Image.fromarray(src).save(tmp_path / "source.png")
+    code, stdout, err = run("record", "--authors-repo", repo, "--out", out, "--source", tmp_path / "source.png",
+                            "lpips_perceptual")  # fmt: skip
+    assert code == 0, err
+    with np.load(out / "lpips_perceptual/inputs.npz") as z:
+        x, y = z["x_u8"], z["y_u8"]
+    view = np.asarray(Image.fromarray(src).crop((16, 16, 240, 240)).resize((256, 256), Image.BICUBIC))
+    assert np.array_equal(x[0].transpose(1, 2, 0), src) and np.array_equal(x[1].transpose(1, 2, 0), view)
+    assert np.array_equal(y[0], x[1][:, :, ::-1]) and np.array_equal(y[1], x[0][:, :, ::-1])
+    spec = json.loads((out / "lpips_perceptual/spec.json").read_text())
+    with np.load(out / "lpips_perceptual/expected.npz") as z:
+        assert spec["expected"]["grad_x"]["tol_max_abs"] == pytest.approx(1e-3 * np.abs(z["grad_x"]).max())
+        assert z["per_layer"].sum() / 2 == pytest.approx(float(z["lpips"]), rel=1e-5) and z["lpips"] > 0
+
+    code, stdout, err = run(out / "lpips_perceptual", "--weights", repo, "--no-progress")
+    t = tables(stdout)["lpips_perceptual"]
+    assert code == 0, stdout
+    assert set(t) == set(spec["expected"]) and all(r[3] == "PASS" for r in t.values())
+    assert sum(1 for line in stdout.splitlines() if TIME.match(line)) == 1
+
+
 def test_record_bad_input_is_one_line(tmp_path):
     repo = standin_repo(tmp_path)
     for argv, msg in (
         (["--authors-repo", tmp_path / "nope", "--out", tmp_path / "o"], "not a clone of the authors' repository"),
         (
-            ["--authors-repo", repo, "--out", tmp_path / "o", "deca_coarse"],
-            "cannot record deca_coarse (deca_coarse: DECA's TestData imports kornia",
+            ["--authors-repo", repo, "--out", tmp_path / "o", "reenact_frames"],
+            "cannot record reenact_frames (reenact_frames: Inference.run_reenactment builds their full DECA_model",
         ),
         (["--authors-repo", repo, "--out", tmp_path / "o", "generator_tuning"], "give --source IMG"),
+        (["--authors-repo", repo, "--out", tmp_path / "o", "lpips_perceptual"], "lpips_perceptual run on your image"),
+        (
+            ["--authors-repo", repo, "--out", tmp_path / "o", "--source", tmp_path / "s.png", "irse50_arcface"],
+            "missing pretrained_models/model_ir_se50.pth (the authors' checkpoints",
+        ),
     ):
         code, stdout, err = run("record", *argv)
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (argv, err)
@@ -99,36 +136,77 @@ def test_record_bad_input_is_one_line(tmp_path):
 AUTHORS = os.environ.get("JAXREENACT_AUTHORS_REPO")
 
 
+def link_tree(clone: pathlib.Path, repo: pathlib.Path, own: tuple[str, ...]) -> pathlib.Path:
+    """`repo` with the clone's files by link, except the folders `own` (empty, ours to fill): the clone is left as
+    it is. The folders on the way to an owned one are real folders, so the links never lead into the clone there."""
+    repo.mkdir()
+    parents = {
+        pathlib.PurePath(o).parents[i].as_posix() for o in own for i in range(len(pathlib.PurePath(o).parts) - 1)
+    }
+
+    def fill(src: pathlib.Path, dst: pathlib.Path, rel: str):
+        for p in src.iterdir():
+            r = f"{rel}{p.name}"
+            if r in own:
+                continue
+            if r in parents:
+                (dst / p.name).mkdir()
+                fill(p, dst / p.name, r + "/")
+            else:
+                (dst / p.name).symlink_to(p.resolve())
+
+    fill(clone, repo, "")
+    for o in own:
+        (repo / o).mkdir(parents=True, exist_ok=True)
+    return repo
+
+
 @pytest.mark.skipif(not AUTHORS, reason="set JAXREENACT_AUTHORS_REPO to a clone of the authors' repository")
 def test_record_authors_code_every_kind(tmp_path):
     """The authors' own code on regenerated random checkpoints in their layout: record every kind, then parity."""
     from tuning_floor import smooth_image
 
     clone = pathlib.Path(AUTHORS)
-    repo = tmp_path / "authors"
-    repo.mkdir()
-    for p in clone.iterdir():  # their code by link, the checkpoints written here (the clone is left as it is)
-        if p.name != "pretrained_models":
-            (repo / p.name).symlink_to(p.resolve())
-    pm = repo / "pretrained_models"
-    pm.mkdir()
-    for name, file in (("stylegan2_vox256", "stylegan-voxceleb.pt"), ("direction_matrix", "A_matrix.pt"),
-                       ("lpips_perceptual", "alexnet-owt-7be5be79.pth"), ("lpips_perceptual", "alex.pth")):  # fmt: skip
-        goldens.write_checkpoint(name, pm / file, file=None if name != "lpips_perceptual" else file)
+    repo = link_tree(clone, tmp_path / "authors", ("pretrained_models", "libs/DECA/data"))
+    pm, dd = repo / "pretrained_models", repo / "libs/DECA/data"
+    for name, path, one in (("stylegan2_vox256", pm / "stylegan-voxceleb.pt", None),
+                            ("direction_matrix", pm / "A_matrix.pt", None),
+                            ("lpips_perceptual", pm / "alexnet-owt-7be5be79.pth", "alexnet-owt-7be5be79.pth"),
+                            ("lpips_perceptual", pm / "alex.pth", "alex.pth"),
+                            ("irse50_arcface", pm / "model_ir_se50.pth", None),
+                            ("e4e_vox256", pm / "e4e-voxceleb.pt", "e4e_official.pt"),  # their layout of the two
+                            ("deca_coarse", dd / "deca_model.tar", "deca_model.tar"),
+                            ("deca_coarse", dd / "generic_model.pkl", "generic_model_chumpy.pkl"),  # as FLAME's
+                            ("deca_coarse", dd / "landmark_embedding.npy", "landmark_embedding.npy")):  # fmt: skip
+        goldens.write_checkpoint(name, path, file=one)
     from PIL import Image
 
-    Image.fromarray(smooth_image(np.random.default_rng(5))[0].transpose(1, 2, 0)).save(tmp_path / "source.png")
+    rng = np.random.default_rng(5)
+    for name in ("source.png", "driving.png"):
+        Image.fromarray(smooth_image(rng)[0].transpose(1, 2, 0)).save(tmp_path / name)
     out = tmp_path / "rec"
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join([str(pathlib.Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
     )
     rec = subprocess.run([sys.executable, "-m", "jaxreenact.parity", "record", "--authors-repo", str(repo), "--source",
-                          str(tmp_path / "source.png"), "--out", str(out), "--tune-steps", "2"],
+                          str(tmp_path / "source.png"), "--driving", str(tmp_path / "driving.png"), "--out",
+                          str(out), "--tune-steps", "2"],
                          capture_output=True, text=True, env=env)  # fmt: skip
     assert rec.returncode == 0, rec.stderr[-3000:]
     folders = sorted(out.iterdir())
-    assert [p.name for p in folders] == ["direction_matrix", "generator_tuning", "stylegan2_vox256"]
+    assert [p.name for p in folders] == ["deca_coarse", "direction_matrix", "e4e_vox256", "generator_tuning",
+                                         "irse50_arcface", "lpips_perceptual", "stylegan2_vox256"]  # fmt: skip
+    for f in folders[4:6]:  # the loss kinds ran on the user's two images
+        with np.load(f / "inputs.npz") as z:
+            img = z["img_u8" if f.name == "irse50_arcface" else "x_u8"]
+        assert np.array_equal(img[1].transpose(1, 2, 0), np.asarray(Image.open(tmp_path / "driving.png")))
+    stand_ins = json.loads((out / "deca_coarse/spec.json").read_text())["stand_ins"]
+    for name in ("yacs", "kornia", "pytorch3d", "chumpy"):  # each stood in (and said so) only where it is missing
+        assert (name in stand_ins) == (importlib.util.find_spec(name) is None), name
+    if "chumpy" in stand_ins:  # the stand-in's FLAME arrays, checked against the project's own reader
+        assert re.search(r"load_flame: max abs [0-9.e-]+$", stand_ins["chumpy"])
+        assert float(stand_ins["chumpy"].rsplit(" ", 1)[1]) < 1e-6
     res = subprocess.run([sys.executable, "-m", "jaxreenact.parity", *map(str, folders), "--weights", str(repo),
                           "--no-progress"], capture_output=True, text=True, env=env)  # fmt: skip
     print(res.stdout)
@@ -137,4 +215,39 @@ def test_record_authors_code_every_kind(tmp_path):
     assert sum(1 for m in rows if m and m.group(1) != "name") == sum(
         len(json.loads((f / "spec.json").read_text())["expected"]) for f in folders
     )
-    assert sum(1 for line in res.stdout.splitlines() if TIME.match(line)) == 3
+    assert sum(1 for line in res.stdout.splitlines() if TIME.match(line)) == len(folders)
+
+
+def test_deca_stand_ins_only_where_missing(tmp_path):
+    """yacs, kornia, pytorch3d and chumpy are stood in only when their import fails, behave as their DECA uses
+    them (a CfgNode with attributes and a deep clone; the renderer's and crop's functions refuse to run), and are
+    gone from sys.modules after the recorder's block."""
+    from converters.upstream_record import Upstream
+
+    missing = {n for n in ("yacs", "kornia", "pytorch3d", "chumpy") if importlib.util.find_spec(n) is None}
+    with Upstream(standin_repo(tmp_path), log=lambda line: None) as up:
+        up.deca_imports()
+        assert {n for n in missing if n in up.stand_ins} == missing
+        assert not {"yacs", "kornia", "pytorch3d", "chumpy"} - missing & set(up.stand_ins)
+        if "yacs" in missing:
+            from yacs.config import CfgNode as CN
+
+            cfg = CN()
+            cfg.model = CN()
+            cfg.model.n_shape = 100
+            other = cfg.clone()
+            other.model.n_shape = 7
+            assert cfg.model.n_shape == 100 and cfg.get("model")["n_shape"] == 100 and other.model.n_shape == 7
+            with pytest.raises(AttributeError):
+                _ = cfg.n_exp
+        if "pytorch3d" in missing:
+            from pytorch3d.renderer.mesh import rasterize_meshes
+
+            with pytest.raises(RuntimeError, match="stand-in"):
+                rasterize_meshes(None)
+        if "kornia" in missing:
+            import kornia
+
+            with pytest.raises(RuntimeError, match="stand-in"):
+                kornia.warp_affine(None, None, (224, 224))
+    assert not missing & set(sys.modules)

@@ -92,10 +92,12 @@ def _files(comp: Component, name: str) -> dict[str, dict]:
 
 
 def required_files(comps: dict[str, Component]) -> list[tuple[Component, dict]]:
-    """Every (component, file entry) the converters of a folder's components read (both e4e layouts)."""
+    """Every (component, file entry) the converters of a folder's components read (both e4e layouts, where named)."""
     out = []
     for name, comp in comps.items():
         for n in ("e4e", "e4e_psp") if name == "e4e" else (name,):
+            if n == "e4e_psp" and not any("state_dict" in (e.get("layout") or {}) for e in comp.entries()):
+                continue  # a recorded folder names only the authors' file (its codes need no latent_avg)
             out += [(comp, e) for e in _files(comp, n).values()]
     return out
 
