@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import json
 import os
 import pathlib
@@ -200,7 +201,7 @@ class Upstream:
 
     def _torchvision(self):
         try:
-            import torchvision  # noqa: F401
+            importlib.import_module("torchvision")  # the authors' dependency, not ours: probed, not declared
         except (ImportError, RuntimeError, AttributeError):  # missing, or built for another torch
             t, path = self.torch, self.repo / FILES["alexnet"]
 
