@@ -9,9 +9,11 @@ from scipy.spatial.transform import Rotation
 
 from configs import synthetic
 from jaxreenact import stats
+from jaxreenact.common.mesh import make_mesh
 from jaxreenact.latent.render import render, sample_wplus
 from jaxreenact.pose import params as pose
 from jaxreenact.training import setup
+from jaxreenact.training.ranges import compute_ranges
 from jaxreenact.weights import load_bundle
 
 
@@ -68,3 +70,15 @@ def test_stats_lists_every_missing_checkpoint(tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and "no_g" in err and "no_deca" in err
     assert "converters.stylegan2" in err and "converters.deca" in err and "converters.all" in err
+
+
+def test_stats_on_8_devices_equals_1():
+    """The batches split over the 8 simulated devices (tests/conftest.py), 5 rows padded to 8: the same ranges as
+    a 1-device mesh, where nothing is padded."""
+    config = synthetic.get_config()
+    nets, frozen = load_bundle(setup.weight_names(config), tiny_seed=0)
+    assert len(jax.local_devices()) == 8
+    many = compute_ranges(nets, frozen, 7, seed=1, batch=5, progress=False)
+    one = compute_ranges(nets, frozen, 7, seed=1, batch=5, progress=False, mesh=make_mesh(1))
+    assert np.all(one[:, 0] < one[:, 1])
+    np.testing.assert_allclose(many, one, rtol=1e-5, atol=1e-6)
