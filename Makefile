@@ -18,7 +18,7 @@ demo: setup
 	@echo "      real weights: docs/weights.md; reenact, edit, the web demo: docs/inference.md, docs/webdemo.md"
 
 test: setup-test
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/python -m pytest $(PYTEST_ARGS)  # as if activated: ruff, python
 
 setup:
 	@PYTHON="$(PYTHON)" VENV="$(VENV)" bash .ci/setup.sh demo
