@@ -70,12 +70,17 @@ def put_replicated(tree, mesh):
     array does not."""
     sharding = replicated(mesh)
 
+    def place(a: np.ndarray) -> jax.Array:
+        # Each process fills its own devices: no collective. (`jax.device_put` onto a sharding that spans several
+        # processes all-gathers the value to check it, a gloo rendezvous that fails a process arriving 30 s late.)
+        return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+
     def put(x):
         if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
             impl = jax.random.key_impl(x)
-            return jax.random.wrap_key_data(jax.device_put(np.asarray(jax.random.key_data(x)), sharding), impl=impl)
+            return jax.random.wrap_key_data(place(np.asarray(jax.random.key_data(x))), impl=impl)
         if isinstance(x, jax.Array | np.ndarray | np.generic):
-            return jax.device_put(np.asarray(x), sharding)
+            return place(np.asarray(x))
         return x
 
     return jax.tree.map(put, tree)
