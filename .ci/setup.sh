@@ -35,10 +35,10 @@ install_browser() {
     say "      (tests/test_webapp_browser.py; it fails instead under CI=true)"
     return 0
   fi
-  say "Chromium + chromedriver for the browser test (apt-get; log in /tmp/jaxreenact-setup-apt.log)"
+  say "Chromium + chromedriver for the browser test (apt-get; log in ${TMPDIR:-/tmp}/jaxreenact-setup-apt.log)"
   { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium chromium-driver; } \
-    >/tmp/jaxreenact-setup-apt.log 2>&1 \
-    || say "WARNING: apt-get install chromium chromium-driver failed (see /tmp/jaxreenact-setup-apt.log)"
+    >"${TMPDIR:-/tmp}/jaxreenact-setup-apt.log" 2>&1 \
+    || say "WARNING: apt-get install chromium chromium-driver failed (see ${TMPDIR:-/tmp}/jaxreenact-setup-apt.log)"
 }
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
