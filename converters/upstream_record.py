@@ -48,12 +48,10 @@ from converters.stylegan2 import infer_config
 from jaxreenact.common.errors import UserError
 
 KINDS = ("stylegan2_vox256", "direction_matrix", "generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256",
-         "deca_coarse")  # fmt: skip
-IMAGE_KINDS = ("generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256", "deca_coarse")  # on your images
+         "deca_coarse", "reenact_frames")  # fmt: skip
+IMAGE_KINDS = ("generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256", "deca_coarse",
+               "reenact_frames")  # on your images  # fmt: skip
 NOT_RECORDED = {
-    "reenact_frames": "Inference.run_reenactment builds their full DECA_model, whose renderer needs pytorch3d's "
-    "load_obj and rasterizer (stood in here only as imports) and whose TestData crop needs kornia 0.4.1's "
-    "warp_affine; no stand-ins for those yet",
     **dict.fromkeys(("train_step_synthetic", "train_step_mixed", "train_step_paired"),
                     "Trainer builds the same full DECA_model (as reenact_frames), and logs through wandb and "
                     "torchvision's utilities; no stand-ins for those yet"),
@@ -71,7 +69,8 @@ FILES = {
 }
 NEEDS = {"direction_matrix": {"generator", "A"}, "generator_tuning": {"generator", "alexnet", "lin"},
          "stylegan2_vox256": {"generator"}, "irse50_arcface": {"arcface"}, "lpips_perceptual": {"alexnet", "lin"},
-         "e4e_vox256": {"e4e"}, "deca_coarse": {"deca", "flame", "landmarks"}}  # fmt: skip
+         "e4e_vox256": {"e4e"}, "deca_coarse": {"deca", "flame", "landmarks"},
+         "reenact_frames": {"generator", "A", "e4e", "deca", "flame", "landmarks"}}  # fmt: skip
 TUNED_CONVS = (11, 10, 9, 8, 7, 6, 5, 4)  # optimize_g's parameter order (libs/optimization.py)
 
 
@@ -97,6 +96,26 @@ def _alexnet_features(torch, path: pathlib.Path):
     return feats
 
 
+def kornia_warp_affine(torch):
+    """kornia 0.4.1's `warp_affine(src, M, dsize)` (bilinear, zero padding, align_corners=False), restated: M is a
+    pixel homography, normalised with 2 / (size - 1) on both sides, inverted, then sampled with F.affine_grid and
+    F.grid_sample at align_corners=False (the mismatch of the two conventions is kornia's, kept)."""
+    F = torch.nn.functional
+
+    def pixel_to_norm(h, w, like):
+        return torch.tensor([[2.0 / (w - 1.0), 0.0, -1.0], [0.0, 2.0 / (h - 1.0), -1.0], [0.0, 0.0, 1.0]]).to(like)[None]
+
+    def warp_affine(src, M, dsize, flags="bilinear", padding_mode="zeros", align_corners=False):
+        b, c, h, w = src.shape
+        m3 = F.pad(M, [0, 0, 0, 1], "constant", value=0.0)
+        m3[..., -1, -1] += 1.0
+        dst_norm = pixel_to_norm(*dsize, M) @ (m3 @ torch.inverse(pixel_to_norm(h, w, M)))
+        grid = F.affine_grid(torch.inverse(dst_norm)[:, :2, :], [b, c, dsize[0], dsize[1]], align_corners=align_corners)
+        return F.grid_sample(src, grid, align_corners=align_corners, mode=flags, padding_mode=padding_mode)
+
+    return warp_affine
+
+
 class Upstream:
     """The authors' code imported from `repo`, with the stand-ins this machine needs (context manager: the
     patches and sys.path entries are undone on exit). `stand_ins`: {what: how}, written into every spec."""
@@ -117,7 +136,7 @@ class Upstream:
         if not self.cuda:
             self._no_cuda()
         self._hub()
-        for name in ("wandb",):
+        for name in ("wandb", "matplotlib", "matplotlib.pyplot", "imageio"):  # imported by their modules, not called
             self._stand_in_if_missing(name, lambda n: _module(n), "not installed; imported, unused by these calls")
         self._torchvision()
         self._ops()
@@ -139,6 +158,10 @@ class Upstream:
             "kornia",
             "pytorch3d",
             "chumpy",
+            "run_inference",
+            "run_trainer",
+            "matplotlib",
+            "imageio",
         )  # the authors' modules and the stand-ins, imported afresh next time
         for name in set(sys.modules) - self._saved_modules:
             if name.split(".")[0] in ours:
@@ -197,7 +220,11 @@ class Upstream:
             __import__(name)
         except ImportError:
             sys.modules[name] = make(name)
-            self.stand_ins[name] = f"stand-in ({why})"
+            if "." in name:
+                parent, leaf = name.rsplit(".", 1)
+                setattr(sys.modules[parent], leaf, sys.modules[name])
+            else:
+                self.stand_ins[name] = f"stand-in ({why})"
 
     def _torchvision(self):
         try:
@@ -312,7 +339,10 @@ class Upstream:
         mods = {
             "yacs": ({"yacs.config": {"CfgNode": CfgNode}}, "their config's CfgNode: a dict with attribute access, "
                      "clone() (a deep copy) and get()"),
-            "kornia": ({}, "imported by their datasets.py; warp_affine (TestData's crop, not on this path) raises"),
+            "kornia": ({}, "their TestData crop calls kornia.warp_affine: a torch re-statement of kornia 0.4.1's "
+                       "(pixel homography normalised by (size - 1), inverted, F.affine_grid and F.grid_sample with "
+                       "align_corners=False); their tree has no reference for it, tests/test_record.py checks it "
+                       "against the port's DECA crop"),
             "pytorch3d": ({"pytorch3d.structures": {"Meshes": unused("pytorch3d.structures.Meshes")},
                            "pytorch3d.io": {"load_obj": unused("pytorch3d.io.load_obj")},
                            "pytorch3d.renderer": {}, "pytorch3d.renderer.mesh": {
@@ -328,13 +358,20 @@ class Upstream:
                 continue
             except ImportError:
                 pass
-            root = _module(top, warp_affine=unused("kornia.warp_affine")) if top == "kornia" else _module(top)
+            root = _module(top, warp_affine=kornia_warp_affine(self.torch)) if top == "kornia" else _module(top)
             sys.modules[top] = root
             for name, attrs in subs.items():
                 sys.modules[name] = _module(name, **attrs)
                 parent, leaf = name.rsplit(".", 1)
                 setattr(sys.modules[parent], leaf, sys.modules[name])
             self.stand_ins[top] = f"not installed here: stand-in ({why})"
+
+    def need(self, *names: str) -> None:
+        """The authors' requirements that have no stand-in here: a missing one is said in one line."""
+        missing = [n for n in names if _try_import({"scikit-image": "skimage", "opencv-python": "cv2"}.get(n, n)) is None]
+        if missing:
+            raise UserError(f"the authors' code needs {', '.join(missing)} (their requirements.txt): pip install "
+                            f"{' '.join(missing)}")  # fmt: skip
 
     def check_fused_act(self, model) -> None:
         """The fused_leaky_relu stand-in against their model.py's ScaledLeakyReLU (the same activation, on CPU)."""
@@ -665,6 +702,13 @@ def _grad_entry(upstream: str, grad: np.ndarray) -> dict:
     return _entry(upstream, tol, tolerance_note="1e-3 of max |grad| of this recording")
 
 
+def _try_import(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 def _quiet(fn):
     """Their constructors print progress; the recorder's stdout carries its one summary line, so they go to stderr."""
     with contextlib.redirect_stdout(sys.stderr):
@@ -957,6 +1001,291 @@ def record_deca(up: Upstream, images: np.ndarray):
     return spec, inputs, exp, entries
 
 
+# ----------------------------------------------------------------------------------------------- pipelines
+FAN_BOX = (48.0, 76.0, 208.0, 228.0)  # the stand-in detector's kpt68 box: where an aligned 256² crop has its face
+
+
+class Detector:
+    """DECA's face detector (their datasets/detectors.py `FAN`, pip face_alignment), used only when its weights are
+    already on disk (nothing is downloaded); otherwise a stand-in returning the fixed kpt68 box `FAN_BOX`. Either
+    way every box it returns is recorded, in call order, for the port to replay."""
+
+    def __init__(self, up: Upstream):
+        self.boxes: list[list[float]] = []
+        self.real = None
+        t = up.torch
+        hub = t.hub.download_url_to_file
+
+        def refuse(url, *a, **k):
+            raise FileNotFoundError(f"{url} (not on disk; nothing is downloaded)")
+
+        fa_utils = sys.modules.get("face_alignment.utils") or _try_import("face_alignment.utils")
+        fa_dl = getattr(fa_utils, "download_url_to_file", None)
+        try:
+            t.hub.download_url_to_file = refuse
+            if fa_dl is not None:
+                fa_utils.download_url_to_file = refuse
+            self.real = up.imp("libs.DECA.decalib.datasets.detectors").FAN()
+            up.stand_ins.pop("FAN (DECA's face detector)", None)
+        except Exception as e:  # noqa: BLE001  (face_alignment missing, or its weights not on disk)
+            up.stand_ins["FAN (DECA's face detector)"] = (
+                f"face_alignment's FAN does not load here ({type(e).__name__}: {str(e).splitlines()[0][:120]}): a stand-in returns the "
+                f"kpt68 box {list(FAN_BOX)} [left, top, right, bottom] of every image (an aligned 256x256 crop's "
+                "face); the boxes are inputs (boxes_*), so the port replays the same crops"
+            )
+        finally:
+            t.hub.download_url_to_file = hub
+            if fa_dl is not None:
+                fa_utils.download_url_to_file = fa_dl
+
+    def __call__(self):  # detectors.FAN() as TestData builds it
+        return self
+
+    def run(self, image):
+        if self.real is not None:
+            bbox, kind = self.real.run(image)
+            if kind == "error":
+                raise UserError("DECA's face detector found no face in a frame: give aligned face crops")
+        else:
+            bbox, kind = list(FAN_BOX), "kpt68"
+        self.boxes.append([float(v) for v in bbox])
+        return [float(np.float32(v)) for v in bbox], kind
+
+
+def deca_wrapper(up: Upstream, detector: Detector):
+    """Their `DECA_model` (libs/DECA/estimate_DECA.py: `extract_DECA_params` one image at a time through TestData's
+    crop), holding the DECA that `deca_model` builds (no renderer) and a TestData whose detector is `detector`."""
+    est = up.imp("libs.DECA.estimate_DECA")
+    datasets = up.imp("libs.DECA.decalib.datasets.datasets")
+    w = est.DECA_model.__new__(est.DECA_model)
+    w.deca = deca_model(up)
+    with contextlib.ExitStack() as stack:
+        stack.callback(setattr, datasets.detectors, "FAN", datasets.detectors.FAN)
+        datasets.detectors.FAN = detector
+        w.data = datasets.TestData()
+    return w
+
+
+class CropRecorder:
+    """Records what TestData.get_image_tensor computes: the similarity `theta` handed to kornia's warp_affine and
+    the 224² crop it returns (/255), per DECA image, in call order."""
+
+    def __init__(self, up: Upstream, wrapper):
+        self.thetas, self.crops = [], []
+        datasets = up.imp("libs.DECA.decalib.datasets.datasets")
+        kornia, get = datasets.kornia, wrapper.data.get_image_tensor
+        warp = kornia.warp_affine
+
+        def warp_rec(src, M, *a, **k):
+            self.thetas.append(np.concatenate([_np(M)[0], [[0, 0, 1]]]).astype(np.float32))
+            return warp(src, M, *a, **k)
+
+        def get_rec(image):
+            out, err = get(image)
+            self.crops.append(_np(out))
+            return out, err
+
+        self._undo = [lambda: setattr(kornia, "warp_affine", warp), lambda: setattr(wrapper.data, "get_image_tensor", get)]
+        kornia.warp_affine, wrapper.data.get_image_tensor = warp_rec, get_rec
+
+    def close(self):
+        for u in self._undo:
+            u()
+
+
+def direction_matrix(up: Upstream):
+    """Their DirectionMatrix as run_inference.py builds it from A_matrix.pt; returns (A, checkpoint)."""
+    ck = up.torch.load(up.repo / FILES["A"], map_location="cpu")
+    A = up.imp("libs.models.direction_matrix").DirectionMatrix(
+        shift_dim=ck["shift_dim"], input_dim=ck["learned_directions"], out_dim=None, w_plus=ck["w_plus"], bias=True,
+        num_layers=ck["num_layers_shift"])  # fmt: skip
+    A.load_state_dict(ck["A_matrix"])
+    return A.to(up.device), ck
+
+
+def component_files(*names) -> dict:
+    """The spec's `components` block for the recorded pipeline kinds: each network's files as its own kind names them."""
+    files = {
+        "generator": [{"file": FILES["generator"], "format": "torch"}],
+        "A": [{"file": FILES["A"], "format": "torch"}],
+        "deca": [{"file": FILES["deca"], "format": "torch", "layout": {"E_flame": {"group": "E_flame"}}},
+                 {"file": FILES["flame"], "format": "flame_pkl"},
+                 {"file": FILES["landmarks"], "format": "flame_landmarks"}],
+        "id_loss": [{"file": FILES["arcface"], "format": "torch", "layout": {"": {"group": "facenet"}}}],
+        "lpips": [{"file": FILES["alexnet"], "format": "torch", "layout": {"": {"group": "alexnet"}}},
+                  {"file": FILES["lin"], "format": "torch", "layout": {"": {"group": "lin"}}}],
+    }  # fmt: skip
+    return {n: {"files": files[n]} for n in names}
+
+
+def directions_block(count_pose, num_expressions, jaw, directions_exp) -> dict:
+    return {"count_pose": int(count_pose), "num_expressions": int(num_expressions), "a_jaw": float(jaw["a"]),
+            "b_jaw": float(jaw["b"]), "a_exp": [float(d["a"]) for d in directions_exp],
+            "b_exp": [float(d["b"]) for d in directions_exp],
+            "exp_component": [int(d["exp_component"]) for d in directions_exp]}  # fmt: skip
+
+
+BOX_CONVENTION = {
+    "detector": 'libs/DECA/decalib/datasets/detectors.py FAN.run returns [left, top, right, bottom] and the type '
+    '"kpt68" (see stand_ins when face_alignment\'s weights are not on disk); recorded per DECA image in boxes_*',
+    "crop": "everything after the detector is the authors' TestData.get_image_tensor (bbox2point, int(old_size * "
+    "1.25), skimage's similarity, kornia's warp_affine to 224x224, / 255)",
+}
+
+
+def record_reenact_frames(up: Upstream, seed: int, source: np.ndarray, driving: np.ndarray):
+    """Their `Inference.run_reenactment` (run_inference.py) on the user's source crop and driving frames: their
+    e4e inverts the source (`load_source_data`, generator tuning off as `--optimize_generator` leaves it), DECA
+    reads the source and every frame, `make_shift`, A, `generate_image`. Replaced: `load_models` (the checkpoints
+    in pretrained_models/, no landmark model) and `preprocess_image` (the crops are given: identity)."""
+    t = up.torch
+    up.need("scikit-image", "opencv-python")
+    up.deca_imports()
+    ri = up.imp("run_inference")
+    det = Detector(up)
+    g, _ = generator(up)
+    enc_cls = up.imp("libs.gan.encoder4editing.psp_encoders").Encoder4Editing
+    enc = enc_cls(50, "ir_se", g.size)
+    enc.load_state_dict(t.load(up.repo / FILES["e4e"], map_location="cpu")["e"])
+    A, ck = direction_matrix(up)
+    shape_model = deca_wrapper(up, det)
+    crops = CropRecorder(up, shape_model)
+    trunc = mean_latent(up, g, seed)
+    inf = ri.Inference.__new__(ri.Inference)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="jaxreenact_record_"))
+    (work / "driving").mkdir()
+    for i, im in enumerate(driving):  # their load_target_data reads a folder of frames (sorted)
+        Image.fromarray(im.transpose(1, 2, 0)).save(work / "driving" / f"{i:06d}.png")
+    Image.fromarray(source[0].transpose(1, 2, 0)).save(work / "source.png")
+    inf.args, inf.device = {}, up.device
+    inf.source_path, inf.target_path, inf.output_path = str(work / "source.png"), str(work / "driving"), str(work)
+    inf.dataset_type, inf.image_resolution = "voxceleb", g.size
+    inf.save_grid = inf.save_images = inf.save_video = inf.optimize_generator = False
+
+    def load_models():  # their load_models, with the files checked here and the recorded truncation centre
+        inf.shape_model, inf.landmarks_est = shape_model, None
+        inf.truncation, inf.generator, inf.trunc = 0.7, g, trunc
+        inf.learned_directions, inf.shift_scale = ck["learned_directions"], ck["shift_scale"]
+        inf.w_plus, inf.num_layers_shift = ck["w_plus"], ck["num_layers_shift"]
+        inf.A_matrix, inf.encoder = A.eval(), enc.to(up.device).eval()
+        A.zero_grad()
+        (inf.count_pose, inf.num_expressions, inf.directions_exp, jaw, inf.angle_scales,
+         inf.angle_directions) = ri.initialize_directions(inf.dataset_type, inf.learned_directions, inf.shift_scale)  # fmt: skip
+        inf.a_jaw, inf.b_jaw, inf.max_jaw, inf.min_jaw = jaw["a"], jaw["b"], jaw["max"], jaw["min"]
+        rec["directions"] = directions_block(inf.count_pose, inf.num_expressions, jaw, inf.directions_exp)
+
+    def given_crop(image, landmarks_est, save_filename=None):  # the user's crops are the preprocessed frames
+        return np.asarray(Image.open(image).convert("RGB")) if isinstance(image, str) else image
+
+    rec = {"deca": [], "shift_vector": [], "shift": [], "reenacted": [], "latents": [], "wplus": None}
+    shapemodel, gen_image, make_shift, invert = ri.calculate_shapemodel, ri.generate_image, inf.make_shift, ri.invert_image
+
+    def shapemodel_rec(*a, **k):
+        params, angles = shapemodel(*a, **k)
+        rec["deca"].append({**{k: _np(v) for k, v in params.items()}, "angles": _np(angles)})
+        return params, angles
+
+    def gen_rec(*a, **k):
+        out = gen_image(*a, **k)
+        if k.get("shift_code") is not None:
+            rec["reenacted"].append(_np(out[0]))
+            rec["latents"].append(_np(out[1]))
+        return out
+
+    def shift_rec(*a, **k):
+        out = make_shift(*a, **k)
+        rec["shift_vector"].append(_np(out))
+        return out
+
+    def invert_rec(image, encoder, *a, **k):
+        out = invert(image, encoder, *a, **k)
+        rec["wplus"] = _np(out[1])
+        return out
+
+    hook = A.register_forward_hook(lambda m, a, o: rec["shift"].append(_np(o)))
+    try:
+        with contextlib.ExitStack() as stack, contextlib.chdir(up.repo):  # their config paths are ./libs/...
+            for obj, attr, val in ((ri, "calculate_shapemodel", shapemodel_rec), (ri, "generate_image", gen_rec),
+                                   (ri, "preprocess_image", given_crop), (ri, "invert_image", invert_rec),
+                                   (inf, "make_shift", shift_rec), (inf, "load_models", load_models)):  # fmt: skip
+                stack.callback(setattr, obj, attr, getattr(obj, attr))
+                setattr(obj, attr, val)
+            up.sync()
+            t0 = time.perf_counter()
+            _quiet(inf.run_reenactment)
+            up.sync()
+            dt = time.perf_counter() - t0
+    finally:
+        hook.remove()
+        crops.close()
+        shutil.rmtree(work, ignore_errors=True)
+    n = len(driving)
+    if len(rec["deca"]) != n + 1 or len(det.boxes) != n + 1 or len(rec["reenacted"]) != n:
+        raise RuntimeError(f"record reenact_frames: their run made {len(rec['deca'])} DECA calls and "
+                           f"{len(rec['reenacted'])} reenacted frames for {n} driving frames")  # fmt: skip
+    keys = {"pose": "pose", "exp": "alpha_exp", "shape": "alpha_shp", "cam": "cam", "angles": "angles"}
+    exp = {}
+    for role, sl in (("source", slice(0, 1)), ("driving", slice(1, None))):
+        for k, src in keys.items():
+            exp[f"deca_{role}_{k}"] = np.concatenate([d[src] for d in rec["deca"][sl]])
+        exp[f"deca_{role}_theta"] = np.stack(crops.thetas[sl])
+        exp[f"deca_{role}_crop_sub4"] = np.stack(crops.crops[sl])[..., ::4, ::4]
+    exp["shift_vector"] = np.concatenate(rec["shift_vector"])
+    exp["shift"] = np.concatenate(rec["shift"])
+    exp["reenacted"] = np.concatenate(rec["reenacted"])
+    exp["reenacted_latents"] = np.concatenate(rec["latents"])
+    ranges = np.load(up.repo / "libs/configs/ranges_voxceleb.npy")
+    inputs = {"source_u8": source, "driving_u8": driving, "wplus": rec["wplus"],
+              "boxes_source": np.asarray(det.boxes[:1], np.float32), "boxes_driving": np.asarray(det.boxes[1:], np.float32),
+              "truncation": np.float32(0.7), "truncation_latent": _np(trunc), "ranges_voxceleb": ranges}  # fmt: skip
+    shapemodel_s = "calculate_shapemodel(shape_model, {}) (DECA_model.extract_DECA_params)"
+    entries = {}
+    for role, what in (("source", "source_img"), ("driving", "each target_image")):
+        for k, src in keys.items():
+            if k == "angles":
+                entries[f"deca_{role}_angles"] = _entry(f"angles (degrees) of {shapemodel_s.format(what)}", 1e-3)
+            else:
+                entries[f"deca_{role}_{k}"] = _entry(f"params[{src!r}] of {shapemodel_s.format(what)}", 1e-4)
+        entries[f"deca_{role}_theta"] = _entry("TestData.get_image_tensor: the similarity handed to kornia's "
+                                               "warp_affine (skimage params as float32)", 1e-4, rel=True)  # fmt: skip
+        entries[f"deca_{role}_crop_sub4"] = _entry("TestData.get_image_tensor output (224x224 crop / 255), every "
+                                                   "4th pixel", 1e-4)  # fmt: skip
+    entries |= {
+        "shift_vector": _entry("Inference.make_shift(angles_source, angles_target, params_source, params_target) "
+                               "per frame", 1e-4),
+        "shift": _entry("A_matrix(shift_vector) per frame", 1e-5, rel=True),
+        "reenacted": _entry("generate_image(G_source, source_code, 0.7, trunc, shift_code=shift, "
+                            "input_is_latent=True, return_latents=True)[0] per frame", 1e-4),
+        "reenacted_latents": _entry("...[1]", 1e-5),
+    }  # fmt: skip
+    spec = {
+        "kind": "reenact_frames",
+        "upstream": {
+            "module": "run_inference.py Inference.run_reenactment / make_shift; libs/utilities/generic.py "
+            "calculate_shapemodel, generate_image, initialize_directions; libs/DECA/estimate_DECA.py DECA_model",
+            "replaced": "load_models (the checkpoints in pretrained_models/; no landmark model; the truncation "
+            "centre seeded), preprocess_image (the given crops: identity), optimize_generator off (generator_tuning "
+            "is its own kind)",
+        },
+        "inputs_note": f"source_u8, driving_u8: your crops; wplus: their e4e inversion of the source "
+        f"(invert_image in load_source_data); boxes_*: the detector's box of each DECA image, in call order; "
+        f"truncation_latent: G.mean_latent(4096) after torch.manual_seed({seed})",
+        "random_draws": ["truncation_latent: torch.randn(4096, 512) in Generator.mean_latent"],
+        "components": component_files("generator", "deca", "A"),
+        "direction_coefficients": rec["directions"],
+        "box_convention": BOX_CONVENTION,
+        "timing": {"authors_s": dt, "what": f"Inference.run_reenactment after load_models: e4e on the source, DECA, "
+                   f"A and G on {n} driving frames, one frame at a time (their loop), first run"},
+    }  # fmt: skip
+    return spec, inputs, exp, entries
+
+
+def _is_video(path: pathlib.Path) -> bool:
+    from jaxreenact.data.video import is_video_path
+
+    return is_video_path(path)
+
+
 def user_images(source: pathlib.Path, driving: pathlib.Path | None) -> tuple[np.ndarray, dict]:
     """The two images the loss kinds compare, uint8 NCHW [2, 3, 256, 256]: the source and the driving frame, or
     without one, a second view of the source (its central 224² resized to 256², PIL bicubic)."""
@@ -991,11 +1320,35 @@ def write_folder(out: pathlib.Path, spec: dict, inputs: dict, expected: dict, en
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def driving_frames(source: pathlib.Path, driving: pathlib.Path | None, frames: int) -> tuple[np.ndarray, str]:
+    """The driving frames of `reenact_frames`, uint8 NCHW [F, 3, 256, 256]: the first `frames` of an image, a
+    folder of images (sorted, as their load_target_data) or a video; without --driving, two views of the source
+    (its central 224² and its mirror image: a zoom and a turn)."""
+    if driving is None:
+        both, _ = user_images(source, None)
+        return np.concatenate([both[1:], both[:1, :, :, ::-1]]), "no --driving: the source's central 224x224 " \
+            "resized to 256x256, then the source mirrored left-right"
+    if driving.is_dir():
+        paths = sorted([*driving.glob("*.png"), *driving.glob("*.jpg")])[:frames]
+        if not paths:
+            raise UserError(f"--driving {driving}: a folder without .png or .jpg frames")
+        return np.concatenate([source_u8(q, "--driving")[0] for q in paths]), f"{driving}: {len(paths)} frame(s)"
+    from jaxreenact.data.video import is_video_path, read_video
+
+    if not is_video_path(driving):
+        return source_u8(driving, "--driving")[0], f"{driving}: one frame"
+    clip = read_video(driving, max_frames=frames)
+    out = np.stack([np.asarray(Image.fromarray(f).resize((256, 256), Image.BICUBIC)) for f in clip])
+    return out.transpose(0, 3, 1, 2).copy(), f"{driving}: the first {len(out)} frame(s), resized to 256x256"
+
+
 def record(
-    repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_steps: int = 3, log=print, driving=None
+    repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_steps: int = 3, log=print, driving=None,
+    frames: int = 3,
 ) -> list:
     """Record `kinds` into OUT/<kind>; returns the folders written. Inputs are checked before the authors' code
-    is imported. `driving`: the second image of the loss kinds (default: a second view of the source)."""
+    is imported. `driving`: the second image of the loss kinds (default: a second view of the source), and the
+    driving frames of reenact_frames (`frames` of them: an image, a folder or a video)."""
     repo, out = pathlib.Path(repo).expanduser(), pathlib.Path(out)
     kinds = list(dict.fromkeys(kinds or KINDS))
     bad = [k for k in kinds if k not in KINDS]
@@ -1020,7 +1373,17 @@ def record(
     if set(kinds) & {"generator_tuning", "e4e_vox256"}:
         src, src_note = source_u8(pathlib.Path(source))
     if set(kinds) & {"irse50_arcface", "lpips_perceptual", "deca_coarse"}:
-        images, images_note = user_images(pathlib.Path(source), None if driving is None else pathlib.Path(driving))
+        drv = None if driving is None else pathlib.Path(driving)
+        if drv is not None and (drv.is_dir() or _is_video(drv)):
+            drv_img = driving_frames(pathlib.Path(source), drv, 1)[0]
+            images, images_note = user_images(pathlib.Path(source), None)
+            images[1:], images_note["1"] = drv_img, f"{drv}: its first frame"
+        else:
+            images, images_note = user_images(pathlib.Path(source), drv)
+    if "reenact_frames" in kinds:
+        src, src_note = source_u8(pathlib.Path(source))
+        drive, drive_note = driving_frames(pathlib.Path(source), None if driving is None else pathlib.Path(driving),
+                                           frames)  # fmt: skip
     written = []
     with Upstream(repo, log) as up:
         for kind in kinds:
@@ -1039,6 +1402,10 @@ def record(
                 spec, inputs, exp, entries = record_irse50(up, images)
             elif kind == "lpips_perceptual":
                 spec, inputs, exp, entries = record_lpips(up, images)
+            elif kind == "reenact_frames":
+                spec, inputs, exp, entries = record_reenact_frames(up, seed, src, drive)
+                spec["source"] = {"path": str(source), "note": src_note}
+                spec["driving"] = drive_note
             else:
                 spec, inputs, exp, entries = record_deca(up, images)
             if kind in ("irse50_arcface", "lpips_perceptual", "deca_coarse"):

@@ -56,8 +56,10 @@ def record_args(argv) -> argparse.Namespace:
                    help="a clone of StelaBou/stylegan_directions_face_reenactment with its checkpoints")  # fmt: skip
     p.add_argument("--source", metavar="IMG", help="your source face crop (256x256; others are resized), for "
                    f"{', '.join(upstream_record.IMAGE_KINDS)}")  # fmt: skip
-    p.add_argument("--driving", metavar="IMG", help="a second face crop (a driving frame): the second image of the "
-                   "loss and DECA kinds (default: a second view of the source)")  # fmt: skip
+    p.add_argument("--driving", metavar="IMG|DIR|VIDEO", help="a driving face crop, a folder of them or a video: "
+                   "the second image of the loss and DECA kinds (its first frame) and the driving frames of "
+                   "reenact_frames (default: views of the source)")  # fmt: skip
+    p.add_argument("--frames", type=int, default=3, help="driving frames reenact_frames runs (default 3)")
     p.add_argument("--out", required=True, metavar="DIR", help="where the folders go (OUT/<kind>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the recorded random inputs (default 0)")
     p.add_argument(
@@ -78,7 +80,7 @@ def main(argv=None):
         r = a
         done = upstream_record.record(r.authors_repo, r.source, r.out, r.kinds, seed=r.seed, batch=r.batch,
                                       tune_steps=r.tune_steps, log=_stderr,
-                                      driving=r.driving)  # fmt: skip
+                                      driving=r.driving, frames=r.frames)  # fmt: skip
         print(f"record: wrote {', '.join(map(str, done))}; compare with: python -m jaxreenact.parity "
               f"{' '.join(map(str, done))} --weights {r.authors_repo}")  # fmt: skip
         return
