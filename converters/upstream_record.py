@@ -103,7 +103,8 @@ def kornia_warp_affine(torch):
     F = torch.nn.functional
 
     def pixel_to_norm(h, w, like):
-        return torch.tensor([[2.0 / (w - 1.0), 0.0, -1.0], [0.0, 2.0 / (h - 1.0), -1.0], [0.0, 0.0, 1.0]]).to(like)[None]
+        m = [[2.0 / (w - 1.0), 0.0, -1.0], [0.0, 2.0 / (h - 1.0), -1.0], [0.0, 0.0, 1.0]]
+        return torch.tensor(m).to(like)[None]
 
     def warp_affine(src, M, dsize, flags="bilinear", padding_mode="zeros", align_corners=False):
         b, c, h, w = src.shape
@@ -368,7 +369,8 @@ class Upstream:
 
     def need(self, *names: str) -> None:
         """The authors' requirements that have no stand-in here: a missing one is said in one line."""
-        missing = [n for n in names if _try_import({"scikit-image": "skimage", "opencv-python": "cv2"}.get(n, n)) is None]
+        module = {"scikit-image": "skimage", "opencv-python": "cv2"}
+        missing = [n for n in names if _try_import(module.get(n, n)) is None]
         if missing:
             raise UserError(f"the authors' code needs {', '.join(missing)} (their requirements.txt): pip install "
                             f"{' '.join(missing)}")  # fmt: skip
@@ -1085,7 +1087,10 @@ class CropRecorder:
             self.crops.append(_np(out))
             return out, err
 
-        self._undo = [lambda: setattr(kornia, "warp_affine", warp), lambda: setattr(wrapper.data, "get_image_tensor", get)]
+        self._undo = [
+            lambda: setattr(kornia, "warp_affine", warp),
+            lambda: setattr(wrapper.data, "get_image_tensor", get),
+        ]
         kornia.warp_affine, wrapper.data.get_image_tensor = warp_rec, get_rec
 
     def close(self):
@@ -1126,7 +1131,7 @@ def directions_block(count_pose, num_expressions, jaw, directions_exp) -> dict:
 
 
 BOX_CONVENTION = {
-    "detector": 'libs/DECA/decalib/datasets/detectors.py FAN.run returns [left, top, right, bottom] and the type '
+    "detector": "libs/DECA/decalib/datasets/detectors.py FAN.run returns [left, top, right, bottom] and the type "
     '"kpt68" (see stand_ins when face_alignment\'s weights are not on disk); recorded per DECA image in boxes_*',
     "crop": "everything after the detector is the authors' TestData.get_image_tensor (bbox2point, int(old_size * "
     "1.25), skimage's similarity, kornia's warp_affine to 224x224, / 255)",
@@ -1178,7 +1183,8 @@ def record_reenact_frames(up: Upstream, seed: int, source: np.ndarray, driving: 
         return np.asarray(Image.open(image).convert("RGB")) if isinstance(image, str) else image
 
     rec = {"deca": [], "shift_vector": [], "shift": [], "reenacted": [], "latents": [], "wplus": None}
-    shapemodel, gen_image, make_shift, invert = ri.calculate_shapemodel, ri.generate_image, inf.make_shift, ri.invert_image
+    shapemodel, gen_image, invert = ri.calculate_shapemodel, ri.generate_image, ri.invert_image
+    make_shift = inf.make_shift
 
     def shapemodel_rec(*a, **k):
         params, angles = shapemodel(*a, **k)
@@ -1326,8 +1332,8 @@ def driving_frames(source: pathlib.Path, driving: pathlib.Path | None, frames: i
     (its central 224² and its mirror image: a zoom and a turn)."""
     if driving is None:
         both, _ = user_images(source, None)
-        return np.concatenate([both[1:], both[:1, :, :, ::-1]]), "no --driving: the source's central 224x224 " \
-            "resized to 256x256, then the source mirrored left-right"
+        note = "no --driving: the source's central 224x224 resized to 256x256, then the source mirrored left-right"
+        return np.concatenate([both[1:], both[:1, :, :, ::-1]]), note
     if driving.is_dir():
         paths = sorted([*driving.glob("*.png"), *driving.glob("*.jpg")])[:frames]
         if not paths:
@@ -1342,10 +1348,7 @@ def driving_frames(source: pathlib.Path, driving: pathlib.Path | None, frames: i
     return out.transpose(0, 3, 1, 2).copy(), f"{driving}: the first {len(out)} frame(s), resized to 256x256"
 
 
-def record(
-    repo, source, out, kinds=KINDS, seed: int = 0, batch: int = 2, tune_steps: int = 3, log=print, driving=None,
-    frames: int = 3,
-) -> list:
+def record(repo, source, out, kinds=KINDS, seed=0, batch=2, tune_steps=3, log=print, driving=None, frames=3) -> list:
     """Record `kinds` into OUT/<kind>; returns the folders written. Inputs are checked before the authors' code
     is imported. `driving`: the second image of the loss kinds (default: a second view of the source), and the
     driving frames of reenact_frames (`frames` of them: an image, a folder or a video)."""
