@@ -48,14 +48,9 @@ from converters.stylegan2 import infer_config
 from jaxreenact.common.errors import UserError
 
 KINDS = ("stylegan2_vox256", "direction_matrix", "generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256",
-         "deca_coarse", "reenact_frames")  # fmt: skip
+         "deca_coarse", "reenact_frames", "train_step_synthetic", "train_step_mixed", "train_step_paired")  # fmt: skip
 IMAGE_KINDS = ("generator_tuning", "irse50_arcface", "lpips_perceptual", "e4e_vox256", "deca_coarse",
-               "reenact_frames")  # on your images  # fmt: skip
-NOT_RECORDED = {
-    **dict.fromkeys(("train_step_synthetic", "train_step_mixed", "train_step_paired"),
-                    "Trainer builds the same full DECA_model (as reenact_frames), and logs through wandb and "
-                    "torchvision's utilities; no stand-ins for those yet"),
-}  # fmt: skip
+               "reenact_frames", "train_step_mixed", "train_step_paired")  # on your images  # fmt: skip
 FILES = {
     "generator": "pretrained_models/stylegan-voxceleb.pt",
     "A": "pretrained_models/A_matrix.pt",
@@ -70,7 +65,10 @@ FILES = {
 NEEDS = {"direction_matrix": {"generator", "A"}, "generator_tuning": {"generator", "alexnet", "lin"},
          "stylegan2_vox256": {"generator"}, "irse50_arcface": {"arcface"}, "lpips_perceptual": {"alexnet", "lin"},
          "e4e_vox256": {"e4e"}, "deca_coarse": {"deca", "flame", "landmarks"},
-         "reenact_frames": {"generator", "A", "e4e", "deca", "flame", "landmarks"}}  # fmt: skip
+         "reenact_frames": {"generator", "A", "e4e", "deca", "flame", "landmarks"},
+         "train_step_synthetic": {"generator", "A", "deca", "flame", "landmarks", "arcface", "alexnet", "lin"},
+         "train_step_mixed": {"generator", "A", "e4e", "deca", "flame", "landmarks", "arcface", "alexnet", "lin"},
+         "train_step_paired": {"generator", "A", "e4e", "deca", "flame", "landmarks", "arcface", "alexnet", "lin"}}  # fmt: skip
 TUNED_CONVS = (11, 10, 9, 8, 7, 6, 5, 4)  # optimize_g's parameter order (libs/optimization.py)
 
 
@@ -1286,6 +1284,358 @@ def record_reenact_frames(up: Upstream, seed: int, source: np.ndarray, driving: 
     return spec, inputs, exp, entries
 
 
+TRAIN = {  # kind: (their --training_method, Trainer method, batch, steps)
+    "train_step_synthetic": ("synthetic", "train", 4, 2),
+    "train_step_mixed": ("real_synthetic", "train_real", 4, 1),
+    "train_step_paired": ("paired", "train_paired", 2, 1),
+}
+TERM_KEYS = ("loss_shape", "loss_eye", "loss_mouth", "loss_identity", "loss_perceptual", "loss_pixel_wise", "loss")
+
+
+def invert_frames(up: Upstream, frames: np.ndarray, size: int) -> np.ndarray:
+    """Their e4e codes of the user's frames (what their datasets store as each frame's `w`), [N, n_latent, 512]."""
+    t = up.torch
+    enc = up.imp("libs.gan.encoder4editing.psp_encoders").Encoder4Editing(50, "ir_se", size)
+    enc.load_state_dict(t.load(up.repo / FILES["e4e"], map_location="cpu")["e"])
+    enc = enc.to(up.device).eval()
+    with t.no_grad():
+        return np.concatenate([_np(enc(_image(up, frames[i : i + 1]))) for i in range(len(frames))])
+
+
+class Batches:
+    """Their DataLoader / dataset for the recorded step: the given batches in order (upstream shuffles), and the
+    lengths their trainer prints."""
+
+    def __init__(self, batches: list[dict]):
+        self.batches = batches
+
+    def __call__(self, *a, **k):  # DataLoader(dataset, ...) and CustomDataset_paired(path, ...)
+        return self
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def get_length(self):
+        n = sum(len(next(iter(b.values()))) for b in self.batches)
+        return n, 1, 1
+
+
+def _frames_tensor(up: Upstream, u8: np.ndarray):
+    """ToTensor + Normalize(0.5, 0.5) of uint8 frames, as their datasets load them."""
+    return (up.torch.from_numpy(u8.astype(np.float32)) / 255.0 - 0.5) / 0.5
+
+
+def record_train_step(up: Upstream, kind: str, seed: int, pool: np.ndarray):
+    """One step (two for the synthetic stage) of their `Trainer` through `run_trainer.main()`. Replaced as the shipped
+    goldens replace it: `load_models` (the checkpoints in pretrained_models/; A starts from A_matrix.pt; the
+    truncation centre seeded), the datasets and DataLoader (the given batches, in order) and `Utilities_train.log`
+    (logging and validation). Every random draw, DECA box and intermediate value is recorded where their code makes
+    it. `pool`: the user's frames (uint8 NCHW), the mixed stage's real frames and the paired stage's pairs."""
+    t = up.torch
+    up.need("scikit-image", "opencv-python")
+    up.deca_imports()
+    method, call, batch, steps = TRAIN[kind]
+    half = batch // 2
+    rt, tr = up.imp("run_trainer"), up.imp("libs.trainer")
+    ut = up.imp("libs.utilities.utils_train")
+    det = Detector(up)
+    g, _ = generator(up)
+    A, ck = direction_matrix(up)
+    shape_model = deca_wrapper(up, det)
+    crops = CropRecorder(up, shape_model)
+    trunc = mean_latent(up, g, seed)
+    inputs: dict = {}
+    batches = []
+    if kind != "train_step_synthetic":
+        n = len(pool)
+        if kind == "train_step_mixed":
+            idx = [[(steps * s + i) % n for i in range(half)] for s in range(steps)]
+            real = np.stack([pool[i] for i in idx])
+            w = invert_frames(up, pool, g.size)
+            inputs |= {"real_img_u8": real, "w_real": np.stack([w[i] for i in idx])}
+            for s in range(steps):
+                x = _frames_tensor(up, real[s])
+                batches.append({"w": t.from_numpy(inputs["w_real"][s]), "real_img": x, "inv_img": x.clone()})
+        else:
+            src = np.stack([[pool[(2 * (batch * s + i)) % n] for i in range(batch)] for s in range(steps)])
+            tgt = np.stack([[pool[(2 * (batch * s + i) + 1) % n] for i in range(batch)] for s in range(steps)])
+            w = invert_frames(up, pool, g.size)
+            ws = np.stack([[w[(2 * (batch * s + i)) % n] for i in range(batch)] for s in range(steps)])
+            wt = np.stack([[w[(2 * (batch * s + i) + 1) % n] for i in range(batch)] for s in range(steps)])
+            inputs |= {"source_img_u8": src, "target_img_u8": tgt, "source_w": ws, "target_w": wt}
+            for s in range(steps):
+                batches.append({"source_latent_code": t.from_numpy(ws[s]), "source_img": _frames_tensor(up, src[s]),
+                                "target_latent_code": t.from_numpy(wt[s]), "target_img": _frames_tensor(up, tgt[s])})  # fmt: skip
+    data = Batches(batches)
+    rec: dict = {k: [] for k in ("noise", "images", "latents", "deca", "theta", "crop", "boxes", "shift_vector",
+                                 "indices", "rand_u", "choice", "shift", "shape", "losses", "grads", "after")}  # fmt: skip
+    rec["directions"] = None
+    live: dict = {}
+
+    def load_models(self):  # their load_models on the checked files
+        self.deca, self.dim_z = shape_model, 512
+        self.A_matrix = A
+        self.G, self.truncation, self.trunc = g, 0.7, trunc
+
+    def noise_rec(*a, **k):
+        z = make_noise(*a, **k)
+        rec["noise"].append(_np(z))
+        return z
+
+    def gen_rec(*a, **k):
+        out = gen_image(*a, **k)
+        img = out[0] if isinstance(out, tuple) else out
+        rec["images"].append(("shifted" if k.get("shift_code") is not None else "plain", _np(img)))
+        if k.get("shift_code") is not None:
+            rec["latents"].append(_np(out[1]))
+        return out
+
+    def shapemodel_rec(*a, **k):
+        n0, b0 = len(crops.thetas), len(det.boxes)
+        params, angles = shapemodel(*a, **k)
+        rec["deca"].append({**{k2: _np(v) for k2, v in params.items()}, "angles": _np(angles),
+                            "theta": np.stack(crops.thetas[n0:]), "crop": np.stack(crops.crops[n0:]),
+                            "boxes": np.asarray(det.boxes[b0:], np.float32)})  # fmt: skip
+        return params, angles
+
+    def shift50_rec(self, *a, **k):
+        live["in_shift"] = True
+        try:
+            sv, ind = shift50(self, *a, **k)
+        finally:
+            live["in_shift"] = False
+        rec["shift_vector"].append(_np(sv))
+        rec["indices"].append(np.asarray(rec["choice"][-1], np.int64))
+        rec["directions"] = directions_block(self.count_pose, self.num_expressions,
+                                             {"a": self.a_jaw, "b": self.b_jaw}, self.directions_exp)  # fmt: skip
+        return sv, ind
+
+    def shift_rec(self, *a, **k):
+        sv = shift_full(self, *a, **k)
+        rec["shift_vector"].append(_np(sv))
+        rec["directions"] = directions_block(self.count_pose, self.num_expressions,
+                                             {"a": self.a_jaw, "b": self.b_jaw}, self.directions_exp)  # fmt: skip
+        return sv
+
+    def choice_rec(*a, **k):
+        out = choice(*a, **k)
+        if live.get("in_shift"):
+            rec["choice"].append(np.asarray(out))
+        return out
+
+    def rand_rec(*a, **k):
+        if not up.cuda and str(k.get("device", "")).startswith("cuda"):  # their torch.rand(1, device='cuda')
+            k["device"] = "cpu"
+        out = rand(*a, **k)
+        if live.get("in_shift"):
+            rec["rand_u"].append(float(out.reshape(-1)[0]))
+        return out
+
+    def shape_rec(self, coefficients, *a, **k):
+        coef = {k2: _np(v) for k2, v in coefficients.items()}
+        out = calc_shape(self, coefficients, *a, **k)
+        rec["shape"].append({**coef, "landmarks2d": _np(out[0]), "trans_verts": _np(out[2])})
+        return out
+
+    def losses_rec(self, *a, **k):
+        loss, d = losses_of[call](self, *a, **k)
+        rec["losses"].append(dict(d))
+        return loss, d
+
+    def a_hook(m, a, o):
+        o.retain_grad()
+        live["shift"] = o
+        rec["shift"].append(_np(o))
+
+    names = dict(A.named_parameters())
+    adam = t.optim.Adam
+
+    class AdamRec(adam):
+        def step(self, *a, **k):
+            rec["grads"].append({n: _np(p.grad) for n, p in names.items()} | {"shift": _np(live["shift"].grad)})
+            out = super().step(*a, **k)
+            rec["after"].append({n: _np(p) for n, p in names.items()})
+            return out
+
+    make_noise, gen_image, shapemodel = tr.make_noise, tr.generate_image, tr.calculate_shapemodel
+    shift50, shift_full = ut.Utilities_train.make_shift_vector_50, ut.Utilities_train.make_shift_vector
+    losses_of = {"train": ut.Utilities_train.calculate_losses, "train_real": ut.Utilities_train.calculate_losses,
+                 "train_paired": ut.Utilities_train.calculate_losses_paired}  # fmt: skip
+    calc_shape, choice, rand = type(shape_model).calculate_shape, np.random.choice, t.rand
+    work = pathlib.Path(tempfile.mkdtemp(prefix="jaxreenact_record_"))
+    argv = ["run_trainer.py", "--experiment_path", str(work / "experiment"), "--training_method", method,
+            "--batch_size", str(batch), "--max_iter", str(steps if call == "train" else 1)]  # fmt: skip
+    if call != "train":
+        argv += ["--train_dataset_path", "given", "--test_dataset_path", "given"]
+    hook = A.register_forward_hook(a_hook)
+    losses_name = "calculate_losses_paired" if call == "train_paired" else "calculate_losses"
+    patches = ((tr.Trainer, "load_models", load_models), (tr, "make_noise", noise_rec), (tr, "generate_image", gen_rec),
+               (tr, "calculate_shapemodel", shapemodel_rec), (tr, "DataLoader", data), (tr, "CustomDataset_paired", data),
+               (ut.Utilities_train, "configure_dataset", lambda self: (data, data)),
+               (ut.Utilities_train, "log", lambda self, *a, **k: None),
+               (ut.Utilities_train, "make_shift_vector_50", shift50_rec),
+               (ut.Utilities_train, "make_shift_vector", shift_rec),
+               (ut.Utilities_train, losses_name, losses_rec), (type(shape_model), "calculate_shape", shape_rec),
+               (np.random, "choice", choice_rec), (t, "rand", rand_rec), (t.optim, "Adam", AdamRec),
+               (sys, "argv", argv))  # fmt: skip
+    try:
+        with contextlib.ExitStack() as stack, contextlib.chdir(up.repo):  # their config paths are ./...
+            for obj, attr, val in patches:
+                stack.callback(setattr, obj, attr, getattr(obj, attr))
+                setattr(obj, attr, val)
+            t.manual_seed(seed)
+            np.random.seed(seed)
+            up.sync()
+            t0 = time.perf_counter()
+            _quiet(rt.main)
+            up.sync()
+            dt = time.perf_counter() - t0
+    finally:
+        hook.remove()
+        crops.close()
+        shutil.rmtree(work, ignore_errors=True)
+    if len(rec["grads"]) != steps:
+        raise RuntimeError(f"record {kind}: their trainer ran {len(rec['grads'])} steps, not {steps}")
+    return _train_folder(kind, seed, batch, steps, inputs, rec, trunc, dt, up)
+
+
+def _train_folder(kind, seed, batch, steps, inputs, rec, trunc, dt, up):
+    """The recorded values as the shipped training-step goldens name them."""
+    paired, mixed = kind == "train_step_paired", kind == "train_step_mixed"
+    roles = ["source", "target", "shifted"]
+    per_role = {r: [rec["deca"][3 * s + i] for s in range(steps)] for i, r in enumerate(roles)}
+    exp: dict = {}
+    for role, calls in per_role.items():
+        for part, key in (("pose", "pose"), ("exp", "alpha_exp"), ("shape", "alpha_shp"), ("cam", "cam"),
+                          ("angles", "angles"), ("theta", "theta")):  # fmt: skip
+            exp[f"deca_{role}_{part}"] = np.stack([c[key] for c in calls])
+        exp[f"deca_{role}_crop_sub8"] = calls[0]["crop"][..., ::8, ::8]
+        inputs[f"boxes_{role}"] = np.stack([c["boxes"] for c in calls])
+    plain = [img for what, img in rec["images"] if what == "plain"]
+    shifted = np.stack([img for what, img in rec["images"] if what == "shifted"])
+    exp["imgs_shifted_full"] = shifted[0][[0, batch // 2]]
+    exp["imgs_shifted_sub4"] = shifted[..., ::4, ::4]
+    gen_roles = [] if paired else (["source_syn", "target"] if mixed else ["source", "target"])
+    for i, role in enumerate(gen_roles):
+        imgs = np.stack(plain[i :: len(gen_roles)])
+        exp[f"imgs_{role}_sub4"] = imgs[0][..., ::4, ::4]
+        exp[f"imgs_{role}_mean_std"] = _mean_std(imgs)
+    exp["imgs_shifted_mean_std"] = _mean_std(shifted)
+    exp["shifted_latents"] = rec["latents"][0]
+    exp["shift_vector"] = np.stack(rec["shift_vector"])
+    exp["shift"] = np.stack(rec["shift"])
+    gt, reen = rec["shape"][0::2], rec["shape"][1::2]
+    for p in ("pose", "exp", "shape"):
+        exp[f"gt_{p}"] = np.stack([c[p] for c in gt])
+    for prefix, calls in (("gt", gt), ("reen", reen)):
+        exp[f"{prefix}_landmarks2d"] = np.stack([c["landmarks2d"] for c in calls])
+        exp[f"{prefix}_trans_verts_sub50"] = np.stack([c["trans_verts"][:, ::50] for c in calls])
+    for name in TERM_KEYS:
+        if name in rec["losses"][0]:
+            exp[name] = np.asarray([d[name] for d in rec["losses"]], np.float32)
+    exp["grad_shift"] = np.stack([gr["shift"] for gr in rec["grads"]])
+    exp["grad_A_weight"] = np.stack([gr["linear.weight"] for gr in rec["grads"]])
+    exp["grad_A_bias"] = np.stack([gr["linear.bias"] for gr in rec["grads"]])
+    exp["A_weight_after"] = np.stack([a["linear.weight"] for a in rec["after"]])
+    exp["A_bias_after"] = np.stack([a["linear.bias"] for a in rec["after"]])
+    draws = []
+    if not paired:
+        noise = rec["noise"]
+        names = ["z_source_syn", "z_target"] if mixed else ["z_source", "z_target"]
+        for i, name in enumerate(names):
+            inputs[name] = np.stack(noise[i :: len(names)])
+        inputs["target_indices"] = np.stack(rec["indices"]).astype(np.int64)
+        inputs["rand_u"] = np.asarray(rec["rand_u"], np.float32).reshape(steps, -1)
+        draws = [f"torch.randn in make_noise (libs/utils.py) for {', '.join(names)}, in that order per step",
+                 "np.random.choice(15, B/2) in make_shift_vector_50 -> target_indices[step]",
+                 "one torch.rand(1) per second-half sample in make_shift_vector_50 -> rand_u[step]"]  # fmt: skip
+    inputs |= {"truncation": np.float32(0.7), "truncation_latent": _np(trunc),
+               "ranges_voxceleb": np.load(up.repo / "libs/configs/ranges_voxceleb.npy")}  # fmt: skip
+    return _train_spec(kind, seed, batch, steps, exp, draws, rec, dt), inputs, exp, _train_entries(exp, batch)
+
+
+def _mean_std(imgs: np.ndarray) -> np.ndarray:
+    """[step, b, 2]: mean and unbiased std (torch's .std()) over C, H, W of each image."""
+    x = imgs.astype(np.float64).reshape(*imgs.shape[:2], -1)
+    return np.stack([x.mean(-1), x.std(-1, ddof=1)], -1).astype(np.float32)
+
+
+def _train_entries(exp: dict, batch: int) -> dict:
+    deca = "calculate_shapemodel(deca, images) in the trainer"
+    e = {
+        "imgs_shifted_full": _entry(f"imgs_shifted of step 0, samples [0, {batch // 2}]: generate_image(G, source, "
+                                    "0.7, trunc, shift_code=shift)", 1e-4),
+        "imgs_shifted_sub4": _entry("[step, b, 3, 64, 64]: imgs_shifted[..., ::4, ::4]", 1e-4),
+        "shifted_latents": _entry("[b, 14, 512], step 0: the latents generate_image returns for imgs_shifted", 1e-5),
+        "shift_vector": _entry("[step, b, 15]: make_shift_vector_50 (or make_shift_vector)", 1e-5),
+        "shift": _entry("[step, b, 8, 512]: A(shift_vector), A as it is at that step", 1e-5),
+        "grad_shift": {"upstream": "[step, b, 8, 512]: d loss / d shift in loss.backward()", "tol_rel_l2": 1e-3},
+        "grad_A_weight": {"upstream": "[step, 4096, 15]: A.linear.weight.grad", "tol_rel_l2": 1e-3},
+        "grad_A_bias": {"upstream": "[step, 4096]: A.linear.bias.grad", "tol_rel_l2": 1e-3},
+        "A_weight_after": _entry("[step, 4096, 15]: A.linear.weight after optimizer.step()", 5e-8,
+                                 compare="the update A_after - A_before: rtol 1e-3 or max abs 5e-8"),
+        "A_bias_after": _entry("[step, 4096]: A.linear.bias after optimizer.step()", 5e-8, compare="as A_weight_after"),
+    }  # fmt: skip
+    for name in exp:
+        if name.startswith("imgs_") and name.endswith("_sub4") and name not in e:
+            e[name] = _entry(f"[b, 3, 64, 64], step 0: {name[5:-5]} images, [..., ::4, ::4]", 1e-4)
+        elif name.endswith("_mean_std"):
+            e[name] = _entry(f"[step, b, 2]: mean and std over (C,H,W) of each {name[:-9]} image", 1e-5)
+        elif name.startswith("deca_"):
+            role, part = name[5:].split("_", 1)
+            if part == "angles":
+                e[name] = _entry(f"[step, b, 3]: angles (degrees) of {deca} on the {role} images", 1e-3)
+            elif part == "theta":
+                e[name] = _entry(f"[step, b, 3, 3]: the similarity of each {role} crop", 1e-4, rel=True)
+            elif part == "crop_sub8":
+                e[name] = _entry(f"[b, 3, 28, 28], step 0: the 224x224 DECA input of each {role} image", 5e-5)
+            else:
+                e[name] = _entry(f"[step, b, ...]: params[{part!r}] of {deca} on the {role} images", 1e-4)
+        elif name.startswith("gt_") and name[3:] in ("pose", "exp", "shape"):
+            e[name] = _entry(f"[step, b, ...]: coefficients_gt[{name[3:]!r}] handed to DECA_model.calculate_shape", 1e-4)
+        elif name.startswith(("gt_", "reen_")):
+            e[name] = _entry(f"[step, b, ...]: DECA_model.calculate_shape(coefficients_{name.split('_')[0]}) "
+                             f"{'[0]' if 'landmarks' in name else '[2][:, ::50]'} (cam [8, 0, 0])", 1e-3)  # fmt: skip
+        elif name in TERM_KEYS:
+            e[name] = _entry(f"[step]: loss_dict[{name!r}] of the step's calculate_losses", 1e-4, rel=True)
+    return e
+
+
+def _train_spec(kind, seed, batch, steps, exp, draws, rec, dt) -> dict:
+    method, call, _, _ = TRAIN[kind]
+    comps = ["generator", "deca", "id_loss", "lpips", "A"]
+    return {
+        "kind": kind,
+        "upstream": {
+            "entry": f"run_trainer.py main() with --training_method {method} --batch_size {batch} (Trainer.{call})",
+            "module": "libs/trainer.py Trainer; libs/utilities/utils_train.py Utilities_train; libs/utilities/"
+            "generic.py; libs/DECA/estimate_DECA.py DECA_model",
+            "replaced": "Trainer.load_models (the checkpoints in pretrained_models/; A starts from A_matrix.pt; the "
+            "truncation centre seeded), the datasets and DataLoader (the given batches, in order; upstream shuffles), "
+            "Utilities_train.log (logging, validation)",
+            "config": {"dataset_type": "voxceleb", "lr": 0.0001, "batch_size": batch, "disentanglement_50": True,
+                       "shift_scale": 6.0, "learned_directions": 15, "num_layers_shift": 8, "w_plus": True,
+                       "lambda_identity": 10.0, "lambda_perceptual": 10.0, "lambda_shape": 1.0,
+                       "lambda_mouth_shape": 1.0, "lambda_eye_shape": 1.0, "lambda_pixel_wise": 1.0,
+                       "lambda_w_reg": 0.0, "truncation": 0.7,
+                       "optimizer": "torch.optim.Adam(A.parameters(), lr=1e-4, weight_decay=5e-4)"},
+        },  # fmt: skip
+        "seed": seed,
+        "inputs_note": f"torch.manual_seed({seed}) and np.random.seed({seed}) before run_trainer.main(); the draws "
+        "(z, target_indices, rand_u), the detector's boxes (boxes_<role>[step, b]) and, for the real stages, your "
+        "frames and their e4e codes are the contract; truncation_latent: G.mean_latent(4096) after the seed",
+        "random_draws": ["truncation_latent: torch.randn(4096, 512) in Generator.mean_latent", *draws],
+        "components": component_files(*comps),
+        "direction_coefficients": rec["directions"],
+        "box_convention": BOX_CONVENTION,
+        "timing": {"authors_s": dt, "what": f"run_trainer.main() for {steps} step(s) of batch {batch}, models "
+                   "loaded (their Utilities_train builds IDLoss and LPIPS inside), first run"},
+    }  # fmt: skip
+
+
 def _is_video(path: pathlib.Path) -> bool:
     from jaxreenact.data.video import is_video_path
 
@@ -1356,8 +1706,7 @@ def record(repo, source, out, kinds=KINDS, seed=0, batch=2, tune_steps=3, log=pr
     kinds = list(dict.fromkeys(kinds or KINDS))
     bad = [k for k in kinds if k not in KINDS]
     if bad:
-        why = "; ".join(f"{k}: {NOT_RECORDED[k]}" if k in NOT_RECORDED else f"{k}: unknown" for k in bad)
-        raise UserError(f"cannot record {', '.join(bad)} ({why}); kinds recorded: {', '.join(KINDS)}")
+        raise UserError(f"cannot record {', '.join(bad)} (unknown kind); kinds recorded: {', '.join(KINDS)}")
     if not (repo / "libs" / "gan" / "StyleGAN2" / "model.py").is_file():
         raise UserError(
             f"--authors-repo {repo}: not a clone of the authors' repository (no libs/gan/StyleGAN2/model.py)"
@@ -1372,7 +1721,7 @@ def record(repo, source, out, kinds=KINDS, seed=0, batch=2, tune_steps=3, log=pr
     if missing:
         raise UserError(f"--authors-repo {repo}: missing {', '.join(missing)} (the authors' checkpoints, placed as "
                         "converters.all reads them)")  # fmt: skip
-    src = src_note = images = images_note = None
+    src = src_note = images = images_note = drive = drive_note = None
     if set(kinds) & {"generator_tuning", "e4e_vox256"}:
         src, src_note = source_u8(pathlib.Path(source))
     if set(kinds) & {"irse50_arcface", "lpips_perceptual", "deca_coarse"}:
@@ -1383,7 +1732,7 @@ def record(repo, source, out, kinds=KINDS, seed=0, batch=2, tune_steps=3, log=pr
             images[1:], images_note["1"] = drv_img, f"{drv}: its first frame"
         else:
             images, images_note = user_images(pathlib.Path(source), drv)
-    if "reenact_frames" in kinds:
+    if set(kinds) & {"reenact_frames", "train_step_mixed", "train_step_paired"}:
         src, src_note = source_u8(pathlib.Path(source))
         drive, drive_note = driving_frames(pathlib.Path(source), None if driving is None else pathlib.Path(driving),
                                            frames)  # fmt: skip
@@ -1409,6 +1758,13 @@ def record(repo, source, out, kinds=KINDS, seed=0, batch=2, tune_steps=3, log=pr
                 spec, inputs, exp, entries = record_reenact_frames(up, seed, src, drive)
                 spec["source"] = {"path": str(source), "note": src_note}
                 spec["driving"] = drive_note
+            elif kind in TRAIN:
+                pool = None if drive is None else np.concatenate([src, drive])
+                spec, inputs, exp, entries = record_train_step(up, kind, seed, pool)
+                if pool is not None:
+                    spec["frames"] = {"pool": f"the source ({source}), then the driving frames ({drive_note})",
+                                      "use": "mixed: real frames pool[s*B/2 + i]; paired: sources pool[2j], targets "
+                                      "pool[2j + 1] (cyclic)"}  # fmt: skip
             else:
                 spec, inputs, exp, entries = record_deca(up, images)
             if kind in ("irse50_arcface", "lpips_perceptual", "deca_coarse"):

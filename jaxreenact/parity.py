@@ -47,8 +47,7 @@ def record_args(argv) -> argparse.Namespace:
         "checkpoints in pretrained_models/) on your inputs and write golden folders OUT/<kind> that "
         "`python -m jaxreenact.parity OUT/* --weights AUTHORS_REPO` replays with the port, printing both "
         "frameworks' times. Needs torch (and a GPU for GPU timings). See docs/comparison.md.",
-        epilog=f"Files read from AUTHORS_REPO (each kind reads its own): {', '.join(upstream_record.FILES.values())}"
-        f". Not recorded yet: {', '.join(upstream_record.NOT_RECORDED)} (see the guide).",
+        epilog=f"Files read from AUTHORS_REPO (each kind reads its own): {', '.join(upstream_record.FILES.values())}.",
     )  # fmt: skip
     p.add_argument("kinds", nargs="*", metavar="KIND",
                    help=f"what to record (default: all): {', '.join(upstream_record.KINDS)}")  # fmt: skip
