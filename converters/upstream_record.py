@@ -13,16 +13,24 @@ Kinds recorded here: `stylegan2_vox256` (their `Generator` and `generate_image`,
 256² to 256²), `direction_matrix` (their `DirectionMatrix`, `generate_image` with a shift), `generator_tuning`
 (their `optimize_g` on the source image), and on the user's two images (source, driving frame): `irse50_arcface`
 (their `IDLoss`), `lpips_perceptual` (their `LPIPS`), `e4e_vox256` (their `Encoder4Editing`, source only) and
-`deca_coarse` (their `DECA` built by `_create_model`: encoder, `decode`, FLAME, angles, shape losses). The
-reenactment and the training steps need their full `DECA_model` (renderer, TestData crop): `NOT_RECORDED`.
+`deca_coarse` (their `DECA` built by `_create_model`: encoder, `decode`, FLAME, angles, shape losses). The pipeline
+kinds run their programs' own entry points: `reenact_frames` (`Inference.run_reenactment` on the source and the
+driving frames: their e4e, `DECA_model` with TestData's crop, `make_shift`, A, `generate_image`) and the three
+`train_step_*` kinds (`run_trainer.main()`: one step of `Trainer.train` / `train_real` / `train_paired`, two for
+the synthetic stage, the real stages on the user's frames and their e4e codes). Replaced there, as the shipped
+goldens replace it: model loading (the checked files), the datasets (the given batches, in order), logging and
+validation, the landmark cropping of the user's frames (the crops are given).
 
 Stand-ins, each used only when the real thing is missing and named in the spec's `stand_ins`: the StyleGAN2 CUDA
 ops without a CUDA build (upfirdn2d: the authors' own `upfirdn2d_native`; fused_leaky_relu: rosinality's CPU
 formula, checked against their `ScaledLeakyReLU`), torchvision's AlexNet (`features` in torchvision's layout,
 weights from the user's `alexnet-owt-7be5be79.pth`) and ResNet-50 (no tensors: DECA takes all from its file),
-`wandb` (imported, unused by these calls), `.cuda()` and `torch.load` on a machine without CUDA (the CPU), and for
-DECA yacs, kornia, pytorch3d's modules and chumpy (`Upstream.deca_imports`). The LPIPS heads their code downloads
-are read from `pretrained_models/alex.pth` instead: nothing is downloaded. torch is imported inside the
+`wandb`, matplotlib and imageio (imported, unused by these calls), `.cuda()`, `device='cuda'` and `torch.load` on a
+machine without CUDA (the CPU), for DECA yacs, pytorch3d's modules (the renderer, never built) and chumpy
+(`Upstream.deca_imports`), kornia 0.4.1's `warp_affine` (`kornia_warp_affine`, bit-equal to kornia 0.4.1 where
+both run) and DECA's face detector (face_alignment's FAN, used when its weights are on disk; else a fixed box;
+the boxes are recorded either way). The LPIPS heads their code downloads are read from `pretrained_models/alex.pth`
+instead: nothing is downloaded. torch is imported inside the
 functions, so the parity program imports this module without torch.
 """
 
@@ -1458,13 +1466,22 @@ def record_train_step(up: Upstream, kind: str, seed: int, pool: np.ndarray):
             rec["grads"].append({n: _np(p.grad) for n, p in names.items()} | {"shift": _np(live["shift"].grad)})
             out = super().step(*a, **k)
             rec["after"].append({n: _np(p) for n, p in names.items()})
+            up.sync()
+            live["t1"] = time.perf_counter()  # the step's end; the copies above are the recorder's, a few ms
             return out
+
+    def resume_rec(self, A_matrix, path):  # called right before their loop: the step's time starts here
+        out = resume(self, A_matrix, path)
+        up.sync()
+        live["t0"] = time.perf_counter()
+        return out
 
     make_noise, gen_image, shapemodel = tr.make_noise, tr.generate_image, tr.calculate_shapemodel
     shift50, shift_full = ut.Utilities_train.make_shift_vector_50, ut.Utilities_train.make_shift_vector
     losses_of = {"train": ut.Utilities_train.calculate_losses, "train_real": ut.Utilities_train.calculate_losses,
                  "train_paired": ut.Utilities_train.calculate_losses_paired}  # fmt: skip
     calc_shape, choice, rand = type(shape_model).calculate_shape, np.random.choice, t.rand
+    resume = ut.Utilities_train.start_from_checkpoint
     work = pathlib.Path(tempfile.mkdtemp(prefix="jaxreenact_record_"))
     argv = ["run_trainer.py", "--experiment_path", str(work / "experiment"), "--training_method", method,
             "--batch_size", str(batch), "--max_iter", str(steps if call == "train" else 1)]  # fmt: skip
@@ -1476,6 +1493,7 @@ def record_train_step(up: Upstream, kind: str, seed: int, pool: np.ndarray):
                (tr, "calculate_shapemodel", shapemodel_rec), (tr, "DataLoader", data), (tr, "CustomDataset_paired", data),
                (ut.Utilities_train, "configure_dataset", lambda self: (data, data)),
                (ut.Utilities_train, "log", lambda self, *a, **k: None),
+               (ut.Utilities_train, "start_from_checkpoint", resume_rec),
                (ut.Utilities_train, "make_shift_vector_50", shift50_rec),
                (ut.Utilities_train, "make_shift_vector", shift_rec),
                (ut.Utilities_train, losses_name, losses_rec), (type(shape_model), "calculate_shape", shape_rec),
@@ -1487,12 +1505,9 @@ def record_train_step(up: Upstream, kind: str, seed: int, pool: np.ndarray):
                 stack.callback(setattr, obj, attr, getattr(obj, attr))
                 setattr(obj, attr, val)
             t.manual_seed(seed)
-            np.random.seed(seed)
-            up.sync()
-            t0 = time.perf_counter()
+            np.random.seed(seed)  # noqa: NPY002  (their code draws from the global numpy state)
             _quiet(rt.main)
-            up.sync()
-            dt = time.perf_counter() - t0
+            dt = live["t1"] - live["t0"]
     finally:
         hook.remove()
         crops.close()
@@ -1595,7 +1610,9 @@ def _train_entries(exp: dict, batch: int) -> dict:
             else:
                 e[name] = _entry(f"[step, b, ...]: params[{part!r}] of {deca} on the {role} images", 1e-4)
         elif name.startswith("gt_") and name[3:] in ("pose", "exp", "shape"):
-            e[name] = _entry(f"[step, b, ...]: coefficients_gt[{name[3:]!r}] handed to DECA_model.calculate_shape", 1e-4)
+            e[name] = _entry(
+                f"[step, b, ...]: coefficients_gt[{name[3:]!r}] handed to DECA_model.calculate_shape", 1e-4
+            )
         elif name.startswith(("gt_", "reen_")):
             e[name] = _entry(f"[step, b, ...]: DECA_model.calculate_shape(coefficients_{name.split('_')[0]}) "
                              f"{'[0]' if 'landmarks' in name else '[2][:, ::50]'} (cam [8, 0, 0])", 1e-3)  # fmt: skip
@@ -1631,8 +1648,8 @@ def _train_spec(kind, seed, batch, steps, exp, draws, rec, dt) -> dict:
         "components": component_files(*comps),
         "direction_coefficients": rec["directions"],
         "box_convention": BOX_CONVENTION,
-        "timing": {"authors_s": dt, "what": f"run_trainer.main() for {steps} step(s) of batch {batch}, models "
-                   "loaded (their Utilities_train builds IDLoss and LPIPS inside), first run"},
+        "timing": {"authors_s": dt, "what": f"Trainer.{call}: its loop of {steps} step(s) of batch {batch} (from "
+                   "start_from_checkpoint to the last optimizer.step; models loaded before), first run"},
     }  # fmt: skip
 
 
