@@ -1653,12 +1653,6 @@ def _train_spec(kind, seed, batch, steps, exp, draws, rec, dt) -> dict:
     }  # fmt: skip
 
 
-def _is_video(path: pathlib.Path) -> bool:
-    from jaxreenact.data.video import is_video_path
-
-    return is_video_path(path)
-
-
 def user_images(source: pathlib.Path, driving: pathlib.Path | None) -> tuple[np.ndarray, dict]:
     """The two images the loss kinds compare, uint8 NCHW [2, 3, 256, 256]: the source and the driving frame, or
     without one, a second view of the source (its central 224² resized to 256², PIL bicubic)."""
@@ -1693,10 +1687,18 @@ def write_folder(out: pathlib.Path, spec: dict, inputs: dict, expected: dict, en
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def driving_frames(source: pathlib.Path, driving: pathlib.Path | None, frames: int) -> tuple[np.ndarray, str]:
-    """The driving frames of `reenact_frames`, uint8 NCHW [F, 3, 256, 256]: the first `frames` of an image, a
-    folder of images (sorted, as their load_target_data) or a video; without --driving, two views of the source
-    (its central 224² and its mirror image: a zoom and a turn)."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def _is_video(path: pathlib.Path) -> bool:
+    return not path.is_dir() and path.suffix.lower() not in IMAGE_SUFFIXES
+
+
+def driving_frames(source: pathlib.Path, driving: pathlib.Path | None, frames: int, read_video=None):
+    """(uint8 NCHW [F, 3, 256, 256], a note): the driving frames of `reenact_frames`, the first `frames` of an
+    image, a folder of images (sorted, as their load_target_data) or a video (`read_video(path, max_frames=)`, RGB
+    [F, H, W, 3]: the program passes its video reader, converters do not decode video); without --driving, two
+    views of the source (its central 224² and its mirror image: a zoom and a turn)."""
     if driving is None:
         both, _ = user_images(source, None)
         note = "no --driving: the source's central 224x224 resized to 256x256, then the source mirrored left-right"
@@ -1706,16 +1708,17 @@ def driving_frames(source: pathlib.Path, driving: pathlib.Path | None, frames: i
         if not paths:
             raise UserError(f"--driving {driving}: a folder without .png or .jpg frames")
         return np.concatenate([source_u8(q, "--driving")[0] for q in paths]), f"{driving}: {len(paths)} frame(s)"
-    from jaxreenact.data.video import is_video_path, read_video
-
-    if not is_video_path(driving):
+    if not _is_video(driving):
         return source_u8(driving, "--driving")[0], f"{driving}: one frame"
+    if read_video is None:
+        raise UserError(f"--driving {driving}: give a face crop ({', '.join(IMAGE_SUFFIXES)}) or a folder of them")
     clip = read_video(driving, max_frames=frames)
     out = np.stack([np.asarray(Image.fromarray(f).resize((256, 256), Image.BICUBIC)) for f in clip])
     return out.transpose(0, 3, 1, 2).copy(), f"{driving}: the first {len(out)} frame(s), resized to 256x256"
 
 
-def record(repo, source, out, kinds=KINDS, seed=0, batch=2, tune_steps=3, log=print, driving=None, frames=3) -> list:
+def record(repo, source, out, kinds=KINDS, seed=0, batch=2, tune_steps=3, log=print, driving=None, frames=3,
+           read_video=None) -> list:  # fmt: skip
     """Record `kinds` into OUT/<kind>; returns the folders written. Inputs are checked before the authors' code
     is imported. `driving`: the second image of the loss kinds (default: a second view of the source), and the
     driving frames of reenact_frames (`frames` of them: an image, a folder or a video)."""
@@ -1744,7 +1747,7 @@ def record(repo, source, out, kinds=KINDS, seed=0, batch=2, tune_steps=3, log=pr
     if set(kinds) & {"irse50_arcface", "lpips_perceptual", "deca_coarse"}:
         drv = None if driving is None else pathlib.Path(driving)
         if drv is not None and (drv.is_dir() or _is_video(drv)):
-            drv_img = driving_frames(pathlib.Path(source), drv, 1)[0]
+            drv_img = driving_frames(pathlib.Path(source), drv, 1, read_video)[0]
             images, images_note = user_images(pathlib.Path(source), None)
             images[1:], images_note["1"] = drv_img, f"{drv}: its first frame"
         else:
@@ -1752,7 +1755,7 @@ def record(repo, source, out, kinds=KINDS, seed=0, batch=2, tune_steps=3, log=pr
     if set(kinds) & {"reenact_frames", "train_step_mixed", "train_step_paired"}:
         src, src_note = source_u8(pathlib.Path(source))
         drive, drive_note = driving_frames(pathlib.Path(source), None if driving is None else pathlib.Path(driving),
-                                           frames)  # fmt: skip
+                                           frames, read_video)  # fmt: skip
     written = []
     with Upstream(repo, log) as up:
         for kind in kinds:

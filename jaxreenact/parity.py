@@ -24,6 +24,7 @@ import sys
 
 from converters import upstream_record
 from jaxreenact.common.errors import cli_main
+from jaxreenact.data import video
 from jaxreenact.evaluation import parity
 
 
@@ -79,7 +80,7 @@ def main(argv=None):
         r = a
         done = upstream_record.record(r.authors_repo, r.source, r.out, r.kinds, seed=r.seed, batch=r.batch,
                                       tune_steps=r.tune_steps, log=_stderr,
-                                      driving=r.driving, frames=r.frames)  # fmt: skip
+                                      driving=r.driving, frames=r.frames, read_video=video.read_video)  # fmt: skip
         print(f"record: wrote {', '.join(map(str, done))}; compare with: python -m jaxreenact.parity "
               f"{' '.join(map(str, done))} --weights {r.authors_repo}")  # fmt: skip
         return

@@ -331,9 +331,12 @@ def test_detector_stand_in_and_driving_frames(tmp_path):
     got, note = driving_frames(src, None, 3)  # two views of the source: a zoom, then its mirror image
     assert got.shape == (2, 3, 256, 256)
     assert np.array_equal(got[1].transpose(1, 2, 0), frames[2][:, ::-1]) and "mirrored" in note
-    from jaxreenact.data.video import write_video
+    from jaxreenact.common.errors import UserError
+    from jaxreenact.data.video import read_video, write_video
 
     write_video(tmp_path / "v.mp4", np.stack(frames), fps=25)
-    got, note = driving_frames(src, tmp_path / "v.mp4", 2)
+    with pytest.raises(UserError, match="give a face crop"):  # converters decode no video themselves
+        driving_frames(src, tmp_path / "v.mp4", 2)
+    got, note = driving_frames(src, tmp_path / "v.mp4", 2, read_video)
     assert got.shape == (2, 3, 256, 256) and "first 2 frame" in note
     assert np.abs(got[0].astype(int) - frames[0].transpose(2, 0, 1)).mean() < 12  # lossy video, same picture
