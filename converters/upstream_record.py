@@ -644,6 +644,7 @@ def record_generator_tuning(up: Upstream, seed: int, source: np.ndarray, steps: 
         "grad_step0_convs11_conv_weight": rec["grads0"]["convs.11.conv.weight"],
         "grad_step0_noise_weights": np.concatenate([rec["grads0"][f"convs.{i}.noise.weight"] for i in TUNED_CONVS]),
     }  # fmt: skip
+    rec["grads0_noise"] = exp["grad_step0_noise_weights"]
     note = ("graded as the shipped golden: the exact (float64) replay of optimize_g is within these of a float32 run; "
             "a wrong learning rate, parameter set, loss weight or Adam rule moves them by >= 1e-3")  # fmt: skip
     entries = {
@@ -666,7 +667,15 @@ def record_generator_tuning(up: Upstream, seed: int, source: np.ndarray, steps: 
             "tol_rel_l2": 1e-3,
             "tol_max_abs": 1e-5,
         },  # fmt: skip
-        "grad_step0_noise_weights": {"upstream": "the noise weights' gradients at step 0", "tol_rel": 1e-3},
+        "grad_step0_noise_weights": {
+            "upstream": "the noise weights' gradients at step 0",
+            "tol_rel": 1e-3,
+            "tol_max_abs": float(1e-3 * np.abs(rec["grads0_noise"]).max(initial=0.0)),
+            "tolerance_note": "each is a sum over every pixel of noise x gradient, which cancels: float32 rounding "
+            "moves a small one by up to ~2e-4 of the largest (measured: their float32 run vs float64, 8.4e-4 on a "
+            "0.17 entry of a set whose largest is 4.3), so 1e-3 relative or 1e-3 of the largest, the goldens' "
+            "gradient rule",
+        },
     }
     for n in tuned:
         if before[n].numel() <= 4096:  # the small tensors' full deltas (biases, noise weights)
