@@ -394,7 +394,17 @@ class Upstream:
         )
 
     def imp(self, module: str):
-        return __import__(module, fromlist=["_"])
+        """One of the authors' modules; one that does not import (a partial clone, a requirement of theirs not
+        installed) is said in one line."""
+        try:
+            return __import__(module, fromlist=["_"])
+        except ImportError as e:
+            what = (
+                f"needs {e.name}, which is not installed (their requirements.txt)"
+                if e.name and not e.name.startswith(("libs", "run_"))
+                else f"is not in the clone ({e})"
+            )
+            raise UserError(f"--authors-repo {self.repo}: their {module} does not import: it {what}") from None
 
     def sync(self):
         if self.cuda:

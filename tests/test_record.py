@@ -340,3 +340,27 @@ def test_detector_stand_in_and_driving_frames(tmp_path):
     got, note = driving_frames(src, tmp_path / "v.mp4", 2, read_video)
     assert got.shape == (2, 3, 256, 256) and "first 2 frame" in note
     assert np.abs(got[0].astype(int) - frames[0].transpose(2, 0, 1)).mean() < 12  # lossy video, same picture
+
+
+def test_record_pipeline_kinds_need_the_authors_programs(tmp_path):
+    """The reenactment and training kinds import the authors' run_inference.py / run_trainer.py; a clone without
+    them (here the stand-in tree, which restates only their networks) is said in one line, before any file is read
+    (the checkpoints here are empty placeholders)."""
+    from PIL import Image
+
+    from converters.upstream_record import FILES, NEEDS
+
+    repo = standin_repo(tmp_path)
+    for name in NEEDS["train_step_mixed"] | NEEDS["reenact_frames"]:
+        path = repo / FILES[name]
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+    Image.new("RGB", (256, 256), (120, 90, 80)).save(tmp_path / "s.png")
+    for kind, module in (("reenact_frames", "run_inference"), ("train_step_mixed", "run_trainer")):
+        code, _, err = run("record", "--authors-repo", repo, "--out", tmp_path / "o", "--source", tmp_path / "s.png",
+                           kind)  # fmt: skip
+        last = err.strip().splitlines()[-1]  # after the recorder's progress line: the error, no traceback
+        assert code == 2 and "Traceback" not in err and last.startswith("error (jaxreenact.parity)"), err
+        assert f"their {module} does not import: it is not in the clone" in last, err
+    assert not (tmp_path / "o").exists()
