@@ -541,20 +541,8 @@ def record_direction_matrix(up: Upstream, seed: int, batch: int):
     t = up.torch
     g, _ = generator(up)
     trunc = mean_latent(up, g, seed)
-    path = up.repo / FILES["A"]
-    if not path.is_file():
-        raise UserError(f"{path}: missing (the direction matrix, A_matrix.pt)")
-    ck = t.load(path, map_location="cpu")
-    A = up.imp("libs.models.direction_matrix").DirectionMatrix(
-        shift_dim=ck["shift_dim"],
-        input_dim=ck["learned_directions"],
-        out_dim=None,
-        w_plus=ck["w_plus"],
-        bias=True,
-        num_layers=ck["num_layers_shift"],
-    )  # fmt: skip  (as run_inference.py builds it)
-    A.load_state_dict(ck["A_matrix"])
-    A = A.to(up.device).eval()
+    A, ck = direction_matrix(up)
+    A = A.eval()
     rng = np.random.default_rng(seed + 1)
     dp = rng.uniform(-6, 6, (batch, int(ck["learned_directions"]))).astype(np.float32)
     wplus = rng.standard_normal((batch, g.n_latent, 512)).astype(np.float32)
