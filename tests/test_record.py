@@ -364,3 +364,46 @@ def test_record_pipeline_kinds_need_the_authors_programs(tmp_path):
         assert code == 2 and "Traceback" not in err and last.startswith("error (jaxreenact.parity)"), err
         assert f"their {module} does not import: it is not in the clone" in last, err
     assert not (tmp_path / "o").exists()
+
+
+def test_record_reenact_frames_standin_then_parity(tmp_path):
+    """The reenactment through the stand-in tree's `Inference.run_reenactment` (DECA from tests/deca_torch_ref, the
+    golden's random DECA files, a 32² generator): the recorder's plumbing (its hooks on the module globals, the crop
+    recorder, the detector's boxes, the driving folder) writes a folder whose every row the port then passes."""
+    from deca_fixtures import deca_files
+    from PIL import Image
+    from tuning_floor import smooth_image
+
+    repo, out = standin_repo(tmp_path), tmp_path / "rec"
+    (repo / "libs/DECA/data").mkdir(parents=True)
+    for name in ("deca_model.tar", "generic_model.pkl", "landmark_embedding.npy"):
+        (repo / "libs/DECA/data" / name).symlink_to(deca_files() / name)
+    (repo / "libs/configs").mkdir()
+    shutil.copy(pathlib.Path(__file__).parent / "data/ranges_voxceleb.npy", repo / "libs/configs")
+    sys.path.insert(0, str(repo))
+    try:
+        enc = importlib.import_module("libs.gan.encoder4editing.psp_encoders").Encoder4Editing(50, "ir_se", 32)
+    finally:
+        sys.path.remove(str(repo))
+        for name in [n for n in sys.modules if n == "libs" or n.startswith("libs.")]:
+            del sys.modules[name]
+    torch.save({"e": enc.state_dict()}, repo / "pretrained_models/e4e-voxceleb.pt")
+    rng = np.random.default_rng(11)
+    (tmp_path / "drive").mkdir()
+    for i in range(2):
+        Image.fromarray(smooth_image(rng)[0].transpose(1, 2, 0)).save(tmp_path / "drive" / f"{i}.png")
+    Image.fromarray(smooth_image(rng)[0].transpose(1, 2, 0)).save(tmp_path / "source.png")
+    code, _, err = run("record", "--authors-repo", repo, "--out", out, "--source", tmp_path / "source.png",
+                       "--driving", tmp_path / "drive", "reenact_frames")  # fmt: skip
+    assert code == 0, err
+    spec = json.loads((out / "reenact_frames/spec.json").read_text())
+    assert "FAN (DECA's face detector)" in spec["stand_ins"] and spec["direction_coefficients"]["count_pose"] == 4
+    with np.load(out / "reenact_frames/inputs.npz") as z:
+        assert z["driving_u8"].shape == (2, 3, 256, 256) and z["boxes_driving"].shape == (2, 4)
+        assert np.array_equal(z["driving_u8"][1].transpose(1, 2, 0), np.asarray(Image.open(tmp_path / "drive/1.png")))
+        assert z["wplus"].shape == (1, 8, 512)
+    code, stdout, err = run(out / "reenact_frames", "--weights", repo, "--no-progress")
+    t = tables(stdout)["reenact_frames"]
+    assert code == 0, stdout + err
+    assert set(t) == set(spec["expected"]) and len(t) == 18 and all(r[3] == "PASS" for r in t.values())
+    assert sum(1 for line in stdout.splitlines() if TIME.match(line)) == 1

@@ -35,13 +35,25 @@ def render(g, g_vars, w_plus, truncation: float = TRUNCATION, truncation_latent=
                           input_is_latent=True))  # fmt: skip
 
 
-def render_shift(g, g_vars, w_plus, shift, truncation: float = TRUNCATION, truncation_latent=None):
-    """The per-frame core given A's output (`generate_image` with `shift_code`): shift [B, L, 512] added to rows
-    0..L-1 of w_plus [B or 1, n_latent, 512], truncated by ψ toward `truncation_latent` after the shift, rendered.
-    Returns (images [B, 256, 256, 3], the truncated latents G synthesized [B, n_latent, 512])."""
+def upstream_size(images):
+    """The size the authors' `generate_image` returns: pooled to 256² above it, the generator's own size otherwise
+    (the parity programs compare at this size; the library's outputs are always 256², `to_256`)."""
+    return to_256(images) if images.shape[1] > 256 else images
+
+
+def shifted_image(g, g_vars, w_plus, shift, truncation: float = TRUNCATION, truncation_latent=None):
+    """shift [B, L, 512] added to rows 0..L-1 of w_plus [B or 1, n_latent, 512], truncated by ψ toward
+    `truncation_latent` after the shift, rendered at the generator's size: (images [B, S, S, 3], the truncated
+    latents G synthesized [B, n_latent, 512])."""
     w = directions.shift_wplus(jnp.broadcast_to(w_plus, (shift.shape[0], *w_plus.shape[1:])), shift)
-    img, lat = g.apply(g_vars, w, truncation=truncation, truncation_latent=truncation_latent, input_is_latent=True,
-                       return_latents=True)  # fmt: skip
+    return g.apply(g_vars, w, truncation=truncation, truncation_latent=truncation_latent, input_is_latent=True,
+                   return_latents=True)  # fmt: skip
+
+
+def render_shift(g, g_vars, w_plus, shift, truncation: float = TRUNCATION, truncation_latent=None):
+    """The per-frame core given A's output (`generate_image` with `shift_code`): `shifted_image` at 256².
+    Returns (images [B, 256, 256, 3], the truncated latents G synthesized [B, n_latent, 512])."""
+    img, lat = shifted_image(g, g_vars, w_plus, shift, truncation, truncation_latent)
     return to_256(img), lat
 
 

@@ -193,7 +193,7 @@ def stylegan2(spec, inputs, expected, nets):
             if what == "img":
                 rows.add(name, nchw(img))
             elif what == "generate_image":  # the authors' generate_image pools a larger generator's image to 256²
-                rows.add(name, nchw(render.to_256(img) if img.shape[1] > 256 else img))
+                rows.add(name, nchw(render.upstream_size(img)))
             elif what == "latent":
                 rows.add(name, lat)
             elif what in feats:
@@ -350,6 +350,6 @@ def direction_matrix(spec, inputs, expected, nets):
             )  # fmt: skip
         )(gv, shifted, psi, trunc)
         # generate_image pools a larger generator's image to 256² (and leaves a smaller one as it is)
-        rows.add("image", nchw(render.to_256(img) if img.shape[1] > 256 else img))
+        rows.add("image", nchw(render.upstream_size(img)))
         rows.add("image_latent", lat)
     return rows.finish()

@@ -89,10 +89,10 @@ def reenact_frames(spec, inputs, expected, nets):
     if (rows.want("reenacted") or rows.want("reenacted_latents")) and "shift" in expected:
         g, gv = nets.get("generator")
         psi = np.float32(inputs["truncation"]) if "truncation" in inputs else np.float32(render.TRUNCATION)
-        img, lat = jax.jit(lambda v, w, s, p, t: render.render_shift(g, v, w, s, p, t))(
+        img, lat = jax.jit(lambda v, w, s, p, t: render.shifted_image(g, v, w, s, p, t))(
             gv, inputs["wplus"], expected["shift"], psi, inputs.get("truncation_latent")
         )
-        rows.add("reenacted", nchw(img))
+        rows.add("reenacted", nchw(render.upstream_size(img)))  # generate_image's size
         rows.add("reenacted_latents", lat)
     return rows.finish()
 

@@ -1,0 +1,1 @@
+"""Stand-in package (tests/authors_standin; see its README)."""
