@@ -77,6 +77,8 @@ NEEDS = {"direction_matrix": {"generator", "A"}, "generator_tuning": {"generator
          "train_step_synthetic": {"generator", "A", "deca", "flame", "landmarks", "arcface", "alexnet", "lin"},
          "train_step_mixed": {"generator", "A", "e4e", "deca", "flame", "landmarks", "arcface", "alexnet", "lin"},
          "train_step_paired": {"generator", "A", "e4e", "deca", "flame", "landmarks", "arcface", "alexnet", "lin"}}  # fmt: skip
+PROGRAMS = {"reenact_frames": "run_inference.py", "train_step_synthetic": "run_trainer.py",
+            "train_step_mixed": "run_trainer.py", "train_step_paired": "run_trainer.py"}  # fmt: skip
 TUNED_CONVS = (11, 10, 9, 8, 7, 6, 5, 4)  # optimize_g's parameter order (libs/optimization.py)
 
 
@@ -715,6 +717,22 @@ def _grad_entry(upstream: str, grad: np.ndarray) -> dict:
     """A gradient's row: 1e-3 of its largest entry (the shipped goldens' rule), as its scale depends on the weights."""
     tol = float(max(1e-3 * float(np.abs(grad).max(initial=0.0)), 1e-12))
     return _entry(upstream, tol, tolerance_note="1e-3 of max |grad| of this recording")
+
+
+HEADERS = {".npy": (b"\x93NUMPY",)}  # others: a torch zip file or a pickle (legacy torch.save, FLAME's .pkl)
+
+
+def _check_header(path: pathlib.Path) -> None:
+    """A checkpoint file that cannot be one (empty, or neither a zip nor a pickle) is said before any code runs."""
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise UserError(f"{path}: an empty file (an interrupted download or copy?); put the checkpoint there again")
+    if not head.startswith(HEADERS.get(path.suffix, (b"PK\x03\x04", b"\x80"))):
+        what = "not NumPy's .npy" if path.suffix == ".npy" else "neither PyTorch's zip nor a pickle"
+        raise UserError(f"{path}: not a checkpoint file ({what}); put the authors' file there")
 
 
 def _try_import(name: str):
@@ -1738,6 +1756,10 @@ def record(repo, source, out, kinds=KINDS, seed=0, batch=2, tune_steps=3, log=pr
         raise UserError(
             f"--authors-repo {repo}: not a clone of the authors' repository (no libs/gan/StyleGAN2/model.py)"
         )
+    programs = sorted({PROGRAMS[k] for k in kinds if k in PROGRAMS and not (repo / PROGRAMS[k]).is_file()})
+    if programs:
+        raise UserError(f"--authors-repo {repo}: no {', '.join(programs)} (the reenactment and training kinds run "
+                        "the authors' programs: a full clone of their repository)")  # fmt: skip
     on_images = [k for k in kinds if k in IMAGE_KINDS]
     if on_images and source is None:
         raise UserError(f"{', '.join(on_images)} run on your image: give --source IMG (a 256x256 face crop)")
@@ -1748,6 +1770,8 @@ def record(repo, source, out, kinds=KINDS, seed=0, batch=2, tune_steps=3, log=pr
     if missing:
         raise UserError(f"--authors-repo {repo}: missing {', '.join(missing)} (the authors' checkpoints, placed as "
                         "converters.all reads them)")  # fmt: skip
+    for n in sorted(need):
+        _check_header(repo / FILES[n])
     src = src_note = images = images_note = drive = drive_note = None
     if set(kinds) & {"generator_tuning", "e4e_vox256"}:
         src, src_note = source_u8(pathlib.Path(source))
