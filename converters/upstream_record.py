@@ -871,19 +871,27 @@ def record_lpips(up: Upstream, images: np.ndarray):
     return spec, {"x_u8": images, "y_u8": y_u8}, exp, entries
 
 
+def e4e_encoder(up: Upstream, size: int | None = None):
+    """(their `Encoder4Editing(50, 'ir_se', size)` loaded from the e4e file as run_inference.py loads it, size): the
+    size from the file's style count when not given."""
+    path = up.repo / FILES["e4e"]
+    ck = up.torch.load(path, map_location="cpu")
+    if not isinstance(ck, dict) or not isinstance(ck.get("e"), dict):
+        raise UserError(f"{path}: not the authors' e4e file (a dict with the encoder's state dict under 'e')")
+    if size is None:
+        n_styles = len({k.split(".")[1] for k in ck["e"] if k.startswith("styles.")})
+        size = 2 ** ((n_styles + 2) // 2)  # their style_count = 2 log2(resolution) - 2
+    enc = up.imp("libs.gan.encoder4editing.psp_encoders").Encoder4Editing(50, "ir_se", size)
+    enc.load_state_dict(ck["e"])
+    return enc.to(up.device).eval(), size
+
+
 def record_e4e(up: Upstream, source: np.ndarray):
     """Their `Encoder4Editing(50, 'ir_se', resolution)` as run_inference.py builds and calls it (`invert_image`:
     `encoder(image)`, no latent_avg added) on the user's source image."""
-    t, path = up.torch, up.repo / FILES["e4e"]
-    ck = t.load(path, map_location="cpu")
-    if not isinstance(ck, dict) or not isinstance(ck.get("e"), dict):
-        raise UserError(f"{path}: not the authors' e4e file (a dict with the encoder's state dict under 'e')")
-    n_styles = len({k.split(".")[1] for k in ck["e"] if k.startswith("styles.")})
-    size = 2 ** ((n_styles + 2) // 2)  # their style_count = 2 log2(resolution) - 2
+    t = up.torch
     up.check_fused_act(up.imp("libs.gan.StyleGAN2.model"))
-    enc = up.imp("libs.gan.encoder4editing.psp_encoders").Encoder4Editing(50, "ir_se", size)
-    enc.load_state_dict(ck["e"])
-    enc = enc.to(up.device).eval()
+    enc, size = e4e_encoder(up)
     x = _image(up, source)
     with t.no_grad():
         codes, dt = up.timed(lambda: enc(x))
@@ -1174,15 +1182,12 @@ def record_reenact_frames(up: Upstream, seed: int, source: np.ndarray, driving: 
     e4e inverts the source (`load_source_data`, generator tuning off as `--optimize_generator` leaves it), DECA
     reads the source and every frame, `make_shift`, A, `generate_image`. Replaced: `load_models` (the checkpoints
     in pretrained_models/, no landmark model) and `preprocess_image` (the crops are given: identity)."""
-    t = up.torch
     up.need("scikit-image", "opencv-python")
     up.deca_imports()
     ri = up.imp("run_inference")
     det = Detector(up)
     g, _ = generator(up)
-    enc_cls = up.imp("libs.gan.encoder4editing.psp_encoders").Encoder4Editing
-    enc = enc_cls(50, "ir_se", g.size)
-    enc.load_state_dict(t.load(up.repo / FILES["e4e"], map_location="cpu")["e"])
+    enc, _ = e4e_encoder(up, g.size)
     A, ck = direction_matrix(up)
     shape_model = deca_wrapper(up, det)
     crops = CropRecorder(up, shape_model)
@@ -1203,7 +1208,7 @@ def record_reenact_frames(up: Upstream, seed: int, source: np.ndarray, driving: 
         inf.truncation, inf.generator, inf.trunc = 0.7, g, trunc
         inf.learned_directions, inf.shift_scale = ck["learned_directions"], ck["shift_scale"]
         inf.w_plus, inf.num_layers_shift = ck["w_plus"], ck["num_layers_shift"]
-        inf.A_matrix, inf.encoder = A.eval(), enc.to(up.device).eval()
+        inf.A_matrix, inf.encoder = A.eval(), enc
         A.zero_grad()
         (inf.count_pose, inf.num_expressions, inf.directions_exp, jaw, inf.angle_scales,
          inf.angle_directions) = ri.initialize_directions(inf.dataset_type, inf.learned_directions, inf.shift_scale)  # fmt: skip
@@ -1328,9 +1333,7 @@ TERM_KEYS = ("loss_shape", "loss_eye", "loss_mouth", "loss_identity", "loss_perc
 def invert_frames(up: Upstream, frames: np.ndarray, size: int) -> np.ndarray:
     """Their e4e codes of the user's frames (what their datasets store as each frame's `w`), [N, n_latent, 512]."""
     t = up.torch
-    enc = up.imp("libs.gan.encoder4editing.psp_encoders").Encoder4Editing(50, "ir_se", size)
-    enc.load_state_dict(t.load(up.repo / FILES["e4e"], map_location="cpu")["e"])
-    enc = enc.to(up.device).eval()
+    enc, _ = e4e_encoder(up, size)
     with t.no_grad():
         return np.concatenate([_np(enc(_image(up, frames[i : i + 1]))) for i in range(len(frames))])
 
